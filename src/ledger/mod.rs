@@ -1,0 +1,319 @@
+//! The verifiable log. This module knows nothing of AI compliance: it sequences
+//! opaque entry bodies produced by commands, proves them, and signs checkpoints.
+//!
+//! Invariants:
+//! - the sequencer thread is the only writer of the store;
+//! - an entry is visible to readers (and a receipt is sent) only after the batch that
+//!   holds it is durable and its checkpoint is published;
+//! - the log never signs two inconsistent checkpoints: each batch extends the tree the
+//!   last checkpoint committed to.
+
+pub mod entry;
+pub mod keyfile;
+pub mod merkle;
+pub mod note;
+pub mod sequencer;
+pub mod store;
+pub mod tiles;
+pub mod verify;
+
+use std::sync::{Arc, RwLock};
+
+use tokio::sync::{mpsc, oneshot};
+
+use merkle::{Hash, NodeSource};
+use note::{Checkpoint, NoteSigner, NoteVerifier};
+pub use sequencer::{AppendError, AppendRequest, Command, Draft, Prepared, Published, Receipt, Staging};
+use sequencer::{Job, Sequencer, WriterState};
+use store::{CommitBatch, Head, Store, StoreError};
+use tiles::{TileBuilder, TileReader};
+
+/// Why the log could not be opened or read.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("log does not verify at index {index}: {reason}")]
+    Inconsistent { index: u64, reason: String },
+    #[error("log does not verify: {0}")]
+    Invalid(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    BadRequest(String),
+}
+
+/// Everything a reader of the log needs, cheaply cloneable.
+pub struct Ledger<E> {
+    store: Arc<dyn Store>,
+    verifier: NoteVerifier,
+    published: Arc<RwLock<Published>>,
+    tx: mpsc::Sender<Job<E>>,
+}
+
+impl<E> Clone for Ledger<E> {
+    fn clone(&self) -> Self {
+        Self { store: self.store.clone(), verifier: self.verifier.clone(), published: self.published.clone(), tx: self.tx.clone() }
+    }
+}
+
+/// A running writer thread; join it after dropping every [`Ledger`] to be sure the last batch is durable.
+pub struct WriterHandle(std::thread::JoinHandle<()>);
+
+impl WriterHandle {
+    pub fn join(self) {
+        let _ = self.0.join();
+    }
+}
+
+const META_ORIGIN: &str = "origin";
+
+impl<E: Send + 'static> Ledger<E> {
+    /// Open (or create) the log in `store`, check its tail against its last signed
+    /// checkpoint, and start the writer. `on_batch` is told each batch's size.
+    pub fn open(
+        store: Arc<dyn Store>,
+        signer: NoteSigner,
+        on_batch: Arc<dyn Fn(usize) + Send + Sync>,
+    ) -> Result<(Self, WriterHandle), LedgerError> {
+        let verifier = signer.verifier();
+        match store.meta(META_ORIGIN)? {
+            Some(o) if o != signer.name().as_bytes() => {
+                return Err(LedgerError::Invalid(format!(
+                    "this log's origin is {:?} but the key is named {:?}",
+                    String::from_utf8_lossy(&o),
+                    signer.name()
+                )))
+            }
+            _ => {}
+        }
+        let (state, published) = match store.head()? {
+            None => {
+                // A new log: record its origin and sign the empty tree.
+                let root = merkle::empty_root();
+                let note = signer.sign(&Checkpoint { origin: signer.name().to_owned(), size: 0, root }.to_text());
+                let head = Head { size: 0, root, last_time: 0, last_leaf: [0; 32] };
+                let removed = store.truncate_entries(0)?;
+                if removed > 0 {
+                    tracing::warn!(removed, "discarded entries written without a head (an interrupted first batch)");
+                }
+                store.commit(CommitBatch {
+                    checkpoint: Some((0, note.clone())),
+                    head: Some(head),
+                    meta: vec![(META_ORIGIN.into(), signer.name().as_bytes().to_vec())],
+                    ..Default::default()
+                })?;
+                let state = WriterState { head, frontier_tiles: TileBuilder::new(), frontier: merkle::Frontier::new() };
+                (state, Published { size: 0, root, note, signed_at: sequencer::now_micros() })
+            }
+            Some(head) => recover(&*store, &verifier, head)?,
+        };
+        let published = Arc::new(RwLock::new(published));
+        let (tx, rx) = mpsc::channel(4096);
+        let seq = Sequencer {
+            store: store.clone(),
+            signer,
+            state,
+            published: published.clone(),
+            metrics: on_batch,
+            _e: std::marker::PhantomData,
+        };
+        let handle = std::thread::Builder::new()
+            .name("veritrail-sequencer".into())
+            .spawn(move || seq.run(rx))
+            .map_err(|e| LedgerError::Invalid(format!("cannot start the writer thread: {e}")))?;
+        Ok((Self { store, verifier, published, tx }, WriterHandle(handle)))
+    }
+
+    /// Append a group of requests as one job (they land in the same batch) and wait for
+    /// their receipts, one result per request, in order.
+    pub async fn append_many(&self, requests: Vec<AppendRequest<E>>) -> Vec<Result<Receipt, AppendError<E>>> {
+        let n = requests.len();
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Job { requests, reply }).await.is_err() {
+            return (0..n).map(|_| Err(AppendError::Unavailable)).collect();
+        }
+        rx.await.unwrap_or_else(|_| (0..n).map(|_| Err(AppendError::Unavailable)).collect())
+    }
+
+    /// Append one request and wait for its receipt.
+    pub async fn append(&self, actor: &str, command: Command<E>) -> Result<Receipt, AppendError<E>> {
+        let mut r = self.append_many(vec![AppendRequest { actor: actor.to_owned(), command }]).await;
+        r.pop().unwrap_or(Err(AppendError::Unavailable))
+    }
+}
+
+impl<E> Ledger<E> {
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn verifier(&self) -> &NoteVerifier {
+        &self.verifier
+    }
+
+    pub fn origin(&self) -> &str {
+        self.verifier.name()
+    }
+
+    /// The latest published checkpoint.
+    pub fn latest(&self) -> Published {
+        self.published.read().expect("published lock").clone()
+    }
+
+    /// The stored checkpoint signed at `size`, if any.
+    pub fn checkpoint_at(&self, size: u64) -> Result<Option<String>, LedgerError> {
+        if size > self.latest().size {
+            return Ok(None);
+        }
+        Ok(self.store.checkpoint(size)?)
+    }
+
+    /// Entry bytes at `index`, if published.
+    pub fn entry(&self, index: u64) -> Result<Option<Vec<u8>>, LedgerError> {
+        if index >= self.latest().size {
+            return Ok(None);
+        }
+        Ok(self.store.entries(index, index + 1)?.pop())
+    }
+
+    /// Published entries `[start, start + limit)`.
+    pub fn entries(&self, start: u64, limit: u64) -> Result<Vec<Vec<u8>>, LedgerError> {
+        let end = self.latest().size.min(start.saturating_add(limit));
+        Ok(self.store.entries(start, end)?)
+    }
+
+    fn reader(&self) -> TileReader<impl FnMut(tiles::TileId) -> Result<Option<Vec<u8>>, StoreError> + '_> {
+        TileReader::new(move |id| self.store.tile(id))
+    }
+
+    fn resolve_size(&self, tree_size: Option<u64>) -> Result<u64, LedgerError> {
+        let latest = self.latest().size;
+        match tree_size {
+            None => Ok(latest),
+            Some(s) if s > latest => Err(LedgerError::NotFound(format!("tree size {s} is beyond the latest checkpoint ({latest})"))),
+            Some(s) => Ok(s),
+        }
+    }
+
+    /// (leaf hash, inclusion proof) of entry `index` in the tree of `tree_size` (default: latest).
+    pub fn inclusion(&self, index: u64, tree_size: Option<u64>) -> Result<(u64, Hash, Vec<Hash>), LedgerError> {
+        let size = self.resolve_size(tree_size)?;
+        if index >= size {
+            return Err(LedgerError::BadRequest(format!("index {index} is not below tree size {size}")));
+        }
+        let mut r = self.reader();
+        let leaf = r.node(0, index).map_err(|e| LedgerError::Invalid(e.to_string()))?;
+        let proof = merkle::inclusion_proof(&mut r, index, size).map_err(|e| LedgerError::Invalid(e.to_string()))?;
+        Ok((size, leaf, proof))
+    }
+
+    /// Consistency proof from `from` to `to` (default: latest).
+    pub fn consistency(&self, from: u64, to: Option<u64>) -> Result<(u64, Vec<Hash>), LedgerError> {
+        let to = self.resolve_size(to)?;
+        if from > to {
+            return Err(LedgerError::BadRequest(format!("from ({from}) is larger than to ({to})")));
+        }
+        let mut r = self.reader();
+        let proof = merkle::consistency_proof(&mut r, from, to).map_err(|e| LedgerError::Invalid(e.to_string()))?;
+        Ok((to, proof))
+    }
+
+    /// Root of the tree of `size` leaves, from the stored tiles.
+    pub fn root_at(&self, size: u64) -> Result<Hash, LedgerError> {
+        let size = self.resolve_size(Some(size))?;
+        merkle::root(&mut self.reader(), size).map_err(|e| LedgerError::Invalid(e.to_string()))
+    }
+}
+
+/// Recovery on open: the head must agree with the last signed checkpoint, the tiles
+/// must reproduce its root, and the tail written since the previous checkpoint must
+/// chain and hash to what the tiles hold. Entries beyond the head (never acknowledged)
+/// are discarded.
+fn recover(store: &dyn Store, verifier: &NoteVerifier, head: Head) -> Result<(WriterState, Published), LedgerError> {
+    let bad = |index: u64, reason: String| LedgerError::Inconsistent { index, reason };
+    let note = store
+        .checkpoint(head.size)?
+        .ok_or_else(|| bad(head.size.saturating_sub(1), format!("no checkpoint stored for the head's size {}", head.size)))?;
+    let cp = Checkpoint::open(&note, verifier)
+        .map_err(|e| bad(head.size.saturating_sub(1), format!("last checkpoint (size {}) does not verify: {e}", head.size)))?;
+    if cp.size != head.size || cp.root != head.root {
+        return Err(bad(head.size.saturating_sub(1), "head disagrees with the last signed checkpoint".into()));
+    }
+    let removed = store.truncate_entries(head.size)?;
+    if removed > 0 {
+        tracing::warn!(removed, "discarded entry batches beyond the head (never acknowledged)");
+    }
+    let tiles = TileBuilder::load(head.size, |id| store.tile(id), |id| StoreError::Corrupt(format!("tile {id:?} is missing")))?;
+    let mut reader = TileReader::new(|id| store.tile(id));
+    let root = merkle::root(&mut reader, head.size).map_err(|e| bad(head.size.saturating_sub(1), e.to_string()))?;
+    if root != head.root {
+        return Err(bad(head.size.saturating_sub(1), "stored tree hashes do not reproduce the signed root".into()));
+    }
+    // The tail since the previous checkpoint: chain, order and leaf hashes.
+    let start = store.previous_checkpoint(head.size)?.unwrap_or(0);
+    let mut prev: Option<Hash> = None;
+    let mut last_time = 0u64;
+    let mut err: Option<LedgerError> = None;
+    let mut seen = start;
+    if start > 0 {
+        prev = Some(reader.node(0, start - 1).map_err(|e| bad(start - 1, e.to_string()))?);
+    }
+    store.for_each_entry(start, &mut |i, bytes| {
+        if i >= head.size {
+            return false;
+        }
+        let check = (|| -> Result<(), String> {
+            if i != seen {
+                return Err(format!("expected entry {seen}, found {i}"));
+            }
+            let h = entry::decode_header(bytes).map_err(|e| format!("entry does not decode: {e}"))?;
+            if h.index != i {
+                return Err(format!("entry claims index {}", h.index));
+            }
+            let want_prev = prev.unwrap_or([0; 32]);
+            if h.prev_hash() != Some(want_prev) {
+                return Err("prev does not match the previous entry's leaf hash".into());
+            }
+            if h.time < last_time {
+                return Err("time goes backwards".into());
+            }
+            let leaf = merkle::leaf_hash(bytes);
+            let stored = reader.node(0, i).map_err(|e| e.to_string())?;
+            if leaf != stored {
+                return Err("entry bytes do not hash to the stored leaf".into());
+            }
+            last_time = h.time;
+            prev = Some(leaf);
+            Ok(())
+        })();
+        seen = i + 1;
+        if let Err(reason) = check {
+            err = Some(bad(i, reason));
+            return false;
+        }
+        true
+    })?;
+    if let Some(e) = err {
+        return Err(e);
+    }
+    if seen != head.size {
+        return Err(bad(seen, format!("entries end at {seen} but the head says {}", head.size)));
+    }
+    if head.size > 0 && prev != Some(head.last_leaf) {
+        return Err(bad(head.size - 1, "last leaf disagrees with the head".into()));
+    }
+    let mut frontier = merkle::Frontier::new();
+    // The frontier is rebuilt from the perfect subtrees that make up `size`.
+    let mut start = 0u64;
+    for bit in (0..64).rev() {
+        let len = 1u64 << bit;
+        if head.size & len != 0 {
+            let h = reader.node(bit as u8, start >> bit).map_err(|e| bad(start, e.to_string()))?;
+            frontier.push_subtree(bit as u8, h);
+            start += len;
+        }
+    }
+    let state = WriterState { head, frontier_tiles: tiles, frontier };
+    Ok((state, Published { size: head.size, root: head.root, note, signed_at: sequencer::now_micros() }))
+}

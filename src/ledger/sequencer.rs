@@ -1,0 +1,320 @@
+//! The single writer. Every append goes through one OS thread that takes all pending
+//! requests at once (group commit), runs each request's rule check against the
+//! projections plus what this batch already staged, encodes the accepted entries,
+//! extends the tree, signs one checkpoint, commits everything in one atomic durable
+//! store batch, and only then answers every caller with its receipt.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::entry::{self, Entry, FORMAT_VERSION};
+use super::merkle::{self, Frontier, Hash};
+use super::note::{Checkpoint, NoteSigner};
+use super::store::{CommitBatch, Head, Store, StoreError};
+use super::tiles::{TileBuilder, TileReader};
+
+/// Most entries sequenced in one batch; larger jobs are never split.
+pub const MAX_BATCH: usize = 20_000;
+
+/// What a command asks the writer to do once its rule check passed.
+#[derive(Debug)]
+pub enum Prepared {
+    /// Append a new entry.
+    Append(Draft),
+    /// Nothing to append: answer with the receipt of an entry already in the log (idempotent replay).
+    Existing(u64),
+}
+
+/// The kind-specific part of an entry; the writer fills in the envelope.
+#[derive(Debug, Clone)]
+pub struct Draft {
+    pub kind: String,
+    pub system: Option<String>,
+    pub body: serde_cbor::Value,
+}
+
+/// A rule check and entry builder, run by the writer with exclusive access to the projections.
+pub type Command<E> = Box<dyn FnOnce(&mut Staging<'_>) -> Result<Prepared, E> + Send>;
+
+/// One request to append: who asks, and what.
+pub struct AppendRequest<E> {
+    pub actor: String,
+    pub command: Command<E>,
+}
+
+/// Why an append produced no receipt.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError<E> {
+    #[error("rejected")]
+    Rejected(E),
+    #[error("storage failed; nothing of this batch was recorded: {0}")]
+    Storage(String),
+    #[error("the writer has stopped")]
+    Unavailable,
+}
+
+/// What a caller is given once its entry is durable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    pub index: u64,
+    pub leaf_hash: Hash,
+    /// The tree size of `checkpoint`.
+    pub tree_size: u64,
+    pub checkpoint: String,
+    pub inclusion_proof: Vec<Hash>,
+}
+
+/// The latest durable, signed state of the log, published to readers after each batch.
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub size: u64,
+    pub root: Hash,
+    pub note: String,
+    /// When it was signed (unix µs).
+    pub signed_at: u64,
+}
+
+/// The projections as the writer sees them while it prepares a batch: the store's rows
+/// overlaid with what earlier requests of the same batch staged.
+pub struct Staging<'a> {
+    store: &'a dyn Store,
+    batch: &'a BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    own: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    index: u64,
+    time: u64,
+    actor: &'a str,
+}
+
+impl Staging<'_> {
+    /// The index the entry will have if this command appends.
+    pub fn index(&self) -> u64 {
+        self.index
+    }
+
+    /// The time the entry will carry (unix µs).
+    pub fn time(&self) -> u64 {
+        self.time
+    }
+
+    pub fn actor(&self) -> &str {
+        self.actor
+    }
+
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(v) = self.own.get(key) {
+            return Ok(v.clone());
+        }
+        if let Some(v) = self.batch.get(key) {
+            return Ok(v.clone());
+        }
+        self.store.get(key)
+    }
+
+    /// Rows under `prefix`, ascending, with this batch's staged writes applied.
+    pub fn scan(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let mut rows: BTreeMap<Vec<u8>, Vec<u8>> = self.store.scan(prefix, None, false, usize::MAX)?.into_iter().collect();
+        for layer in [self.batch, &self.own] {
+            for (k, v) in layer.range(prefix.to_vec()..).take_while(|(k, _)| k.starts_with(prefix)) {
+                match v {
+                    Some(v) => rows.insert(k.clone(), v.clone()),
+                    None => rows.remove(k),
+                };
+            }
+        }
+        Ok(rows.into_iter().collect())
+    }
+
+    pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.own.insert(key, Some(value));
+    }
+
+    pub fn delete(&mut self, key: Vec<u8>) {
+        self.own.insert(key, None);
+    }
+}
+
+pub(crate) struct Job<E> {
+    pub requests: Vec<AppendRequest<E>>,
+    pub reply: oneshot::Sender<Vec<Result<Receipt, AppendError<E>>>>,
+}
+
+/// The writer's private state: the right edge of the tree and the chain's tail.
+pub(crate) struct WriterState {
+    pub head: Head,
+    pub frontier_tiles: TileBuilder,
+    pub frontier: Frontier,
+}
+
+pub(crate) fn now_micros() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+}
+
+enum Outcome<E> {
+    Appended(u64),
+    Existing(u64),
+    Failed(AppendError<E>),
+}
+
+pub(crate) struct Sequencer<E> {
+    pub store: Arc<dyn Store>,
+    pub signer: NoteSigner,
+    pub state: WriterState,
+    pub published: Arc<RwLock<Published>>,
+    pub metrics: Arc<dyn Fn(usize) + Send + Sync>,
+    pub _e: std::marker::PhantomData<E>,
+}
+
+impl<E: Send + 'static> Sequencer<E> {
+    /// Run until every sender is gone, then return (after the last batch is durable).
+    pub fn run(mut self, mut rx: mpsc::Receiver<Job<E>>) {
+        let mut poisoned = false;
+        while let Some(first) = rx.blocking_recv() {
+            let mut count = first.requests.len();
+            let mut jobs = vec![first];
+            // Take the whole pool: whatever queued while the last batch was flushing.
+            while count < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(j) => {
+                        count += j.requests.len();
+                        jobs.push(j);
+                    }
+                    Err(_) => break,
+                }
+            }
+            if poisoned {
+                for j in jobs {
+                    let n = j.requests.len();
+                    let _ = j.reply.send((0..n).map(|_| Err(AppendError::Unavailable)).collect());
+                }
+                continue;
+            }
+            if let Err(e) = self.sequence(jobs) {
+                // A commit whose durability is unknown: stop writing rather than guess.
+                // Recovery on the next start decides from what is on disk.
+                tracing::error!(error = %e, "ledger commit failed; the writer stops accepting appends");
+                poisoned = true;
+            }
+        }
+    }
+
+    fn sequence(&mut self, jobs: Vec<Job<E>>) -> Result<(), StoreError> {
+        let time = now_micros().max(self.state.head.last_time);
+        let first_index = self.state.head.size;
+        let mut overlay: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
+        let mut entries: Vec<Vec<u8>> = Vec::new();
+        let mut tiles = self.state.frontier_tiles.clone();
+        let mut frontier = self.state.frontier.clone();
+        let mut prev = self.state.head.last_leaf;
+        let mut outcomes: Vec<Vec<Outcome<E>>> = Vec::with_capacity(jobs.len());
+        let mut replies = Vec::with_capacity(jobs.len());
+
+        for job in jobs {
+            let mut outs = Vec::with_capacity(job.requests.len());
+            for req in job.requests {
+                let index = first_index + entries.len() as u64;
+                let mut staging =
+                    Staging { store: &*self.store, batch: &overlay, own: BTreeMap::new(), index, time, actor: &req.actor };
+                let result = (req.command)(&mut staging);
+                let own = std::mem::take(&mut staging.own);
+                match result {
+                    Ok(Prepared::Append(draft)) => {
+                        let e = Entry {
+                            v: FORMAT_VERSION,
+                            index,
+                            time,
+                            kind: draft.kind,
+                            system: draft.system,
+                            actor: req.actor,
+                            prev: prev.to_vec(),
+                            body: draft.body,
+                        };
+                        let bytes = entry::encode(&e);
+                        let leaf = merkle::leaf_hash(&bytes);
+                        tiles.push(leaf);
+                        frontier.push(leaf);
+                        prev = leaf;
+                        entries.push(bytes);
+                        overlay.extend(own);
+                        outs.push(Outcome::Appended(index));
+                    }
+                    Ok(Prepared::Existing(i)) => {
+                        overlay.extend(own);
+                        outs.push(Outcome::Existing(i));
+                    }
+                    Err(e) => outs.push(Outcome::Failed(AppendError::Rejected(e))),
+                }
+            }
+            outcomes.push(outs);
+            replies.push(job.reply);
+        }
+
+        let mut result = Ok(());
+        if !entries.is_empty() {
+            let size = first_index + entries.len() as u64;
+            let root = frontier.root();
+            let origin = self.signer.name().to_owned();
+            let note = self.signer.sign(&Checkpoint { origin, size, root }.to_text());
+            let head = Head { size, root, last_time: time, last_leaf: prev };
+            let batch = CommitBatch {
+                first_index,
+                entries,
+                tiles: tiles.take_dirty(),
+                checkpoint: Some((size, note.clone())),
+                head: Some(head),
+                projections: overlay,
+                meta: Vec::new(),
+            };
+            match self.store.commit(batch) {
+                Ok(()) => {
+                    self.state = WriterState { head, frontier_tiles: tiles, frontier };
+                    *self.published.write().expect("published lock") = Published { size, root, note, signed_at: now_micros() };
+                    (self.metrics)(size as usize - first_index as usize);
+                }
+                Err(e) => {
+                    let msg = e.to_string();
+                    for outs in &mut outcomes {
+                        for o in outs.iter_mut() {
+                            if !matches!(o, Outcome::Failed(_)) {
+                                *o = Outcome::Failed(AppendError::Storage(msg.clone()));
+                            }
+                        }
+                    }
+                    result = Err(e);
+                }
+            }
+        }
+
+        // Receipts: all proofs of this batch against the one checkpoint, sharing tiles and nodes.
+        let published = self.published.read().expect("published lock").clone();
+        let store = self.store.clone();
+        let mut reader = TileReader::new(|id| store.tile(id));
+        let leaf_of = |index: u64, reader: &mut TileReader<_>| -> Result<(Hash, Vec<Hash>), String> {
+            let leaf = merkle::NodeSource::node(reader, 0, index).map_err(|e| e.to_string())?;
+            let proof = merkle::inclusion_proof(reader, index, published.size).map_err(|e| e.to_string())?;
+            Ok((leaf, proof))
+        };
+        for (outs, reply) in outcomes.into_iter().zip(replies) {
+            let answers = outs
+                .into_iter()
+                .map(|o| match o {
+                    Outcome::Appended(i) | Outcome::Existing(i) => match leaf_of(i, &mut reader) {
+                        Ok((leaf_hash, inclusion_proof)) => Ok(Receipt {
+                            index: i,
+                            leaf_hash,
+                            tree_size: published.size,
+                            checkpoint: published.note.clone(),
+                            inclusion_proof,
+                        }),
+                        Err(e) => Err(AppendError::Storage(e)),
+                    },
+                    Outcome::Failed(e) => Err(e),
+                })
+                .collect();
+            let _ = reply.send(answers);
+        }
+        result
+    }
+}

@@ -1,0 +1,402 @@
+//! The storage boundary of the ledger: one small trait, so that a second backend is
+//! a new implementation rather than a rewrite, and its sled implementation.
+//!
+//! What a backend keeps: entries (grouped by the batch that wrote them), tiles of
+//! complete-subtree hashes, every signed checkpoint, the head (size, root, last time
+//! and leaf hash), and the projections that the layers above derive from entries.
+//! A [`CommitBatch`] is applied atomically and is durable when `commit` returns.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::merkle::Hash;
+use super::tiles::TileId;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage backend: {0}")]
+    Backend(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        StoreError::Backend(e.to_string())
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The log's head: what the last durable batch left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head {
+    pub size: u64,
+    pub root: Hash,
+    /// Time of the last entry (unix µs); 0 for an empty log.
+    pub last_time: u64,
+    /// Leaf hash of the last entry; zeros for an empty log.
+    pub last_leaf: Hash,
+}
+
+impl Head {
+    pub const EMPTY_LEN: usize = 8 + 32 + 8 + 32;
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(Self::EMPTY_LEN);
+        v.extend_from_slice(&self.size.to_be_bytes());
+        v.extend_from_slice(&self.root);
+        v.extend_from_slice(&self.last_time.to_be_bytes());
+        v.extend_from_slice(&self.last_leaf);
+        v
+    }
+
+    pub fn from_bytes(b: &[u8]) -> StoreResult<Self> {
+        if b.len() != Self::EMPTY_LEN {
+            return Err(StoreError::Corrupt("head record has the wrong length".into()));
+        }
+        Ok(Self {
+            size: u64::from_be_bytes(b[0..8].try_into().unwrap()),
+            root: b[8..40].try_into().unwrap(),
+            last_time: u64::from_be_bytes(b[40..48].try_into().unwrap()),
+            last_leaf: b[48..80].try_into().unwrap(),
+        })
+    }
+}
+
+/// One batch of the single writer: applied atomically, durable on return.
+#[derive(Debug, Default)]
+pub struct CommitBatch {
+    /// Index of the first entry in `entries`.
+    pub first_index: u64,
+    pub entries: Vec<Vec<u8>>,
+    pub tiles: Vec<(TileId, Vec<u8>)>,
+    /// (tree size, signed note) of the checkpoint this batch yields.
+    pub checkpoint: Option<(u64, String)>,
+    pub head: Option<Head>,
+    /// Projection writes (`None` deletes), in the projections' own key space.
+    pub projections: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Metadata writes (origin and the like).
+    pub meta: Vec<(String, Vec<u8>)>,
+}
+
+/// A page of projection rows, keys in the projections' own key space.
+pub type Rows = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// The storage boundary. Implementations are shared by the single writer and any
+/// number of readers.
+pub trait Store: Send + Sync + 'static {
+    fn head(&self) -> StoreResult<Option<Head>>;
+    fn meta(&self, name: &str) -> StoreResult<Option<Vec<u8>>>;
+    /// Entries `[start, end)`; fewer when the log ends earlier.
+    fn entries(&self, start: u64, end: u64) -> StoreResult<Vec<Vec<u8>>>;
+    /// Visit every stored entry from `start` in index order, with its index; stop early when `f` says false.
+    fn for_each_entry(&self, start: u64, f: &mut dyn FnMut(u64, &[u8]) -> bool) -> StoreResult<()>;
+    fn tile(&self, id: TileId) -> StoreResult<Option<Vec<u8>>>;
+    fn checkpoint(&self, size: u64) -> StoreResult<Option<String>>;
+    /// Stored checkpoints with size in `[from, ..)`, ascending, at most `limit`.
+    fn checkpoints(&self, from: u64, limit: usize) -> StoreResult<Vec<(u64, String)>>;
+    /// The size of the last stored checkpoint below `size`.
+    fn previous_checkpoint(&self, size: u64) -> StoreResult<Option<u64>>;
+    fn get(&self, key: &[u8]) -> StoreResult<Option<Vec<u8>>>;
+    /// Rows whose key starts with `prefix`, strictly after (or, reversed, before) `cursor`, at most `limit`.
+    fn scan(&self, prefix: &[u8], cursor: Option<&[u8]>, reverse: bool, limit: usize) -> StoreResult<Rows>;
+    /// Apply atomically and make durable before returning.
+    fn commit(&self, batch: CommitBatch) -> StoreResult<()>;
+    /// Remove entries at index `size` and above (a batch whose head never landed).
+    fn truncate_entries(&self, size: u64) -> StoreResult<usize>;
+    /// Remove every projection row (before a rebuild from the log).
+    fn clear_projections(&self) -> StoreResult<()>;
+}
+
+const P_ENTRY: u8 = b'e';
+const P_TILE: u8 = b't';
+const P_CHECKPOINT: u8 = b'c';
+const P_PROJECTION: u8 = b'p';
+const P_META: u8 = b'm';
+const K_HEAD: &[u8] = b"h";
+
+fn key_u64(prefix: u8, n: u64) -> [u8; 9] {
+    let mut k = [prefix; 9];
+    k[1..].copy_from_slice(&n.to_be_bytes());
+    k
+}
+
+fn tile_key((level, index): TileId) -> [u8; 10] {
+    let mut k = [P_TILE; 10];
+    k[1] = level;
+    k[2..].copy_from_slice(&index.to_be_bytes());
+    k
+}
+
+fn proj_key(key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(key.len() + 1);
+    k.push(P_PROJECTION);
+    k.extend_from_slice(key);
+    k
+}
+
+/// Entries of one batch, stored as one value: `(u32 BE length ‖ bytes)*`.
+fn bundle(entries: &[Vec<u8>]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(entries.iter().map(|e| e.len() + 4).sum());
+    for e in entries {
+        v.extend_from_slice(&(e.len() as u32).to_be_bytes());
+        v.extend_from_slice(e);
+    }
+    v
+}
+
+/// Walk a bundle; `f(position, bytes)`; stops when `f` says false. Errors on a malformed bundle.
+fn walk_bundle(b: &[u8], mut f: impl FnMut(u64, &[u8]) -> bool) -> StoreResult<u64> {
+    let mut pos = 0usize;
+    let mut n = 0u64;
+    while pos < b.len() {
+        let len_bytes: [u8; 4] = b
+            .get(pos..pos + 4)
+            .and_then(|s| s.try_into().ok())
+            .ok_or_else(|| StoreError::Corrupt("truncated entry bundle".into()))?;
+        let len = u32::from_be_bytes(len_bytes) as usize;
+        let e = b.get(pos + 4..pos + 4 + len).ok_or_else(|| StoreError::Corrupt("truncated entry bundle".into()))?;
+        pos += 4 + len;
+        if !f(n, e) {
+            return Ok(n + 1);
+        }
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// The embedded default backend: one sled tree with prefixed key spaces, so that a
+/// whole batch is one atomic `apply_batch` followed by one `flush`.
+#[derive(Clone)]
+pub struct SledStore {
+    db: sled::Db,
+    tree: sled::Tree,
+}
+
+impl SledStore {
+    pub fn open(path: &Path) -> StoreResult<Self> {
+        let db = sled::Config::new().path(path).cache_capacity(256 * 1024 * 1024).open()?;
+        let tree = db.open_tree("ledger")?;
+        Ok(Self { db, tree })
+    }
+
+    pub fn db(&self) -> &sled::Db {
+        &self.db
+    }
+
+    /// The bundle holding entry `index`: (first index, bytes).
+    fn bundle_for(&self, index: u64) -> StoreResult<Option<(u64, sled::IVec)>> {
+        let hi = key_u64(P_ENTRY, index);
+        let lo = [P_ENTRY];
+        match self.tree.range(&lo[..]..=&hi[..]).next_back() {
+            Some(kv) => {
+                let (k, v) = kv?;
+                let first = u64::from_be_bytes(k[1..9].try_into().map_err(|_| StoreError::Corrupt("entry key".into()))?);
+                Ok(Some((first, v)))
+            }
+            None => Ok(None),
+        }
+    }
+}
+
+impl Store for SledStore {
+    fn head(&self) -> StoreResult<Option<Head>> {
+        self.tree.get(K_HEAD)?.map(|v| Head::from_bytes(&v)).transpose()
+    }
+
+    fn meta(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
+        let mut k = vec![P_META];
+        k.extend_from_slice(name.as_bytes());
+        Ok(self.tree.get(k)?.map(|v| v.to_vec()))
+    }
+
+    fn entries(&self, start: u64, end: u64) -> StoreResult<Vec<Vec<u8>>> {
+        let mut out = Vec::new();
+        if start >= end {
+            return Ok(out);
+        }
+        let Some((first, _)) = self.bundle_for(start)? else {
+            return Ok(out);
+        };
+        let lo = key_u64(P_ENTRY, first);
+        let hi = key_u64(P_ENTRY, end);
+        for kv in self.tree.range(lo..hi) {
+            let (k, v) = kv?;
+            let base = u64::from_be_bytes(k[1..9].try_into().unwrap());
+            walk_bundle(&v, |i, e| {
+                let idx = base + i;
+                if idx >= start && idx < end {
+                    out.push(e.to_vec());
+                }
+                idx + 1 < end
+            })?;
+        }
+        Ok(out)
+    }
+
+    fn for_each_entry(&self, start: u64, f: &mut dyn FnMut(u64, &[u8]) -> bool) -> StoreResult<()> {
+        let first = match self.bundle_for(start)? {
+            Some((first, _)) => first,
+            None => start,
+        };
+        let lo = key_u64(P_ENTRY, first);
+        let hi = [P_ENTRY + 1];
+        let mut go_on = true;
+        for kv in self.tree.range(&lo[..]..&hi[..]) {
+            let (k, v) = kv?;
+            let base = u64::from_be_bytes(k[1..9].try_into().unwrap());
+            walk_bundle(&v, |i, e| {
+                let idx = base + i;
+                if idx >= start {
+                    go_on = f(idx, e);
+                }
+                go_on
+            })?;
+            if !go_on {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn tile(&self, id: TileId) -> StoreResult<Option<Vec<u8>>> {
+        Ok(self.tree.get(tile_key(id))?.map(|v| v.to_vec()))
+    }
+
+    fn checkpoint(&self, size: u64) -> StoreResult<Option<String>> {
+        match self.tree.get(key_u64(P_CHECKPOINT, size))? {
+            Some(v) => String::from_utf8(v.to_vec()).map(Some).map_err(|_| StoreError::Corrupt(format!("checkpoint at size {size} is not UTF-8"))),
+            None => Ok(None),
+        }
+    }
+
+    fn checkpoints(&self, from: u64, limit: usize) -> StoreResult<Vec<(u64, String)>> {
+        let lo = key_u64(P_CHECKPOINT, from);
+        let hi = [P_CHECKPOINT + 1];
+        let mut out = Vec::new();
+        for kv in self.tree.range(&lo[..]..&hi[..]).take(limit) {
+            let (k, v) = kv?;
+            let size = u64::from_be_bytes(k[1..9].try_into().unwrap());
+            let text = String::from_utf8(v.to_vec()).map_err(|_| StoreError::Corrupt(format!("checkpoint at size {size} is not UTF-8")))?;
+            out.push((size, text));
+        }
+        Ok(out)
+    }
+
+    fn previous_checkpoint(&self, size: u64) -> StoreResult<Option<u64>> {
+        let lo = [P_CHECKPOINT];
+        let hi = key_u64(P_CHECKPOINT, size);
+        match self.tree.range(&lo[..]..&hi[..]).next_back() {
+            Some(kv) => Ok(Some(u64::from_be_bytes(kv?.0[1..9].try_into().unwrap()))),
+            None => Ok(None),
+        }
+    }
+
+    fn get(&self, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
+        Ok(self.tree.get(proj_key(key))?.map(|v| v.to_vec()))
+    }
+
+    fn scan(&self, prefix: &[u8], cursor: Option<&[u8]>, reverse: bool, limit: usize) -> StoreResult<Rows> {
+        let full = proj_key(prefix);
+        let mut out = Vec::new();
+        let strip = |k: &[u8]| k[1..].to_vec();
+        match (cursor, reverse) {
+            (None, false) => {
+                for kv in self.tree.scan_prefix(&full).take(limit) {
+                    let (k, v) = kv?;
+                    out.push((strip(&k), v.to_vec()));
+                }
+            }
+            (None, true) => {
+                for kv in self.tree.scan_prefix(&full).rev().take(limit) {
+                    let (k, v) = kv?;
+                    out.push((strip(&k), v.to_vec()));
+                }
+            }
+            (Some(c), false) => {
+                let after = proj_key(c);
+                for kv in self.tree.range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded)) {
+                    let (k, v) = kv?;
+                    if !k.starts_with(&full) || out.len() >= limit {
+                        break;
+                    }
+                    out.push((strip(&k), v.to_vec()));
+                }
+            }
+            (Some(c), true) => {
+                let before = proj_key(c);
+                for kv in self.tree.range(full.clone()..before).rev() {
+                    let (k, v) = kv?;
+                    if !k.starts_with(&full) || out.len() >= limit {
+                        break;
+                    }
+                    out.push((strip(&k), v.to_vec()));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn commit(&self, batch: CommitBatch) -> StoreResult<()> {
+        let mut b = sled::Batch::default();
+        if !batch.entries.is_empty() {
+            b.insert(&key_u64(P_ENTRY, batch.first_index)[..], bundle(&batch.entries));
+        }
+        for (id, bytes) in batch.tiles {
+            b.insert(&tile_key(id)[..], bytes);
+        }
+        if let Some((size, note)) = batch.checkpoint {
+            b.insert(&key_u64(P_CHECKPOINT, size)[..], note.into_bytes());
+        }
+        for (k, v) in batch.projections {
+            match v {
+                Some(v) => b.insert(proj_key(&k), v),
+                None => b.remove(proj_key(&k)),
+            }
+        }
+        for (name, v) in batch.meta {
+            let mut k = vec![P_META];
+            k.extend_from_slice(name.as_bytes());
+            b.insert(k, v);
+        }
+        // The head goes last in the same atomic batch: whatever is visible after a crash
+        // is a whole batch or nothing of it.
+        if let Some(head) = batch.head {
+            b.insert(K_HEAD, head.to_bytes());
+        }
+        self.tree.apply_batch(b)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn truncate_entries(&self, size: u64) -> StoreResult<usize> {
+        let mut removed = 0;
+        // The bundle holding `size` may start below it; such a bundle is wholly beyond the
+        // head only if it starts at or after `size`, because batches never straddle a head.
+        let lo = key_u64(P_ENTRY, size);
+        let hi = [P_ENTRY + 1];
+        let mut b = sled::Batch::default();
+        for kv in self.tree.range(&lo[..]..&hi[..]) {
+            let (k, _) = kv?;
+            b.remove(k);
+            removed += 1;
+        }
+        if removed > 0 {
+            self.tree.apply_batch(b)?;
+            self.db.flush()?;
+        }
+        Ok(removed)
+    }
+
+    fn clear_projections(&self) -> StoreResult<()> {
+        let mut b = sled::Batch::default();
+        for kv in self.tree.scan_prefix([P_PROJECTION]) {
+            let (k, _) = kv?;
+            b.remove(k);
+        }
+        self.tree.apply_batch(b)?;
+        self.db.flush()?;
+        Ok(())
+    }
+}
