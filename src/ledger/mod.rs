@@ -26,7 +26,7 @@ use note::{Checkpoint, NoteSigner, NoteVerifier};
 pub use sequencer::{AppendError, AppendRequest, Command, Draft, Prepared, Published, Receipt, Staging};
 use sequencer::{Job, Sequencer, WriterState};
 use store::{CommitBatch, Head, Store, StoreError};
-use tiles::{TileBuilder, TileReader};
+use tiles::{TileBuilder, TileCache, TileReader};
 
 /// Why the log could not be opened or read.
 #[derive(Debug, thiserror::Error)]
@@ -49,11 +49,18 @@ pub struct Ledger<E> {
     verifier: NoteVerifier,
     published: Arc<RwLock<Published>>,
     tx: mpsc::Sender<Job<E>>,
+    cache: Arc<TileCache>,
 }
 
 impl<E> Clone for Ledger<E> {
     fn clone(&self) -> Self {
-        Self { store: self.store.clone(), verifier: self.verifier.clone(), published: self.published.clone(), tx: self.tx.clone() }
+        Self {
+            store: self.store.clone(),
+            verifier: self.verifier.clone(),
+            published: self.published.clone(),
+            tx: self.tx.clone(),
+            cache: self.cache.clone(),
+        }
     }
 }
 
@@ -110,7 +117,10 @@ impl<E: Send + 'static> Ledger<E> {
         };
         let published = Arc::new(RwLock::new(published));
         let (tx, rx) = mpsc::channel(4096);
+        // 4096 full tiles, about 64 MiB: every upper-level tile of a log of a billion entries.
+        let cache = Arc::new(TileCache::new(4096));
         let seq = Sequencer {
+            cache: cache.clone(),
             store: store.clone(),
             signer,
             state,
@@ -122,7 +132,7 @@ impl<E: Send + 'static> Ledger<E> {
             .name("veritrail-sequencer".into())
             .spawn(move || seq.run(rx))
             .map_err(|e| LedgerError::Invalid(format!("cannot start the writer thread: {e}")))?;
-        Ok((Self { store, verifier, published, tx }, WriterHandle(handle)))
+        Ok((Self { store, verifier, published, tx, cache }, WriterHandle(handle)))
     }
 
     /// Append a group of requests as one job (they land in the same batch) and wait for
@@ -183,8 +193,8 @@ impl<E> Ledger<E> {
         Ok(self.store.entries(start, end)?)
     }
 
-    fn reader(&self) -> TileReader<impl FnMut(tiles::TileId) -> Result<Option<Vec<u8>>, StoreError> + '_> {
-        TileReader::new(move |id| self.store.tile(id))
+    fn reader(&self) -> TileReader<'_, impl FnMut(tiles::TileId) -> Result<Option<Vec<u8>>, StoreError> + '_> {
+        TileReader::with_cache(move |id| self.store.tile(id), &self.cache)
     }
 
     fn resolve_size(&self, tree_size: Option<u64>) -> Result<u64, LedgerError> {

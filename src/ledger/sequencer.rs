@@ -14,7 +14,7 @@ use super::entry::{self, Entry, FORMAT_VERSION};
 use super::merkle::{self, Frontier, Hash};
 use super::note::{Checkpoint, NoteSigner};
 use super::store::{CommitBatch, Head, Store, StoreError};
-use super::tiles::{TileBuilder, TileReader};
+use super::tiles::{TileBuilder, TileCache, TileReader};
 
 /// Most entries sequenced in one batch; larger jobs are never split.
 pub const MAX_BATCH: usize = 20_000;
@@ -160,6 +160,7 @@ enum Outcome<E> {
 
 pub(crate) struct Sequencer<E> {
     pub store: Arc<dyn Store>,
+    pub cache: Arc<TileCache>,
     pub signer: NoteSigner,
     pub state: WriterState,
     pub published: Arc<RwLock<Published>>,
@@ -290,7 +291,7 @@ impl<E: Send + 'static> Sequencer<E> {
         // Receipts: all proofs of this batch against the one checkpoint, sharing tiles and nodes.
         let published = self.published.read().expect("published lock").clone();
         let store = self.store.clone();
-        let mut reader = TileReader::new(|id| store.tile(id));
+        let mut reader = TileReader::with_cache(|id| store.tile(id), &self.cache);
         let leaf_of = |index: u64, reader: &mut TileReader<_>| -> Result<(Hash, Vec<Hash>), String> {
             let leaf = merkle::NodeSource::node(reader, 0, index).map_err(|e| e.to_string())?;
             let proof = merkle::inclusion_proof(reader, index, published.size).map_err(|e| e.to_string())?;

@@ -129,6 +129,56 @@ impl TileBuilder {
     }
 }
 
+/// A tile with every complete node inside it computed: `levels[r]` holds the nodes of
+/// tree level `8·T + r` that the tile's hashes complete (`levels[0]` is the tile itself).
+#[derive(Debug)]
+pub struct ExpandedTile {
+    levels: Vec<Vec<Hash>>,
+}
+
+impl ExpandedTile {
+    pub fn new(hashes: Vec<Hash>) -> Self {
+        let mut levels = vec![hashes];
+        while levels.last().is_some_and(|l| l.len() >= 2) {
+            let up = levels.last().unwrap().chunks_exact(2).map(|p| node_hash(&p[0], &p[1])).collect();
+            levels.push(up);
+        }
+        Self { levels }
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.levels[0].len() == TILE_WIDTH
+    }
+
+    /// Node at height `r` (0..8) within the tile, position `pos` at that height.
+    fn get(&self, r: u8, pos: usize) -> Option<Hash> {
+        self.levels.get(r as usize).and_then(|l| l.get(pos)).copied()
+    }
+}
+
+/// Full tiles never change, so their expansions are shared by every reader.
+pub struct TileCache {
+    inner: std::sync::Mutex<lru::LruCache<TileId, Arc<ExpandedTile>>>,
+}
+
+impl TileCache {
+    /// A cache of at most `tiles` full tiles (each about 16 KiB expanded).
+    pub fn new(tiles: usize) -> Self {
+        let cap = std::num::NonZeroUsize::new(tiles.max(1)).expect("non-zero");
+        Self { inner: std::sync::Mutex::new(lru::LruCache::new(cap)) }
+    }
+
+    fn get(&self, id: &TileId) -> Option<Arc<ExpandedTile>> {
+        self.inner.lock().ok()?.get(id).cloned()
+    }
+
+    fn put(&self, id: TileId, t: Arc<ExpandedTile>) {
+        if let Ok(mut c) = self.inner.lock() {
+            c.put(id, t);
+        }
+    }
+}
+
 /// Errors of [`TileReader`]: the store failed, or a node that should be there is not.
 #[derive(Debug, thiserror::Error)]
 pub enum TileError<E> {
@@ -140,55 +190,62 @@ pub enum TileError<E> {
     Malformed(TileId),
 }
 
-/// A [`NodeSource`] over stored tiles, with a per-use cache of tiles and computed nodes,
-/// so that many proofs against one tree (a batch's receipts) share their work.
-pub struct TileReader<F> {
+/// A [`NodeSource`] over stored tiles. Tiles read once are kept for the reader's life
+/// (so many proofs against one tree, such as a batch's receipts, share their work) and
+/// full tiles go to the shared [`TileCache`], if one is given.
+pub struct TileReader<'c, F> {
     read: F,
-    tiles: HashMap<TileId, Arc<Vec<Hash>>>,
-    nodes: HashMap<(u8, u64), Hash>,
+    cache: Option<&'c TileCache>,
+    tiles: HashMap<TileId, Arc<ExpandedTile>>,
 }
 
-impl<F, E> TileReader<F>
+impl<'c, F, E> TileReader<'c, F>
 where
     F: FnMut(TileId) -> Result<Option<Vec<u8>>, E>,
 {
     pub fn new(read: F) -> Self {
-        Self { read, tiles: HashMap::new(), nodes: HashMap::new() }
+        Self { read, cache: None, tiles: HashMap::new() }
     }
 
-    fn tile(&mut self, id: TileId) -> Result<Option<Arc<Vec<Hash>>>, TileError<E>> {
+    pub fn with_cache(read: F, cache: &'c TileCache) -> Self {
+        Self { read, cache: Some(cache), tiles: HashMap::new() }
+    }
+
+    fn tile(&mut self, id: TileId) -> Result<Option<Arc<ExpandedTile>>, TileError<E>> {
         if let Some(t) = self.tiles.get(&id) {
             return Ok(Some(t.clone()));
+        }
+        if let Some(t) = self.cache.and_then(|c| c.get(&id)) {
+            self.tiles.insert(id, t.clone());
+            return Ok(Some(t));
         }
         let Some(bytes) = (self.read)(id).map_err(TileError::Store)? else {
             return Ok(None);
         };
-        let hashes = Arc::new(decode_tile(&bytes).ok_or(TileError::Malformed(id))?);
-        self.tiles.insert(id, hashes.clone());
-        Ok(Some(hashes))
+        let t = Arc::new(ExpandedTile::new(decode_tile(&bytes).ok_or(TileError::Malformed(id))?));
+        if t.is_full() {
+            if let Some(c) = self.cache {
+                c.put(id, t.clone());
+            }
+        }
+        self.tiles.insert(id, t.clone());
+        Ok(Some(t))
     }
 }
 
-impl<F, E> NodeSource for TileReader<F>
+impl<F, E> NodeSource for TileReader<'_, F>
 where
     F: FnMut(TileId) -> Result<Option<Vec<u8>>, E>,
 {
     type Error = TileError<E>;
 
     fn node(&mut self, level: u8, index: u64) -> Result<Hash, Self::Error> {
-        if level % TILE_HEIGHT == 0 {
-            let id = (level / TILE_HEIGHT, index / TILE_WIDTH as u64);
-            let off = (index % TILE_WIDTH as u64) as usize;
-            let tile = self.tile(id)?.ok_or(TileError::Missing(id, level, index))?;
-            return tile.get(off).copied().ok_or(TileError::Missing(id, level, index));
-        }
-        if let Some(h) = self.nodes.get(&(level, index)) {
-            return Ok(*h);
-        }
-        let left = self.node(level - 1, 2 * index)?;
-        let right = self.node(level - 1, 2 * index + 1)?;
-        let h = node_hash(&left, &right);
-        self.nodes.insert((level, index), h);
-        Ok(h)
+        let (t, r) = (level / TILE_HEIGHT, level % TILE_HEIGHT);
+        // The node's first descendant at tree level 8·T fixes the tile it lives in.
+        let base = index << r;
+        let id = (t, base / TILE_WIDTH as u64);
+        let pos = ((base % TILE_WIDTH as u64) >> r) as usize;
+        let tile = self.tile(id)?.ok_or(TileError::Missing(id, level, index))?;
+        tile.get(r, pos).ok_or(TileError::Missing(id, level, index))
     }
 }
