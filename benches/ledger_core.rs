@@ -13,12 +13,27 @@ use veritrail::ledger::{AppendRequest, Draft, Ledger, Prepared};
 fn body(n: u64) -> serde_cbor::Value {
     use serde_cbor::Value;
     let mut m = std::collections::BTreeMap::new();
-    m.insert(Value::Text("decision_id".into()), Value::Text(format!("d-{n:012}")));
-    m.insert(Value::Text("model_version".into()), Value::Text("1.4.2".into()));
+    m.insert(
+        Value::Text("decision_id".into()),
+        Value::Text(format!("d-{n:012}")),
+    );
+    m.insert(
+        Value::Text("model_version".into()),
+        Value::Text("1.4.2".into()),
+    );
     m.insert(Value::Text("subject".into()), Value::Bytes(vec![0xab; 32]));
-    m.insert(Value::Text("input_sha256".into()), Value::Bytes(vec![0xcd; 32]));
+    m.insert(
+        Value::Text("input_sha256".into()),
+        Value::Bytes(vec![0xcd; 32]),
+    );
     m.insert(Value::Text("output".into()), Value::Text("approved".into()));
-    m.insert(Value::Text("reasons".into()), Value::Array(vec![Value::Text("income_ok".into()), Value::Text("history_ok".into())]));
+    m.insert(
+        Value::Text("reasons".into()),
+        Value::Array(vec![
+            Value::Text("income_ok".into()),
+            Value::Text("history_ok".into()),
+        ]),
+    );
     Value::Map(m)
 }
 
@@ -28,13 +43,24 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 fn main() {
     let args: Vec<String> = std::env::args().filter(|a| !a.starts_with("--")).collect();
-    let total: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
+    let total: u64 = args
+        .get(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
     let batch: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1000);
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SledStore::open(dir.path()).unwrap());
-    let signer = NoteSigner::new("bench.local/log", ed25519_dalek::SigningKey::from_bytes(&[1; 32])).unwrap();
+    let signer = NoteSigner::new(
+        "bench.local/log",
+        ed25519_dalek::SigningKey::from_bytes(&[1; 32]),
+    )
+    .unwrap();
     let verifier = signer.verifier();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let (ledger, writer) = Ledger::<String>::open(store.clone(), signer, Arc::new(|_| {})).unwrap();
 
     let mut entry_bytes = 0usize;
@@ -48,7 +74,11 @@ fn main() {
                 .map(|i| AppendRequest {
                     actor: "pipeline".into(),
                     command: Box::new(move |_s| {
-                        Ok(Prepared::Append(Draft { kind: "decision.recorded".into(), system: Some("credit-scoring".into()), body: body(i) }))
+                        Ok(Prepared::Append(Draft {
+                            kind: "decision.recorded".into(),
+                            system: Some("credit-scoring".into()),
+                            body: body(i),
+                        }))
                     }),
                 })
                 .collect();
@@ -103,10 +133,20 @@ fn main() {
     writer.join();
 
     let report = verify_store(&*store, &verifier).unwrap();
-    println!("verify: {} entries, {} checkpoints in {:.2} s: {:.0} entries/s", report.entries, report.checkpoints, report.seconds, report.entries as f64 / report.seconds);
+    println!(
+        "verify: {} entries, {} checkpoints in {:.2} s: {:.0} entries/s",
+        report.entries,
+        report.checkpoints,
+        report.seconds,
+        report.entries as f64 / report.seconds
+    );
     store.db().flush().unwrap();
     let disk: u64 = walk(dir.path());
-    println!("disk: {disk} bytes, {:.0} bytes/entry ({:.2}x the raw entry bytes)", disk as f64 / total as f64, disk as f64 / total as f64 / avg_entry);
+    println!(
+        "disk: {disk} bytes, {:.0} bytes/entry ({:.2}x the raw entry bytes)",
+        disk as f64 / total as f64,
+        disk as f64 / total as f64 / avg_entry
+    );
 }
 
 fn walk(p: &std::path::Path) -> u64 {

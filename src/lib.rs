@@ -1,4 +1,13 @@
 //! Veritrail: a compliance register and immutable, verifiable decision ledger for
 //! production AI systems. See ARCHITECTURE.md for the map.
 
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod error;
 pub mod ledger;
+pub mod projection;
+pub mod reindex;
+pub mod startup;
+pub mod telemetry;
+pub mod tokens;

@@ -11,7 +11,10 @@ use veritrail::ledger::{entry, AppendError, Command, Draft, Ledger, LedgerError,
 
 #[test]
 fn signed_note_known_answer() {
-    let signer = NoteSigner::from_key_string("PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz").unwrap();
+    let signer = NoteSigner::from_key_string(
+        "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz",
+    )
+    .unwrap();
     let text = "If you think cryptography is the answer to your problem,\nthen you don't know what your problem is.\n";
     let note = signer.sign(text);
     assert_eq!(
@@ -24,17 +27,29 @@ fn signed_note_known_answer() {
     assert_eq!(v.to_string(), vkey);
     assert_eq!(v.verify(&note).unwrap(), text);
     // A changed text, a changed signature, or another key's name do not verify.
-    assert!(v.verify(&note.replacen("cryptography", "cryptographY", 1)).is_err());
+    assert!(v
+        .verify(&note.replacen("cryptography", "cryptographY", 1))
+        .is_err());
     assert!(v.verify(&note.replacen("x08go", "x08gp", 1)).is_err());
-    assert!(NoteVerifier::parse("PeterNeumann+c74f20a4+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW").is_err());
+    assert!(NoteVerifier::parse(
+        "PeterNeumann+c74f20a4+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW"
+    )
+    .is_err());
     assert!(NoteVerifier::parse("PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq").is_err());
 }
 
 #[test]
 fn checkpoint_text_round_trips() {
-    let cp = Checkpoint { origin: "example.com/log".into(), size: 12345, root: [7; 32] };
+    let cp = Checkpoint {
+        origin: "example.com/log".into(),
+        size: 12345,
+        root: [7; 32],
+    };
     let text = cp.to_text();
-    assert_eq!(text, "example.com/log\n12345\nBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=\n");
+    assert_eq!(
+        text,
+        "example.com/log\n12345\nBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=\n"
+    );
     assert_eq!(Checkpoint::parse(&text).unwrap(), cp);
     assert!(Checkpoint::parse("o\n012\nBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=\n").is_err());
     assert!(Checkpoint::parse("o\n12\nBwcH\n").is_err());
@@ -47,7 +62,10 @@ fn key_file_is_created_private_and_an_open_one_is_refused() {
     let path = dir.path().join("key.pem");
     let (k1, created) = keyfile::load_or_create(&path).unwrap();
     assert!(created);
-    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     let (k2, created) = keyfile::load_or_create(&path).unwrap();
     assert!(!created);
     assert_eq!(k1.to_bytes(), k2.to_bytes());
@@ -70,10 +88,22 @@ fn body(n: u64) -> serde_cbor::Value {
 }
 
 fn cmd(n: u64) -> Command<String> {
-    Box::new(move |_s| Ok(Prepared::Append(Draft { kind: "test.appended".into(), system: Some("sys".into()), body: body(n) })))
+    Box::new(move |_s| {
+        Ok(Prepared::Append(Draft {
+            kind: "test.appended".into(),
+            system: Some("sys".into()),
+            body: body(n),
+        }))
+    })
 }
 
-fn open(dir: &std::path::Path) -> (Ledger<String>, veritrail::ledger::WriterHandle, Arc<SledStore>) {
+fn open(
+    dir: &std::path::Path,
+) -> (
+    Ledger<String>,
+    veritrail::ledger::WriterHandle,
+    Arc<SledStore>,
+) {
     let store = Arc::new(SledStore::open(dir).unwrap());
     let (l, h) = Ledger::open(store.clone(), signer(), Arc::new(|_| {})).unwrap();
     (l, h, store)
@@ -142,7 +172,13 @@ async fn concurrent_appends_get_verifiable_receipts_and_survive_reopen() {
     assert_eq!(ledger.latest().size, 800);
     let r = ledger.append("tester", cmd(9)).await.unwrap();
     assert_eq!(r.index, 800);
-    assert_eq!(entry::decode_header(&ledger.entry(800).unwrap().unwrap()).unwrap().prev_hash().unwrap(), prev);
+    assert_eq!(
+        entry::decode_header(&ledger.entry(800).unwrap().unwrap())
+            .unwrap()
+            .prev_hash()
+            .unwrap(),
+        prev
+    );
     verify_store(&*store, &v).unwrap();
     drop(ledger);
     writer.join();
@@ -153,12 +189,21 @@ async fn a_rejected_command_appends_nothing_and_others_in_the_batch_land() {
     let dir = tempfile::tempdir().unwrap();
     let (ledger, writer, _store) = open(dir.path());
     let reqs = vec![
-        veritrail::ledger::AppendRequest { actor: "a".into(), command: cmd(1) },
-        veritrail::ledger::AppendRequest { actor: "a".into(), command: Box::new(|s| {
-            s.put(b"k".to_vec(), b"must not land".to_vec());
-            Err("refused".to_string())
-        }) },
-        veritrail::ledger::AppendRequest { actor: "a".into(), command: cmd(2) },
+        veritrail::ledger::AppendRequest {
+            actor: "a".into(),
+            command: cmd(1),
+        },
+        veritrail::ledger::AppendRequest {
+            actor: "a".into(),
+            command: Box::new(|s| {
+                s.put(b"k".to_vec(), b"must not land".to_vec());
+                Err("refused".to_string())
+            }),
+        },
+        veritrail::ledger::AppendRequest {
+            actor: "a".into(),
+            command: cmd(2),
+        },
     ];
     let out = ledger.append_many(reqs).await;
     assert_eq!(out[0].as_ref().unwrap().index, 0);
@@ -246,18 +291,31 @@ fn first_bad_index(dir: &std::path::Path) -> u64 {
 #[test]
 fn verify_catches_a_flipped_byte_a_deleted_entry_and_a_swap() {
     for (name, want, f) in [
-        ("flip", 5u64, Box::new(|e: &mut Vec<Vec<u8>>| {
-            let last = e[5].len() - 3;
-            e[5][last] ^= 0x20;
-        }) as Box<dyn FnOnce(&mut Vec<Vec<u8>>)>),
-        ("delete", 4, Box::new(|e: &mut Vec<Vec<u8>>| {
-            e.remove(4);
-        })),
+        (
+            "flip",
+            5u64,
+            Box::new(|e: &mut Vec<Vec<u8>>| {
+                let last = e[5].len() - 3;
+                e[5][last] ^= 0x20;
+            }) as Box<dyn FnOnce(&mut Vec<Vec<u8>>)>,
+        ),
+        (
+            "delete",
+            4,
+            Box::new(|e: &mut Vec<Vec<u8>>| {
+                e.remove(4);
+            }),
+        ),
         ("swap", 3, Box::new(|e: &mut Vec<Vec<u8>>| e.swap(3, 7))),
     ] {
         let dir = tempfile::tempdir().unwrap();
         build_log(dir.path(), 10);
-        assert_eq!(verify_store(&SledStore::open(dir.path()).unwrap(), &signer().verifier()).unwrap().entries, 10);
+        assert_eq!(
+            verify_store(&SledStore::open(dir.path()).unwrap(), &signer().verifier())
+                .unwrap()
+                .entries,
+            10
+        );
         tamper(dir.path(), f);
         assert_eq!(first_bad_index(dir.path()), want, "{name}");
         if name == "delete" {
@@ -265,7 +323,10 @@ fn verify_catches_a_flipped_byte_a_deleted_entry_and_a_swap() {
             // the head; a deletion shortens the whole log, which that check always sees.
             let store = Arc::new(SledStore::open(dir.path()).unwrap());
             let err = Ledger::<String>::open(store, signer(), Arc::new(|_| {})).err();
-            assert!(matches!(err, Some(LedgerError::Inconsistent { .. })), "{name}: {err:?}");
+            assert!(
+                matches!(err, Some(LedgerError::Inconsistent { .. })),
+                "{name}: {err:?}"
+            );
         }
     }
 }

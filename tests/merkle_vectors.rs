@@ -4,7 +4,16 @@
 use proptest::prelude::*;
 use veritrail::ledger::merkle::*;
 
-const LEAVES: [&str; 8] = ["", "00", "10", "2021", "3031", "40414243", "5051525354555657", "606162636465666768696a6b6c6d6e6f"];
+const LEAVES: [&str; 8] = [
+    "",
+    "00",
+    "10",
+    "2021",
+    "3031",
+    "40414243",
+    "5051525354555657",
+    "606162636465666768696a6b6c6d6e6f",
+];
 const ROOTS: [&str; 8] = [
     "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
     "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",
@@ -17,7 +26,10 @@ const ROOTS: [&str; 8] = [
 ];
 
 fn leaves() -> Vec<Hash> {
-    LEAVES.iter().map(|h| leaf_hash(&hex::decode(h).unwrap())).collect()
+    LEAVES
+        .iter()
+        .map(|h| leaf_hash(&hex::decode(h).unwrap()))
+        .collect()
 }
 
 /// MTH straight from the RFC's recursive definition.
@@ -43,7 +55,10 @@ fn reference_roots_for_sizes_1_to_8() {
         f.push(l[n]);
         assert_eq!(hex::encode(f.root()), *want, "frontier at size {size}");
     }
-    assert_eq!(hex::encode(empty_root()), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    assert_eq!(
+        hex::encode(empty_root()),
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    );
 }
 
 #[test]
@@ -69,13 +84,20 @@ fn rfc_worked_examples() {
     for (m, p) in [(3u64, vec![c, d, g, ll]), (4, vec![ll]), (6, vec![i, j, k])] {
         verify_consistency(m, 7, &naive_root(&l[..m as usize]), &root7, &p).unwrap();
     }
-    for (idx, p) in [(0u64, vec![b, h, ll]), (3, vec![c, g, ll]), (4, vec![f, j, k]), (6, vec![i, k])] {
+    for (idx, p) in [
+        (0u64, vec![b, h, ll]),
+        (3, vec![c, g, ll]),
+        (4, vec![f, j, k]),
+        (6, vec![i, k]),
+    ] {
         verify_inclusion(idx, 7, &l[idx as usize], &p, &root7).unwrap();
     }
 }
 
 fn make_leaves(n: usize) -> Vec<Hash> {
-    (0..n).map(|i| leaf_hash(&(i as u64).to_be_bytes())).collect()
+    (0..n)
+        .map(|i| leaf_hash(&(i as u64).to_be_bytes()))
+        .collect()
 }
 
 proptest! {
@@ -159,14 +181,37 @@ fn tiles_serve_the_same_proofs_as_memory() {
     }
     let mut reader = TileReader::new(|id| Ok::<_, ()>(store.get(&id).cloned()));
     let mem = &mut MemoryTree { leaves: &l };
-    for (index, size) in [(0u64, 1u64), (5, 256), (255, 256), (256, 257), (65_535, 65_536), (65_536, 69_999), (69_999, 70_000), (1234, 70_000)] {
-        assert_eq!(inclusion_proof(&mut reader, index, size).unwrap(), inclusion_proof(mem, index, size).unwrap(), "{index}/{size}");
-        assert_eq!(consistency_proof(&mut reader, index.max(1), size).unwrap(), consistency_proof(mem, index.max(1), size).unwrap());
-        assert_eq!(root(&mut reader, size).unwrap(), naive_root(&l[..size as usize]));
+    for (index, size) in [
+        (0u64, 1u64),
+        (5, 256),
+        (255, 256),
+        (256, 257),
+        (65_535, 65_536),
+        (65_536, 69_999),
+        (69_999, 70_000),
+        (1234, 70_000),
+    ] {
+        assert_eq!(
+            inclusion_proof(&mut reader, index, size).unwrap(),
+            inclusion_proof(mem, index, size).unwrap(),
+            "{index}/{size}"
+        );
+        assert_eq!(
+            consistency_proof(&mut reader, index.max(1), size).unwrap(),
+            consistency_proof(mem, index.max(1), size).unwrap()
+        );
+        assert_eq!(
+            root(&mut reader, size).unwrap(),
+            naive_root(&l[..size as usize])
+        );
     }
     // Reloading the right edge from the stored tiles continues identically.
-    let reloaded = TileBuilder::load(n as u64, |id| Ok::<_, ()>(store.get(&id).cloned()), |_| ()).unwrap();
-    let a: Vec<_> = reloaded.partial_tiles().map(|(id, h)| (id, h.to_vec())).collect();
+    let reloaded =
+        TileBuilder::load(n as u64, |id| Ok::<_, ()>(store.get(&id).cloned()), |_| ()).unwrap();
+    let a: Vec<_> = reloaded
+        .partial_tiles()
+        .map(|(id, h)| (id, h.to_vec()))
+        .collect();
     let c: Vec<_> = b.partial_tiles().map(|(id, h)| (id, h.to_vec())).collect();
     assert_eq!(a, c);
 }

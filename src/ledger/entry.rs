@@ -73,7 +73,9 @@ pub fn cbor_to_json(v: &serde_cbor::Value) -> serde_json::Value {
                 J::String(i.to_string())
             }
         }
-        C::Float(f) => serde_json::Number::from_f64(*f).map(J::Number).unwrap_or(J::Null),
+        C::Float(f) => serde_json::Number::from_f64(*f)
+            .map(J::Number)
+            .unwrap_or(J::Null),
         C::Bytes(b) => J::String(hex::encode(b)),
         C::Text(s) => J::String(s.clone()),
         C::Array(a) => J::Array(a.iter().map(cbor_to_json).collect()),

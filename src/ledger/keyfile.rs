@@ -11,17 +11,26 @@ use ed25519_dalek::SigningKey;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyFileError {
-    #[error("key file {path} is readable by group or others (mode {mode:o}); run `chmod 600 {path}`")]
+    #[error(
+        "key file {path} is readable by group or others (mode {mode:o}); run `chmod 600 {path}`"
+    )]
     TooOpen { path: String, mode: u32 },
     #[error("key file {path}: {reason}")]
     Invalid { path: String, reason: String },
     #[error("key file {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// Write `contents` to a new file with mode 0600 (failing if it exists), durably.
 pub fn write_secret_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
     f.write_all(contents)?;
     f.sync_all()?;
     if let Some(dir) = path.parent() {
@@ -32,10 +41,16 @@ pub fn write_secret_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
 
 /// Refuse a secret file that group or others can access.
 pub fn check_private(path: &Path) -> Result<(), KeyFileError> {
-    let io = |source| KeyFileError::Io { path: path.display().to_string(), source };
+    let io = |source| KeyFileError::Io {
+        path: path.display().to_string(),
+        source,
+    };
     let mode = fs::metadata(path).map_err(io)?.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
-        return Err(KeyFileError::TooOpen { path: path.display().to_string(), mode });
+        return Err(KeyFileError::TooOpen {
+            path: path.display().to_string(),
+            mode,
+        });
     }
     Ok(())
 }
@@ -45,17 +60,32 @@ pub fn load_or_create(path: &Path) -> Result<(SigningKey, bool), KeyFileError> {
     let p = path.display().to_string();
     if path.exists() {
         check_private(path)?;
-        let pem = fs::read_to_string(path).map_err(|source| KeyFileError::Io { path: p.clone(), source })?;
-        let key = SigningKey::from_pkcs8_pem(&pem).map_err(|e| KeyFileError::Invalid { path: p, reason: e.to_string() })?;
+        let pem = fs::read_to_string(path).map_err(|source| KeyFileError::Io {
+            path: p.clone(),
+            source,
+        })?;
+        let key = SigningKey::from_pkcs8_pem(&pem).map_err(|e| KeyFileError::Invalid {
+            path: p,
+            reason: e.to_string(),
+        })?;
         return Ok((key, false));
     }
     let key = SigningKey::generate(&mut rand::rngs::OsRng);
-    let pem = key.to_pkcs8_pem(LineEnding::LF).map_err(|e| KeyFileError::Invalid { path: p.clone(), reason: e.to_string() })?;
-    write_secret_file(path, pem.as_bytes()).map_err(|source| KeyFileError::Io { path: p, source })?;
+    let pem = key
+        .to_pkcs8_pem(LineEnding::LF)
+        .map_err(|e| KeyFileError::Invalid {
+            path: p.clone(),
+            reason: e.to_string(),
+        })?;
+    write_secret_file(path, pem.as_bytes())
+        .map_err(|source| KeyFileError::Io { path: p, source })?;
     Ok((key, true))
 }
 
 /// Parse a PKCS#8 PEM key given directly (e.g. from an environment variable shared by several nodes).
 pub fn from_pem(pem: &str) -> Result<SigningKey, KeyFileError> {
-    SigningKey::from_pkcs8_pem(pem).map_err(|e| KeyFileError::Invalid { path: "(environment)".into(), reason: e.to_string() })
+    SigningKey::from_pkcs8_pem(pem).map_err(|e| KeyFileError::Invalid {
+        path: "(environment)".into(),
+        reason: e.to_string(),
+    })
 }

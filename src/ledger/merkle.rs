@@ -70,14 +70,24 @@ pub fn root<S: NodeSource>(src: &mut S, size: u64) -> Result<Hash, S::Error> {
 
 /// RFC 9162 §2.1.3.1 `PATH(m, D[n])`: the inclusion proof of leaf `index` in the tree of `size` leaves.
 /// The caller guarantees `index < size`.
-pub fn inclusion_proof<S: NodeSource>(src: &mut S, index: u64, size: u64) -> Result<Vec<Hash>, S::Error> {
+pub fn inclusion_proof<S: NodeSource>(
+    src: &mut S,
+    index: u64,
+    size: u64,
+) -> Result<Vec<Hash>, S::Error> {
     debug_assert!(index < size);
     let mut out = Vec::with_capacity(64 - size.leading_zeros() as usize);
     path(src, index, 0, size, &mut out)?;
     Ok(out)
 }
 
-fn path<S: NodeSource>(src: &mut S, m: u64, start: u64, n: u64, out: &mut Vec<Hash>) -> Result<(), S::Error> {
+fn path<S: NodeSource>(
+    src: &mut S,
+    m: u64,
+    start: u64,
+    n: u64,
+    out: &mut Vec<Hash>,
+) -> Result<(), S::Error> {
     if n <= 1 {
         return Ok(());
     }
@@ -95,7 +105,11 @@ fn path<S: NodeSource>(src: &mut S, m: u64, start: u64, n: u64, out: &mut Vec<Ha
 /// RFC 9162 §2.1.4.1 `PROOF(m, D[n])`: the consistency proof from the tree of `old`
 /// leaves to the tree of `new` leaves. Empty when `old == 0` or `old == new`.
 /// The caller guarantees `old <= new`.
-pub fn consistency_proof<S: NodeSource>(src: &mut S, old: u64, new: u64) -> Result<Vec<Hash>, S::Error> {
+pub fn consistency_proof<S: NodeSource>(
+    src: &mut S,
+    old: u64,
+    new: u64,
+) -> Result<Vec<Hash>, S::Error> {
     debug_assert!(old <= new);
     let mut out = Vec::new();
     if old == 0 || old == new {
@@ -144,7 +158,13 @@ pub enum ProofError {
 }
 
 /// RFC 9162 §2.1.3.2: check that `leaf` is leaf `index` of the tree of `size` leaves with root `root`.
-pub fn verify_inclusion(index: u64, size: u64, leaf: &Hash, proof: &[Hash], root: &Hash) -> Result<(), ProofError> {
+pub fn verify_inclusion(
+    index: u64,
+    size: u64,
+    leaf: &Hash,
+    proof: &[Hash],
+    root: &Hash,
+) -> Result<(), ProofError> {
     if index >= size {
         return Err(ProofError::IndexOutOfRange { index, size });
     }
@@ -191,7 +211,11 @@ pub fn verify_consistency(
         if !proof.is_empty() {
             return Err(ProofError::WrongLength);
         }
-        return if old_root == new_root { Ok(()) } else { Err(ProofError::RootMismatch) };
+        return if old_root == new_root {
+            Ok(())
+        } else {
+            Err(ProofError::RootMismatch)
+        };
     }
     if old == 0 {
         // Every tree extends the empty tree; RFC 9162 has no proof for it.

@@ -23,7 +23,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use merkle::{Hash, NodeSource};
 use note::{Checkpoint, NoteSigner, NoteVerifier};
-pub use sequencer::{AppendError, AppendRequest, Command, Draft, Prepared, Published, Receipt, Staging};
+pub use sequencer::{
+    AppendError, AppendRequest, Command, Draft, Prepared, Published, Receipt, Staging,
+};
 use sequencer::{Job, Sequencer, WriterState};
 use store::{CommitBatch, Head, Store, StoreError};
 use tiles::{TileBuilder, TileCache, TileReader};
@@ -50,6 +52,7 @@ pub struct Ledger<E> {
     published: Arc<RwLock<Published>>,
     tx: mpsc::Sender<Job<E>>,
     cache: Arc<TileCache>,
+    poisoned: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl<E> Clone for Ledger<E> {
@@ -60,6 +63,7 @@ impl<E> Clone for Ledger<E> {
             published: self.published.clone(),
             tx: self.tx.clone(),
             cache: self.cache.clone(),
+            poisoned: self.poisoned.clone(),
         }
     }
 }
@@ -98,11 +102,26 @@ impl<E: Send + 'static> Ledger<E> {
             None => {
                 // A new log: record its origin and sign the empty tree.
                 let root = merkle::empty_root();
-                let note = signer.sign(&Checkpoint { origin: signer.name().to_owned(), size: 0, root }.to_text());
-                let head = Head { size: 0, root, last_time: 0, last_leaf: [0; 32] };
+                let note = signer.sign(
+                    &Checkpoint {
+                        origin: signer.name().to_owned(),
+                        size: 0,
+                        root,
+                    }
+                    .to_text(),
+                );
+                let head = Head {
+                    size: 0,
+                    root,
+                    last_time: 0,
+                    last_leaf: [0; 32],
+                };
                 let removed = store.truncate_entries(0)?;
                 if removed > 0 {
-                    tracing::warn!(removed, "discarded entries written without a head (an interrupted first batch)");
+                    tracing::warn!(
+                        removed,
+                        "discarded entries written without a head (an interrupted first batch)"
+                    );
                 }
                 store.commit(CommitBatch {
                     checkpoint: Some((0, note.clone())),
@@ -110,8 +129,20 @@ impl<E: Send + 'static> Ledger<E> {
                     meta: vec![(META_ORIGIN.into(), signer.name().as_bytes().to_vec())],
                     ..Default::default()
                 })?;
-                let state = WriterState { head, frontier_tiles: TileBuilder::new(), frontier: merkle::Frontier::new() };
-                (state, Published { size: 0, root, note, signed_at: sequencer::now_micros() })
+                let state = WriterState {
+                    head,
+                    frontier_tiles: TileBuilder::new(),
+                    frontier: merkle::Frontier::new(),
+                };
+                (
+                    state,
+                    Published {
+                        size: 0,
+                        root,
+                        note,
+                        signed_at: sequencer::now_micros(),
+                    },
+                )
             }
             Some(head) => recover(&*store, &verifier, head)?,
         };
@@ -119,7 +150,9 @@ impl<E: Send + 'static> Ledger<E> {
         let (tx, rx) = mpsc::channel(4096);
         // 4096 full tiles, about 64 MiB: every upper-level tile of a log of a billion entries.
         let cache = Arc::new(TileCache::new(4096));
+        let poisoned = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let seq = Sequencer {
+            poisoned: poisoned.clone(),
             cache: cache.clone(),
             store: store.clone(),
             signer,
@@ -132,23 +165,46 @@ impl<E: Send + 'static> Ledger<E> {
             .name("veritrail-sequencer".into())
             .spawn(move || seq.run(rx))
             .map_err(|e| LedgerError::Invalid(format!("cannot start the writer thread: {e}")))?;
-        Ok((Self { store, verifier, published, tx, cache }, WriterHandle(handle)))
+        Ok((
+            Self {
+                store,
+                verifier,
+                published,
+                tx,
+                cache,
+                poisoned,
+            },
+            WriterHandle(handle),
+        ))
     }
 
     /// Append a group of requests as one job (they land in the same batch) and wait for
     /// their receipts, one result per request, in order.
-    pub async fn append_many(&self, requests: Vec<AppendRequest<E>>) -> Vec<Result<Receipt, AppendError<E>>> {
+    pub async fn append_many(
+        &self,
+        requests: Vec<AppendRequest<E>>,
+    ) -> Vec<Result<Receipt, AppendError<E>>> {
         let n = requests.len();
         let (reply, rx) = oneshot::channel();
         if self.tx.send(Job { requests, reply }).await.is_err() {
             return (0..n).map(|_| Err(AppendError::Unavailable)).collect();
         }
-        rx.await.unwrap_or_else(|_| (0..n).map(|_| Err(AppendError::Unavailable)).collect())
+        rx.await
+            .unwrap_or_else(|_| (0..n).map(|_| Err(AppendError::Unavailable)).collect())
     }
 
     /// Append one request and wait for its receipt.
-    pub async fn append(&self, actor: &str, command: Command<E>) -> Result<Receipt, AppendError<E>> {
-        let mut r = self.append_many(vec![AppendRequest { actor: actor.to_owned(), command }]).await;
+    pub async fn append(
+        &self,
+        actor: &str,
+        command: Command<E>,
+    ) -> Result<Receipt, AppendError<E>> {
+        let mut r = self
+            .append_many(vec![AppendRequest {
+                actor: actor.to_owned(),
+                command,
+            }])
+            .await;
         r.pop().unwrap_or(Err(AppendError::Unavailable))
     }
 }
@@ -156,6 +212,11 @@ impl<E: Send + 'static> Ledger<E> {
 impl<E> Ledger<E> {
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// False once the writer stopped (a failed commit, or shutdown).
+    pub fn writer_alive(&self) -> bool {
+        !self.poisoned.load(std::sync::atomic::Ordering::Relaxed) && !self.tx.is_closed()
     }
 
     pub fn verifier(&self) -> &NoteVerifier {
@@ -193,7 +254,9 @@ impl<E> Ledger<E> {
         Ok(self.store.entries(start, end)?)
     }
 
-    fn reader(&self) -> TileReader<'_, impl FnMut(tiles::TileId) -> Result<Option<Vec<u8>>, StoreError> + '_> {
+    fn reader(
+        &self,
+    ) -> TileReader<'_, impl FnMut(tiles::TileId) -> Result<Option<Vec<u8>>, StoreError> + '_> {
         TileReader::with_cache(move |id| self.store.tile(id), &self.cache)
     }
 
@@ -201,20 +264,31 @@ impl<E> Ledger<E> {
         let latest = self.latest().size;
         match tree_size {
             None => Ok(latest),
-            Some(s) if s > latest => Err(LedgerError::NotFound(format!("tree size {s} is beyond the latest checkpoint ({latest})"))),
+            Some(s) if s > latest => Err(LedgerError::NotFound(format!(
+                "tree size {s} is beyond the latest checkpoint ({latest})"
+            ))),
             Some(s) => Ok(s),
         }
     }
 
     /// (leaf hash, inclusion proof) of entry `index` in the tree of `tree_size` (default: latest).
-    pub fn inclusion(&self, index: u64, tree_size: Option<u64>) -> Result<(u64, Hash, Vec<Hash>), LedgerError> {
+    pub fn inclusion(
+        &self,
+        index: u64,
+        tree_size: Option<u64>,
+    ) -> Result<(u64, Hash, Vec<Hash>), LedgerError> {
         let size = self.resolve_size(tree_size)?;
         if index >= size {
-            return Err(LedgerError::BadRequest(format!("index {index} is not below tree size {size}")));
+            return Err(LedgerError::BadRequest(format!(
+                "index {index} is not below tree size {size}"
+            )));
         }
         let mut r = self.reader();
-        let leaf = r.node(0, index).map_err(|e| LedgerError::Invalid(e.to_string()))?;
-        let proof = merkle::inclusion_proof(&mut r, index, size).map_err(|e| LedgerError::Invalid(e.to_string()))?;
+        let leaf = r
+            .node(0, index)
+            .map_err(|e| LedgerError::Invalid(e.to_string()))?;
+        let proof = merkle::inclusion_proof(&mut r, index, size)
+            .map_err(|e| LedgerError::Invalid(e.to_string()))?;
         Ok((size, leaf, proof))
     }
 
@@ -222,10 +296,13 @@ impl<E> Ledger<E> {
     pub fn consistency(&self, from: u64, to: Option<u64>) -> Result<(u64, Vec<Hash>), LedgerError> {
         let to = self.resolve_size(to)?;
         if from > to {
-            return Err(LedgerError::BadRequest(format!("from ({from}) is larger than to ({to})")));
+            return Err(LedgerError::BadRequest(format!(
+                "from ({from}) is larger than to ({to})"
+            )));
         }
         let mut r = self.reader();
-        let proof = merkle::consistency_proof(&mut r, from, to).map_err(|e| LedgerError::Invalid(e.to_string()))?;
+        let proof = merkle::consistency_proof(&mut r, from, to)
+            .map_err(|e| LedgerError::Invalid(e.to_string()))?;
         Ok((to, proof))
     }
 
@@ -236,29 +313,131 @@ impl<E> Ledger<E> {
     }
 }
 
+/// Rebuild every projection from the log alone: clear them, then hand each entry (in
+/// index order) to `f` with a [`Staging`] that sees the projections as they stood just
+/// before that entry. Must not run beside a writer. Returns the number of entries.
+pub fn rebuild_projections<E>(
+    store: &dyn Store,
+    mut f: impl FnMut(&[u8], &mut Staging<'_>) -> Result<(), E>,
+) -> Result<u64, RebuildError<E>> {
+    let head = store
+        .head()?
+        .ok_or_else(|| LedgerError::Invalid("no log here".into()))?;
+    store.clear_projections()?;
+    let mut overlay = std::collections::BTreeMap::new();
+    let mut n = 0u64;
+    let mut failure = None;
+    let mut flush_err = None;
+    store.for_each_entry(0, &mut |i, bytes| {
+        if i >= head.size {
+            return false;
+        }
+        let (time, actor) = match entry::decode_header(bytes) {
+            Ok(h) => (h.time, h.actor),
+            Err(e) => {
+                failure = Some(RebuildError::Ledger(LedgerError::Inconsistent {
+                    index: i,
+                    reason: e.to_string(),
+                }));
+                return false;
+            }
+        };
+        let mut s = Staging::detached(store, &overlay, i, time, &actor);
+        if let Err(e) = f(bytes, &mut s) {
+            failure = Some(RebuildError::Apply(i, e));
+            return false;
+        }
+        let own = s.into_writes();
+        overlay.extend(own);
+        n += 1;
+        if overlay.len() >= 50_000 {
+            let projections = std::mem::take(&mut overlay);
+            if let Err(e) = store.commit(CommitBatch {
+                projections,
+                ..Default::default()
+            }) {
+                flush_err = Some(e);
+                return false;
+            }
+        }
+        true
+    })?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    if let Some(e) = flush_err {
+        return Err(RebuildError::Ledger(e.into()));
+    }
+    store.commit(CommitBatch {
+        projections: overlay,
+        ..Default::default()
+    })?;
+    Ok(n)
+}
+
+/// Why a rebuild of the projections stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RebuildError<E> {
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error("applying entry {0} failed")]
+    Apply(u64, E),
+}
+
+impl<E> From<StoreError> for RebuildError<E> {
+    fn from(e: StoreError) -> Self {
+        RebuildError::Ledger(e.into())
+    }
+}
+
 /// Recovery on open: the head must agree with the last signed checkpoint, the tiles
 /// must reproduce its root, and the tail written since the previous checkpoint must
 /// chain and hash to what the tiles hold. Entries beyond the head (never acknowledged)
 /// are discarded.
-fn recover(store: &dyn Store, verifier: &NoteVerifier, head: Head) -> Result<(WriterState, Published), LedgerError> {
+fn recover(
+    store: &dyn Store,
+    verifier: &NoteVerifier,
+    head: Head,
+) -> Result<(WriterState, Published), LedgerError> {
     let bad = |index: u64, reason: String| LedgerError::Inconsistent { index, reason };
-    let note = store
-        .checkpoint(head.size)?
-        .ok_or_else(|| bad(head.size.saturating_sub(1), format!("no checkpoint stored for the head's size {}", head.size)))?;
-    let cp = Checkpoint::open(&note, verifier)
-        .map_err(|e| bad(head.size.saturating_sub(1), format!("last checkpoint (size {}) does not verify: {e}", head.size)))?;
+    let note = store.checkpoint(head.size)?.ok_or_else(|| {
+        bad(
+            head.size.saturating_sub(1),
+            format!("no checkpoint stored for the head's size {}", head.size),
+        )
+    })?;
+    let cp = Checkpoint::open(&note, verifier).map_err(|e| {
+        bad(
+            head.size.saturating_sub(1),
+            format!("last checkpoint (size {}) does not verify: {e}", head.size),
+        )
+    })?;
     if cp.size != head.size || cp.root != head.root {
-        return Err(bad(head.size.saturating_sub(1), "head disagrees with the last signed checkpoint".into()));
+        return Err(bad(
+            head.size.saturating_sub(1),
+            "head disagrees with the last signed checkpoint".into(),
+        ));
     }
     let removed = store.truncate_entries(head.size)?;
     if removed > 0 {
-        tracing::warn!(removed, "discarded entry batches beyond the head (never acknowledged)");
+        tracing::warn!(
+            removed,
+            "discarded entry batches beyond the head (never acknowledged)"
+        );
     }
-    let tiles = TileBuilder::load(head.size, |id| store.tile(id), |id| StoreError::Corrupt(format!("tile {id:?} is missing")))?;
+    let tiles = TileBuilder::load(
+        head.size,
+        |id| store.tile(id),
+        |id| StoreError::Corrupt(format!("tile {id:?} is missing")),
+    )?;
     let mut reader = TileReader::new(|id| store.tile(id));
-    let root = merkle::root(&mut reader, head.size).map_err(|e| bad(head.size.saturating_sub(1), e.to_string()))?;
+    let root = merkle::root(&mut reader, head.size)
+        .map_err(|e| bad(head.size.saturating_sub(1), e.to_string()))?;
     if root != head.root {
-        return Err(bad(head.size.saturating_sub(1), "stored tree hashes do not reproduce the signed root".into()));
+        return Err(bad(
+            head.size.saturating_sub(1),
+            "stored tree hashes do not reproduce the signed root".into(),
+        ));
     }
     // The tail since the previous checkpoint: chain, order and leaf hashes.
     let start = store.previous_checkpoint(head.size)?.unwrap_or(0);
@@ -267,7 +446,11 @@ fn recover(store: &dyn Store, verifier: &NoteVerifier, head: Head) -> Result<(Wr
     let mut err: Option<LedgerError> = None;
     let mut seen = start;
     if start > 0 {
-        prev = Some(reader.node(0, start - 1).map_err(|e| bad(start - 1, e.to_string()))?);
+        prev = Some(
+            reader
+                .node(0, start - 1)
+                .map_err(|e| bad(start - 1, e.to_string()))?,
+        );
     }
     store.for_each_entry(start, &mut |i, bytes| {
         if i >= head.size {
@@ -277,7 +460,8 @@ fn recover(store: &dyn Store, verifier: &NoteVerifier, head: Head) -> Result<(Wr
             if i != seen {
                 return Err(format!("expected entry {seen}, found {i}"));
             }
-            let h = entry::decode_header(bytes).map_err(|e| format!("entry does not decode: {e}"))?;
+            let h =
+                entry::decode_header(bytes).map_err(|e| format!("entry does not decode: {e}"))?;
             if h.index != i {
                 return Err(format!("entry claims index {}", h.index));
             }
@@ -308,10 +492,16 @@ fn recover(store: &dyn Store, verifier: &NoteVerifier, head: Head) -> Result<(Wr
         return Err(e);
     }
     if seen != head.size {
-        return Err(bad(seen, format!("entries end at {seen} but the head says {}", head.size)));
+        return Err(bad(
+            seen,
+            format!("entries end at {seen} but the head says {}", head.size),
+        ));
     }
     if head.size > 0 && prev != Some(head.last_leaf) {
-        return Err(bad(head.size - 1, "last leaf disagrees with the head".into()));
+        return Err(bad(
+            head.size - 1,
+            "last leaf disagrees with the head".into(),
+        ));
     }
     let mut frontier = merkle::Frontier::new();
     // The frontier is rebuilt from the perfect subtrees that make up `size`.
@@ -319,11 +509,25 @@ fn recover(store: &dyn Store, verifier: &NoteVerifier, head: Head) -> Result<(Wr
     for bit in (0..64).rev() {
         let len = 1u64 << bit;
         if head.size & len != 0 {
-            let h = reader.node(bit as u8, start >> bit).map_err(|e| bad(start, e.to_string()))?;
+            let h = reader
+                .node(bit as u8, start >> bit)
+                .map_err(|e| bad(start, e.to_string()))?;
             frontier.push_subtree(bit as u8, h);
             start += len;
         }
     }
-    let state = WriterState { head, frontier_tiles: tiles, frontier };
-    Ok((state, Published { size: head.size, root: head.root, note, signed_at: sequencer::now_micros() }))
+    let state = WriterState {
+        head,
+        frontier_tiles: tiles,
+        frontier,
+    };
+    Ok((
+        state,
+        Published {
+            size: head.size,
+            root: head.root,
+            note,
+            signed_at: sequencer::now_micros(),
+        },
+    ))
 }

@@ -37,7 +37,9 @@ fn key_id(name: &str, public: &[u8; 32]) -> [u8; 4] {
 }
 
 fn valid_name(name: &str) -> bool {
-    !name.is_empty() && !name.contains('+') && !name.chars().any(|c| c.is_whitespace() || c.is_control())
+    !name.is_empty()
+        && !name.contains('+')
+        && !name.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
 /// A note signer: a key name (the log's origin) and an Ed25519 key.
@@ -50,24 +52,36 @@ pub struct NoteSigner {
 
 impl std::fmt::Debug for NoteSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NoteSigner").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("NoteSigner")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
 impl NoteSigner {
     pub fn new(name: &str, key: SigningKey) -> Result<Self, NoteError> {
         if !valid_name(name) {
-            return Err(NoteError::BadKey("key name must be non-empty, without '+' or spaces"));
+            return Err(NoteError::BadKey(
+                "key name must be non-empty, without '+' or spaces",
+            ));
         }
         let id = key_id(name, key.verifying_key().as_bytes());
-        Ok(Self { name: name.to_owned(), key, id })
+        Ok(Self {
+            name: name.to_owned(),
+            key,
+            id,
+        })
     }
 
     /// Parse `PRIVATE+KEY+<name>+<hex id>+<base64(0x01 ‖ seed)>`.
     pub fn from_key_string(s: &str) -> Result<Self, NoteError> {
-        let rest = s.strip_prefix("PRIVATE+KEY+").ok_or(NoteError::BadKey("missing PRIVATE+KEY+ prefix"))?;
+        let rest = s
+            .strip_prefix("PRIVATE+KEY+")
+            .ok_or(NoteError::BadKey("missing PRIVATE+KEY+ prefix"))?;
         let (name, id, data) = split_key(rest)?;
-        let seed: [u8; 32] = data.try_into().map_err(|_| NoteError::BadKey("private key must be 32 bytes"))?;
+        let seed: [u8; 32] = data
+            .try_into()
+            .map_err(|_| NoteError::BadKey("private key must be 32 bytes"))?;
         let signer = Self::new(name, SigningKey::from_bytes(&seed))?;
         if signer.id != id {
             return Err(NoteError::BadKey("key id does not match key"));
@@ -80,7 +94,11 @@ impl NoteSigner {
     }
 
     pub fn verifier(&self) -> NoteVerifier {
-        NoteVerifier { name: self.name.clone(), id: self.id, key: self.key.verifying_key() }
+        NoteVerifier {
+            name: self.name.clone(),
+            id: self.id,
+            key: self.key.verifying_key(),
+        }
     }
 
     /// Sign `text` (which must end in a newline) and return the whole note.
@@ -105,12 +123,21 @@ fn split_key(s: &str) -> Result<(&str, [u8; 4], Vec<u8>), NoteError> {
     let id: [u8; 4] = hex::decode(id_hex)
         .ok()
         .and_then(|v| v.try_into().ok())
-        .filter(|_| id_hex.len() == 8 && id_hex.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)))
+        .filter(|_| {
+            id_hex.len() == 8
+                && id_hex
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+        })
         .ok_or(NoteError::BadKey("key id must be 8 lowercase hex digits"))?;
-    let data = B64.decode(data_b64).map_err(|_| NoteError::BadKey("key data is not standard base64"))?;
+    let data = B64
+        .decode(data_b64)
+        .map_err(|_| NoteError::BadKey("key data is not standard base64"))?;
     match data.split_first() {
         Some((&ALG_ED25519, key)) => Ok((name, id, key.to_vec())),
-        _ => Err(NoteError::BadKey("only Ed25519 (type 0x01) keys are supported")),
+        _ => Err(NoteError::BadKey(
+            "only Ed25519 (type 0x01) keys are supported",
+        )),
     }
 }
 
@@ -125,12 +152,19 @@ pub struct NoteVerifier {
 impl NoteVerifier {
     pub fn parse(s: &str) -> Result<Self, NoteError> {
         let (name, id, data) = split_key(s.trim())?;
-        let public: [u8; 32] = data.try_into().map_err(|_| NoteError::BadKey("public key must be 32 bytes"))?;
-        let key = VerifyingKey::from_bytes(&public).map_err(|_| NoteError::BadKey("not an Ed25519 public key"))?;
+        let public: [u8; 32] = data
+            .try_into()
+            .map_err(|_| NoteError::BadKey("public key must be 32 bytes"))?;
+        let key = VerifyingKey::from_bytes(&public)
+            .map_err(|_| NoteError::BadKey("not an Ed25519 public key"))?;
         if key_id(name, &public) != id {
             return Err(NoteError::BadKey("key id does not match key"));
         }
-        Ok(Self { name: name.to_owned(), id, key })
+        Ok(Self {
+            name: name.to_owned(),
+            id,
+            key,
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -144,22 +178,33 @@ impl NoteVerifier {
     /// Check that `note` carries a valid signature by this key; return its text.
     /// Signatures by other keys are ignored, as C2SP signed-note allows.
     pub fn verify<'a>(&self, note: &'a str) -> Result<&'a str, NoteError> {
-        let split = note.rfind("\n\n").ok_or(NoteError::Malformed("no blank line before signatures"))?;
+        let split = note
+            .rfind("\n\n")
+            .ok_or(NoteError::Malformed("no blank line before signatures"))?;
         let (text, sigs) = (&note[..split + 1], &note[split + 2..]);
         if sigs.is_empty() || !sigs.ends_with('\n') {
-            return Err(NoteError::Malformed("signature block must end in a newline"));
+            return Err(NoteError::Malformed(
+                "signature block must end in a newline",
+            ));
         }
         for line in sigs.lines() {
-            let rest = line.strip_prefix(SIG_PREFIX).ok_or(NoteError::Malformed("signature line must start with an em dash"))?;
-            let (name, b64) = rest.split_once(' ').ok_or(NoteError::Malformed("signature line needs a name and a signature"))?;
+            let rest = line.strip_prefix(SIG_PREFIX).ok_or(NoteError::Malformed(
+                "signature line must start with an em dash",
+            ))?;
+            let (name, b64) = rest.split_once(' ').ok_or(NoteError::Malformed(
+                "signature line needs a name and a signature",
+            ))?;
             if name != self.name {
                 continue;
             }
-            let blob = B64.decode(b64).map_err(|_| NoteError::Malformed("signature is not standard base64"))?;
+            let blob = B64
+                .decode(b64)
+                .map_err(|_| NoteError::Malformed("signature is not standard base64"))?;
             if blob.len() != 68 || blob[..4] != self.id {
                 continue;
             }
-            let sig = Signature::from_slice(&blob[4..]).map_err(|_| NoteError::Malformed("bad signature bytes"))?;
+            let sig = Signature::from_slice(&blob[4..])
+                .map_err(|_| NoteError::Malformed("bad signature bytes"))?;
             if self.key.verify(text.as_bytes(), &sig).is_ok() {
                 return Ok(text);
             }
@@ -172,7 +217,13 @@ impl std::fmt::Display for NoteVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut data = vec![ALG_ED25519];
         data.extend_from_slice(self.key.as_bytes());
-        write!(f, "{}+{}+{}", self.name, hex::encode(self.id), B64.encode(data))
+        write!(
+            f,
+            "{}+{}+{}",
+            self.name,
+            hex::encode(self.id),
+            B64.encode(data)
+        )
     }
 }
 
@@ -186,7 +237,12 @@ pub struct Checkpoint {
 
 impl Checkpoint {
     pub fn to_text(&self) -> String {
-        format!("{}\n{}\n{}\n", self.origin, self.size, B64.encode(self.root))
+        format!(
+            "{}\n{}\n{}\n",
+            self.origin,
+            self.size,
+            B64.encode(self.root)
+        )
     }
 
     /// Parse a checkpoint body (extension lines after the root are allowed and ignored).
@@ -194,30 +250,46 @@ impl Checkpoint {
         let mut lines = text.split_inclusive('\n');
         let mut next = |what: &'static str| -> Result<&str, NoteError> {
             let line = lines.next().ok_or(NoteError::BadCheckpoint(what))?;
-            line.strip_suffix('\n').ok_or(NoteError::BadCheckpoint(what))
+            line.strip_suffix('\n')
+                .ok_or(NoteError::BadCheckpoint(what))
         };
         let origin = next("missing origin line")?;
         if origin.is_empty() {
             return Err(NoteError::BadCheckpoint("empty origin"));
         }
         let size_s = next("missing tree size line")?;
-        if size_s.is_empty() || !size_s.bytes().all(|b| b.is_ascii_digit()) || (size_s.len() > 1 && size_s.starts_with('0')) {
-            return Err(NoteError::BadCheckpoint("tree size must be a decimal number without leading zeros"));
+        if size_s.is_empty()
+            || !size_s.bytes().all(|b| b.is_ascii_digit())
+            || (size_s.len() > 1 && size_s.starts_with('0'))
+        {
+            return Err(NoteError::BadCheckpoint(
+                "tree size must be a decimal number without leading zeros",
+            ));
         }
-        let size = size_s.parse().map_err(|_| NoteError::BadCheckpoint("tree size out of range"))?;
+        let size = size_s
+            .parse()
+            .map_err(|_| NoteError::BadCheckpoint("tree size out of range"))?;
         let root: Hash = B64
             .decode(next("missing root hash line")?)
             .ok()
             .and_then(|v| v.try_into().ok())
-            .ok_or(NoteError::BadCheckpoint("root hash must be 32 bytes of standard base64"))?;
-        Ok(Self { origin: origin.to_owned(), size, root })
+            .ok_or(NoteError::BadCheckpoint(
+                "root hash must be 32 bytes of standard base64",
+            ))?;
+        Ok(Self {
+            origin: origin.to_owned(),
+            size,
+            root,
+        })
     }
 
     /// Verify a signed checkpoint note and parse its body; the origin must be the key's name.
     pub fn open(note: &str, verifier: &NoteVerifier) -> Result<Self, NoteError> {
         let cp = Self::parse(verifier.verify(note)?)?;
         if cp.origin != verifier.name() {
-            return Err(NoteError::BadCheckpoint("origin is not the verifier key's name"));
+            return Err(NoteError::BadCheckpoint(
+                "origin is not the verifier key's name",
+            ));
         }
         Ok(cp)
     }

@@ -88,7 +88,29 @@ pub struct Staging<'a> {
     actor: &'a str,
 }
 
-impl Staging<'_> {
+impl<'a> Staging<'a> {
+    /// A staging area outside the writer, for rebuilding projections from the log.
+    pub(crate) fn detached(
+        store: &'a dyn Store,
+        batch: &'a BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+        index: u64,
+        time: u64,
+        actor: &'a str,
+    ) -> Self {
+        Staging {
+            store,
+            batch,
+            own: BTreeMap::new(),
+            index,
+            time,
+            actor,
+        }
+    }
+
+    pub(crate) fn into_writes(self) -> BTreeMap<Vec<u8>, Option<Vec<u8>>> {
+        self.own
+    }
+
     /// The index the entry will have if this command appends.
     pub fn index(&self) -> u64 {
         self.index
@@ -114,10 +136,17 @@ impl Staging<'_> {
     }
 
     /// Rows under `prefix`, ascending, with this batch's staged writes applied.
-    pub fn scan(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
-        let mut rows: BTreeMap<Vec<u8>, Vec<u8>> = self.store.scan(prefix, None, false, usize::MAX)?.into_iter().collect();
+    pub fn scan(&self, prefix: &[u8]) -> Result<super::store::Rows, StoreError> {
+        let mut rows: BTreeMap<Vec<u8>, Vec<u8>> = self
+            .store
+            .scan(prefix, None, false, usize::MAX)?
+            .into_iter()
+            .collect();
         for layer in [self.batch, &self.own] {
-            for (k, v) in layer.range(prefix.to_vec()..).take_while(|(k, _)| k.starts_with(prefix)) {
+            for (k, v) in layer
+                .range(prefix.to_vec()..)
+                .take_while(|(k, _)| k.starts_with(prefix))
+            {
                 match v {
                     Some(v) => rows.insert(k.clone(), v.clone()),
                     None => rows.remove(k),
@@ -149,7 +178,10 @@ pub(crate) struct WriterState {
 }
 
 pub(crate) fn now_micros() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
 }
 
 enum Outcome<E> {
@@ -159,6 +191,7 @@ enum Outcome<E> {
 }
 
 pub(crate) struct Sequencer<E> {
+    pub poisoned: Arc<std::sync::atomic::AtomicBool>,
     pub store: Arc<dyn Store>,
     pub cache: Arc<TileCache>,
     pub signer: NoteSigner,
@@ -188,7 +221,9 @@ impl<E: Send + 'static> Sequencer<E> {
             if poisoned {
                 for j in jobs {
                     let n = j.requests.len();
-                    let _ = j.reply.send((0..n).map(|_| Err(AppendError::Unavailable)).collect());
+                    let _ = j
+                        .reply
+                        .send((0..n).map(|_| Err(AppendError::Unavailable)).collect());
                 }
                 continue;
             }
@@ -197,6 +232,8 @@ impl<E: Send + 'static> Sequencer<E> {
                 // Recovery on the next start decides from what is on disk.
                 tracing::error!(error = %e, "ledger commit failed; the writer stops accepting appends");
                 poisoned = true;
+                self.poisoned
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
             }
         }
     }
@@ -216,8 +253,14 @@ impl<E: Send + 'static> Sequencer<E> {
             let mut outs = Vec::with_capacity(job.requests.len());
             for req in job.requests {
                 let index = first_index + entries.len() as u64;
-                let mut staging =
-                    Staging { store: &*self.store, batch: &overlay, own: BTreeMap::new(), index, time, actor: &req.actor };
+                let mut staging = Staging {
+                    store: &*self.store,
+                    batch: &overlay,
+                    own: BTreeMap::new(),
+                    index,
+                    time,
+                    actor: &req.actor,
+                };
                 let result = (req.command)(&mut staging);
                 let own = std::mem::take(&mut staging.own);
                 match result {
@@ -257,8 +300,15 @@ impl<E: Send + 'static> Sequencer<E> {
             let size = first_index + entries.len() as u64;
             let root = frontier.root();
             let origin = self.signer.name().to_owned();
-            let note = self.signer.sign(&Checkpoint { origin, size, root }.to_text());
-            let head = Head { size, root, last_time: time, last_leaf: prev };
+            let note = self
+                .signer
+                .sign(&Checkpoint { origin, size, root }.to_text());
+            let head = Head {
+                size,
+                root,
+                last_time: time,
+                last_leaf: prev,
+            };
             let batch = CommitBatch {
                 first_index,
                 entries,
@@ -270,8 +320,17 @@ impl<E: Send + 'static> Sequencer<E> {
             };
             match self.store.commit(batch) {
                 Ok(()) => {
-                    self.state = WriterState { head, frontier_tiles: tiles, frontier };
-                    *self.published.write().expect("published lock") = Published { size, root, note, signed_at: now_micros() };
+                    self.state = WriterState {
+                        head,
+                        frontier_tiles: tiles,
+                        frontier,
+                    };
+                    *self.published.write().expect("published lock") = Published {
+                        size,
+                        root,
+                        note,
+                        signed_at: now_micros(),
+                    };
                     (self.metrics)(size as usize - first_index as usize);
                 }
                 Err(e) => {
@@ -292,11 +351,13 @@ impl<E: Send + 'static> Sequencer<E> {
         let published = self.published.read().expect("published lock").clone();
         let store = self.store.clone();
         let mut reader = TileReader::with_cache(|id| store.tile(id), &self.cache);
-        let leaf_of = |index: u64, reader: &mut TileReader<_>| -> Result<(Hash, Vec<Hash>), String> {
-            let leaf = merkle::NodeSource::node(reader, 0, index).map_err(|e| e.to_string())?;
-            let proof = merkle::inclusion_proof(reader, index, published.size).map_err(|e| e.to_string())?;
-            Ok((leaf, proof))
-        };
+        let leaf_of =
+            |index: u64, reader: &mut TileReader<_>| -> Result<(Hash, Vec<Hash>), String> {
+                let leaf = merkle::NodeSource::node(reader, 0, index).map_err(|e| e.to_string())?;
+                let proof = merkle::inclusion_proof(reader, index, published.size)
+                    .map_err(|e| e.to_string())?;
+                Ok((leaf, proof))
+            };
         for (outs, reply) in outcomes.into_iter().zip(replies) {
             let answers = outs
                 .into_iter()

@@ -53,7 +53,9 @@ impl Head {
 
     pub fn from_bytes(b: &[u8]) -> StoreResult<Self> {
         if b.len() != Self::EMPTY_LEN {
-            return Err(StoreError::Corrupt("head record has the wrong length".into()));
+            return Err(StoreError::Corrupt(
+                "head record has the wrong length".into(),
+            ));
         }
         Ok(Self {
             size: u64::from_be_bytes(b[0..8].try_into().unwrap()),
@@ -100,7 +102,13 @@ pub trait Store: Send + Sync + 'static {
     fn previous_checkpoint(&self, size: u64) -> StoreResult<Option<u64>>;
     fn get(&self, key: &[u8]) -> StoreResult<Option<Vec<u8>>>;
     /// Rows whose key starts with `prefix`, strictly after (or, reversed, before) `cursor`, at most `limit`.
-    fn scan(&self, prefix: &[u8], cursor: Option<&[u8]>, reverse: bool, limit: usize) -> StoreResult<Rows>;
+    fn scan(
+        &self,
+        prefix: &[u8],
+        cursor: Option<&[u8]>,
+        reverse: bool,
+        limit: usize,
+    ) -> StoreResult<Rows>;
     /// Apply atomically and make durable before returning.
     fn commit(&self, batch: CommitBatch) -> StoreResult<()>;
     /// Remove entries at index `size` and above (a batch whose head never landed).
@@ -156,7 +164,9 @@ fn walk_bundle(b: &[u8], mut f: impl FnMut(u64, &[u8]) -> bool) -> StoreResult<u
             .and_then(|s| s.try_into().ok())
             .ok_or_else(|| StoreError::Corrupt("truncated entry bundle".into()))?;
         let len = u32::from_be_bytes(len_bytes) as usize;
-        let e = b.get(pos + 4..pos + 4 + len).ok_or_else(|| StoreError::Corrupt("truncated entry bundle".into()))?;
+        let e = b
+            .get(pos + 4..pos + 4 + len)
+            .ok_or_else(|| StoreError::Corrupt("truncated entry bundle".into()))?;
         pos += 4 + len;
         if !f(n, e) {
             return Ok(n + 1);
@@ -176,7 +186,10 @@ pub struct SledStore {
 
 impl SledStore {
     pub fn open(path: &Path) -> StoreResult<Self> {
-        let db = sled::Config::new().path(path).cache_capacity(256 * 1024 * 1024).open()?;
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(256 * 1024 * 1024)
+            .open()?;
         let tree = db.open_tree("ledger")?;
         Ok(Self { db, tree })
     }
@@ -192,7 +205,11 @@ impl SledStore {
         match self.tree.range(&lo[..]..=&hi[..]).next_back() {
             Some(kv) => {
                 let (k, v) = kv?;
-                let first = u64::from_be_bytes(k[1..9].try_into().map_err(|_| StoreError::Corrupt("entry key".into()))?);
+                let first = u64::from_be_bytes(
+                    k[1..9]
+                        .try_into()
+                        .map_err(|_| StoreError::Corrupt("entry key".into()))?,
+                );
                 Ok(Some((first, v)))
             }
             None => Ok(None),
@@ -202,7 +219,10 @@ impl SledStore {
 
 impl Store for SledStore {
     fn head(&self) -> StoreResult<Option<Head>> {
-        self.tree.get(K_HEAD)?.map(|v| Head::from_bytes(&v)).transpose()
+        self.tree
+            .get(K_HEAD)?
+            .map(|v| Head::from_bytes(&v))
+            .transpose()
     }
 
     fn meta(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
@@ -266,7 +286,9 @@ impl Store for SledStore {
 
     fn checkpoint(&self, size: u64) -> StoreResult<Option<String>> {
         match self.tree.get(key_u64(P_CHECKPOINT, size))? {
-            Some(v) => String::from_utf8(v.to_vec()).map(Some).map_err(|_| StoreError::Corrupt(format!("checkpoint at size {size} is not UTF-8"))),
+            Some(v) => String::from_utf8(v.to_vec()).map(Some).map_err(|_| {
+                StoreError::Corrupt(format!("checkpoint at size {size} is not UTF-8"))
+            }),
             None => Ok(None),
         }
     }
@@ -278,7 +300,9 @@ impl Store for SledStore {
         for kv in self.tree.range(&lo[..]..&hi[..]).take(limit) {
             let (k, v) = kv?;
             let size = u64::from_be_bytes(k[1..9].try_into().unwrap());
-            let text = String::from_utf8(v.to_vec()).map_err(|_| StoreError::Corrupt(format!("checkpoint at size {size} is not UTF-8")))?;
+            let text = String::from_utf8(v.to_vec()).map_err(|_| {
+                StoreError::Corrupt(format!("checkpoint at size {size} is not UTF-8"))
+            })?;
             out.push((size, text));
         }
         Ok(out)
@@ -297,7 +321,13 @@ impl Store for SledStore {
         Ok(self.tree.get(proj_key(key))?.map(|v| v.to_vec()))
     }
 
-    fn scan(&self, prefix: &[u8], cursor: Option<&[u8]>, reverse: bool, limit: usize) -> StoreResult<Rows> {
+    fn scan(
+        &self,
+        prefix: &[u8],
+        cursor: Option<&[u8]>,
+        reverse: bool,
+        limit: usize,
+    ) -> StoreResult<Rows> {
         let full = proj_key(prefix);
         let mut out = Vec::new();
         let strip = |k: &[u8]| k[1..].to_vec();
@@ -316,7 +346,10 @@ impl Store for SledStore {
             }
             (Some(c), false) => {
                 let after = proj_key(c);
-                for kv in self.tree.range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded)) {
+                for kv in self
+                    .tree
+                    .range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))
+                {
                     let (k, v) = kv?;
                     if !k.starts_with(&full) || out.len() >= limit {
                         break;
@@ -341,7 +374,10 @@ impl Store for SledStore {
     fn commit(&self, batch: CommitBatch) -> StoreResult<()> {
         let mut b = sled::Batch::default();
         if !batch.entries.is_empty() {
-            b.insert(&key_u64(P_ENTRY, batch.first_index)[..], bundle(&batch.entries));
+            b.insert(
+                &key_u64(P_ENTRY, batch.first_index)[..],
+                bundle(&batch.entries),
+            );
         }
         for (id, bytes) in batch.tiles {
             b.insert(&tile_key(id)[..], bytes);

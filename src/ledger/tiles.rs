@@ -31,7 +31,12 @@ pub fn decode_tile(bytes: &[u8]) -> Option<Vec<Hash>> {
     if bytes.len() % 32 != 0 || bytes.len() > TILE_WIDTH * 32 {
         return None;
     }
-    Some(bytes.chunks_exact(32).map(|c| c.try_into().expect("32-byte chunk")).collect())
+    Some(
+        bytes
+            .chunks_exact(32)
+            .map(|c| c.try_into().expect("32-byte chunk"))
+            .collect(),
+    )
 }
 
 /// The right edge of the tile store, kept in memory by the single writer (and by the
@@ -61,7 +66,9 @@ impl TileBuilder {
         let mut b = Self::new();
         let mut level = 0u8;
         loop {
-            let count = size.checked_shr(u32::from(level) * u32::from(TILE_HEIGHT)).unwrap_or(0);
+            let count = size
+                .checked_shr(u32::from(level) * u32::from(TILE_HEIGHT))
+                .unwrap_or(0);
             if count == 0 {
                 break;
             }
@@ -101,14 +108,16 @@ impl TileBuilder {
             }
             let full = std::mem::take(&mut self.partial[level]);
             hash = perfect_root(&full);
-            self.completed.insert((level as u8, tile_index), encode_tile(&full));
+            self.completed
+                .insert((level as u8, tile_index), encode_tile(&full));
             level += 1;
         }
     }
 
     /// The tiles written or grown since the last call, with their full current contents.
     pub fn take_dirty(&mut self) -> Vec<(TileId, Vec<u8>)> {
-        let mut out: Vec<(TileId, Vec<u8>)> = std::mem::take(&mut self.completed).into_iter().collect();
+        let mut out: Vec<(TileId, Vec<u8>)> =
+            std::mem::take(&mut self.completed).into_iter().collect();
         for level in std::mem::take(&mut self.touched) {
             let l = level as usize;
             if !self.partial[l].is_empty() {
@@ -140,7 +149,12 @@ impl ExpandedTile {
     pub fn new(hashes: Vec<Hash>) -> Self {
         let mut levels = vec![hashes];
         while levels.last().is_some_and(|l| l.len() >= 2) {
-            let up = levels.last().unwrap().chunks_exact(2).map(|p| node_hash(&p[0], &p[1])).collect();
+            let up = levels
+                .last()
+                .unwrap()
+                .chunks_exact(2)
+                .map(|p| node_hash(&p[0], &p[1]))
+                .collect();
             levels.push(up);
         }
         Self { levels }
@@ -152,7 +166,10 @@ impl ExpandedTile {
 
     /// Node at height `r` (0..8) within the tile, position `pos` at that height.
     fn get(&self, r: u8, pos: usize) -> Option<Hash> {
-        self.levels.get(r as usize).and_then(|l| l.get(pos)).copied()
+        self.levels
+            .get(r as usize)
+            .and_then(|l| l.get(pos))
+            .copied()
     }
 }
 
@@ -165,7 +182,9 @@ impl TileCache {
     /// A cache of at most `tiles` full tiles (each about 16 KiB expanded).
     pub fn new(tiles: usize) -> Self {
         let cap = std::num::NonZeroUsize::new(tiles.max(1)).expect("non-zero");
-        Self { inner: std::sync::Mutex::new(lru::LruCache::new(cap)) }
+        Self {
+            inner: std::sync::Mutex::new(lru::LruCache::new(cap)),
+        }
     }
 
     fn get(&self, id: &TileId) -> Option<Arc<ExpandedTile>> {
@@ -204,11 +223,19 @@ where
     F: FnMut(TileId) -> Result<Option<Vec<u8>>, E>,
 {
     pub fn new(read: F) -> Self {
-        Self { read, cache: None, tiles: HashMap::new() }
+        Self {
+            read,
+            cache: None,
+            tiles: HashMap::new(),
+        }
     }
 
     pub fn with_cache(read: F, cache: &'c TileCache) -> Self {
-        Self { read, cache: Some(cache), tiles: HashMap::new() }
+        Self {
+            read,
+            cache: Some(cache),
+            tiles: HashMap::new(),
+        }
     }
 
     fn tile(&mut self, id: TileId) -> Result<Option<Arc<ExpandedTile>>, TileError<E>> {
@@ -222,7 +249,9 @@ where
         let Some(bytes) = (self.read)(id).map_err(TileError::Store)? else {
             return Ok(None);
         };
-        let t = Arc::new(ExpandedTile::new(decode_tile(&bytes).ok_or(TileError::Malformed(id))?));
+        let t = Arc::new(ExpandedTile::new(
+            decode_tile(&bytes).ok_or(TileError::Malformed(id))?,
+        ));
         if t.is_full() {
             if let Some(c) = self.cache {
                 c.put(id, t.clone());

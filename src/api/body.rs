@@ -1,0 +1,153 @@
+//! Request bodies: `application/json` only, size-limited, and parsed so that a bad
+//! field is named by its JSON path (`decisions[2].confidence`) in the problem.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::{FromRequest, HttpRequest};
+use futures_util::StreamExt;
+use serde::de::DeserializeOwned;
+
+use super::State;
+use crate::error::{AppError, ErrorCode};
+
+/// A JSON request body of type `T`.
+pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
+    type Error = AppError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, AppError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let limit = req
+            .app_data::<State>()
+            .map(|s| s.body_limit)
+            .unwrap_or(1 << 20);
+        let ct = req
+            .headers()
+            .get(actix_web::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let declared = req
+            .headers()
+            .get(actix_web::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        let mut payload = payload.take();
+        Box::pin(async move {
+            let json = ct.as_deref().is_some_and(|c| {
+                let essence = c
+                    .split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase();
+                essence == "application/json"
+                    || (essence.starts_with("application/") && essence.ends_with("+json"))
+            });
+            if !json {
+                return Err(AppError::new(
+                    ErrorCode::UnsupportedMediaType,
+                    format!(
+                        "expected Content-Type application/json, got {}",
+                        ct.as_deref().unwrap_or("none")
+                    ),
+                ));
+            }
+            if declared.is_some_and(|n| n > limit) {
+                return Err(AppError::new(
+                    ErrorCode::PayloadTooLarge,
+                    format!("the body may be at most {limit} bytes"),
+                ));
+            }
+            let mut buf = Vec::with_capacity(declared.unwrap_or(1024).min(limit));
+            while let Some(chunk) = payload.next().await {
+                let chunk = chunk.map_err(|e| {
+                    AppError::new(
+                        ErrorCode::InvalidBody,
+                        format!("reading the body failed: {e}"),
+                    )
+                })?;
+                if buf.len() + chunk.len() > limit {
+                    return Err(AppError::new(
+                        ErrorCode::PayloadTooLarge,
+                        format!("the body may be at most {limit} bytes"),
+                    ));
+                }
+                buf.extend_from_slice(&chunk);
+            }
+            parse(&buf).map(Json)
+        })
+    }
+}
+
+/// Parse JSON bytes into `T`, naming the offending field by its path.
+pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    match serde_path_to_error::deserialize(de) {
+        Ok(v) => Ok(v),
+        Err(e) => {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let detail = strip_position(&inner.to_string());
+            if inner.is_syntax() || inner.is_eof() {
+                return Err(AppError::new(
+                    ErrorCode::InvalidBody,
+                    format!("malformed JSON: {}", inner),
+                ));
+            }
+            if path == "." || path.is_empty() {
+                Err(AppError::new(ErrorCode::InvalidBody, detail))
+            } else {
+                Err(AppError::field(ErrorCode::InvalidField, path, detail))
+            }
+        }
+    }
+}
+
+fn strip_position(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) => msg[..i].to_owned(),
+        None => msg.to_owned(),
+    }
+}
+
+/// A query string parsed into `T`, naming the offending parameter.
+pub struct Query<T>(pub T);
+
+impl<T> std::ops::Deref for Query<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: DeserializeOwned> FromRequest for Query<T> {
+    type Error = AppError;
+    type Future = std::future::Ready<Result<Self, AppError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded_parse(req.query_string()));
+        std::future::ready(match serde_path_to_error::deserialize(de) {
+            Ok(v) => Ok(Query(v)),
+            Err(e) => {
+                let path = e.path().to_string();
+                let detail = e.into_inner().to_string();
+                let field = if path == "." || path.is_empty() {
+                    detail.split('`').nth(1).map(str::to_owned)
+                } else {
+                    Some(path)
+                };
+                Err(match field {
+                    Some(f) => AppError::field(ErrorCode::InvalidQuery, f, detail),
+                    None => AppError::new(ErrorCode::InvalidQuery, detail),
+                })
+            }
+        })
+    }
+}
+
+fn form_urlencoded_parse(q: &str) -> form_urlencoded::Parse<'_> {
+    form_urlencoded::parse(q.as_bytes())
+}

@@ -1,0 +1,274 @@
+//! The log routes: checkpoints, the verifier key, entries and proofs.
+
+use actix_web::{get, http::header, HttpRequest, HttpResponse};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::auth::{Caller, READERS};
+use super::State;
+use crate::error::{AppError, ErrorCode, Problem};
+use crate::ledger::{entry, merkle};
+
+pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
+    cfg.service(checkpoint)
+        .service(key)
+        .service(checkpoint_at)
+        .service(entries)
+        .service(entry_at)
+        .service(inclusion)
+        .service(consistency);
+}
+
+/// The latest signed checkpoint (C2SP tlog-checkpoint in a signed note).
+#[utoipa::path(tag = "log", responses(
+    (status = 200, description = "The signed note", body = String, content_type = "text/plain; charset=utf-8")
+))]
+#[get("/v1/log/checkpoint")]
+async fn checkpoint(state: State) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .body(state.ledger.latest().note)
+}
+
+/// The log's public key, in the forms verifiers need.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct KeyView {
+    /// The checkpoint origin, which is also the key name.
+    pub origin: String,
+    /// The signed-note verifier key `<name>+<hex key id>+<base64(0x01 ‖ public key)>`.
+    pub verifier_key: String,
+    /// The raw Ed25519 public key, standard base64.
+    pub public_key: String,
+    pub algorithm: String,
+}
+
+#[utoipa::path(tag = "log", responses((status = 200, body = KeyView)))]
+#[get("/v1/log/key")]
+async fn key(state: State) -> actix_web::web::Json<KeyView> {
+    let v = state.ledger.verifier();
+    actix_web::web::Json(KeyView {
+        origin: v.name().to_owned(),
+        verifier_key: v.to_string(),
+        public_key: B64.encode(v.public_key().as_bytes()),
+        algorithm: "ed25519".into(),
+    })
+}
+
+/// The checkpoint signed when the log reached `size` entries.
+#[utoipa::path(tag = "log", security(("bearer" = [])), params(("size" = u64, Path, description = "Tree size")), responses(
+    (status = 200, description = "The signed note", body = String, content_type = "text/plain; charset=utf-8"),
+    (status = 404, description = "No checkpoint was signed at that size", body = Problem, content_type = "application/problem+json"),
+    (status = 401, body = Problem, content_type = "application/problem+json"),
+))]
+#[get("/v1/log/checkpoints/{size}")]
+async fn checkpoint_at(
+    state: State,
+    caller: Caller,
+    size: actix_web::web::Path<u64>,
+) -> Result<HttpResponse, AppError> {
+    caller.require(READERS)?;
+    let size = size.into_inner();
+    let note = state.ledger.checkpoint_at(size)?.ok_or_else(|| {
+        AppError::not_found(format!(
+            "no checkpoint was signed at size {size} (one is signed per batch)"
+        ))
+    })?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .body(note))
+}
+
+/// One log entry: its raw bytes and a JSON view of them.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EntryView {
+    pub index: u64,
+    /// SHA-256(0x00 ‖ raw bytes), lowercase hex.
+    pub leaf_hash: String,
+    /// The entry's CBOR bytes exactly as stored and hashed, standard base64.
+    pub raw: String,
+    /// A JSON reading of `raw` (byte strings as lowercase hex).
+    #[schema(value_type = Object)]
+    pub entry: serde_json::Value,
+}
+
+pub fn entry_view(index: u64, bytes: &[u8]) -> Result<EntryView, AppError> {
+    Ok(EntryView {
+        index,
+        leaf_hash: hex::encode(merkle::leaf_hash(bytes)),
+        raw: B64.encode(bytes),
+        entry: entry::entry_json(bytes).map_err(AppError::internal)?,
+    })
+}
+
+fn wants_cbor(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| {
+            a.split(',').any(|t| {
+                t.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .eq_ignore_ascii_case("application/cbor")
+            })
+        })
+}
+
+/// One entry; with `Accept: application/cbor`, its raw bytes.
+#[utoipa::path(tag = "log", security(("bearer" = [])), params(("index" = u64, Path)), responses(
+    (status = 200, body = EntryView, content_type = "application/json"),
+    (status = 200, description = "The raw entry bytes", body = Vec<u8>, content_type = "application/cbor"),
+    (status = 404, body = Problem, content_type = "application/problem+json"),
+))]
+#[get("/v1/log/entries/{index}")]
+async fn entry_at(
+    req: HttpRequest,
+    state: State,
+    caller: Caller,
+    index: actix_web::web::Path<u64>,
+) -> Result<HttpResponse, AppError> {
+    caller.require(READERS)?;
+    let index = index.into_inner();
+    let bytes = state
+        .ledger
+        .entry(index)?
+        .ok_or_else(|| AppError::not_found(format!("no entry at index {index}")))?;
+    if wants_cbor(&req) {
+        return Ok(HttpResponse::Ok()
+            .content_type("application/cbor")
+            .body(bytes));
+    }
+    Ok(HttpResponse::Ok().json(entry_view(index, &bytes)?))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// First index (default 0).
+    pub start: Option<u64>,
+    /// At most this many entries (default 100, at most 1000).
+    pub limit: Option<u64>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EntryPage {
+    pub entries: Vec<EntryView>,
+    /// The `start` of the next page, absent at the end of the log.
+    pub next: Option<u64>,
+    /// The log's size when this page was read.
+    pub tree_size: u64,
+}
+
+/// A page of entries in index order.
+#[utoipa::path(tag = "log", security(("bearer" = [])), params(PageQuery), responses(
+    (status = 200, body = EntryPage),
+    (status = 400, body = Problem, content_type = "application/problem+json"),
+))]
+#[get("/v1/log/entries")]
+async fn entries(
+    state: State,
+    caller: Caller,
+    q: super::body::Query<PageQuery>,
+) -> Result<HttpResponse, AppError> {
+    caller.require(READERS)?;
+    let start = q.start.unwrap_or(0);
+    let limit = q.limit.unwrap_or(100);
+    if limit == 0 || limit > 1000 {
+        return Err(AppError::field(
+            ErrorCode::InvalidQuery,
+            "limit",
+            "must be between 1 and 1000",
+        ));
+    }
+    let size = state.ledger.latest().size;
+    let raw = state.ledger.entries(start, limit)?;
+    let mut out = Vec::with_capacity(raw.len());
+    for (i, b) in raw.iter().enumerate() {
+        out.push(entry_view(start + i as u64, b)?);
+    }
+    let end = start + out.len() as u64;
+    Ok(HttpResponse::Ok().json(EntryPage {
+        entries: out,
+        next: (end < size && !raw.is_empty()).then_some(end),
+        tree_size: size,
+    }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct InclusionQuery {
+    pub index: u64,
+    /// Tree size to prove against (default: the latest checkpoint's).
+    pub tree_size: Option<u64>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct InclusionProof {
+    pub index: u64,
+    pub tree_size: u64,
+    pub leaf_hash: String,
+    /// RFC 9162 §2.1.3 audit path, lowercase hex.
+    pub hashes: Vec<String>,
+}
+
+/// RFC 9162 inclusion proof of one entry.
+#[utoipa::path(tag = "log", security(("bearer" = [])), params(InclusionQuery), responses(
+    (status = 200, body = InclusionProof),
+    (status = 400, body = Problem, content_type = "application/problem+json"),
+    (status = 404, body = Problem, content_type = "application/problem+json"),
+))]
+#[get("/v1/log/proofs/inclusion")]
+async fn inclusion(
+    state: State,
+    caller: Caller,
+    q: super::body::Query<InclusionQuery>,
+) -> Result<HttpResponse, AppError> {
+    caller.require(READERS)?;
+    let (size, leaf, proof) = state.ledger.inclusion(q.index, q.tree_size)?;
+    Ok(HttpResponse::Ok().json(InclusionProof {
+        index: q.index,
+        tree_size: size,
+        leaf_hash: hex::encode(leaf),
+        hashes: proof.iter().map(hex::encode).collect(),
+    }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ConsistencyQuery {
+    pub from: u64,
+    /// Default: the latest checkpoint's size.
+    pub to: Option<u64>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ConsistencyProof {
+    pub from: u64,
+    pub to: u64,
+    /// RFC 9162 §2.1.4 consistency proof, lowercase hex.
+    pub hashes: Vec<String>,
+}
+
+/// RFC 9162 consistency proof between two tree sizes.
+#[utoipa::path(tag = "log", security(("bearer" = [])), params(ConsistencyQuery), responses(
+    (status = 200, body = ConsistencyProof),
+    (status = 400, body = Problem, content_type = "application/problem+json"),
+    (status = 404, body = Problem, content_type = "application/problem+json"),
+))]
+#[get("/v1/log/proofs/consistency")]
+async fn consistency(
+    state: State,
+    caller: Caller,
+    q: super::body::Query<ConsistencyQuery>,
+) -> Result<HttpResponse, AppError> {
+    caller.require(READERS)?;
+    let (to, proof) = state.ledger.consistency(q.from, q.to)?;
+    Ok(HttpResponse::Ok().json(ConsistencyProof {
+        from: q.from,
+        to,
+        hashes: proof.iter().map(hex::encode).collect(),
+    }))
+}

@@ -1,0 +1,165 @@
+//! The HTTP surface. Only this module knows about HTTP and JSON: it parses and checks
+//! requests at the edge, asks the domain for a command or a read, and renders receipts
+//! and RFC 9457 problems.
+
+pub mod auth;
+pub mod body;
+pub mod log;
+pub mod ops;
+pub mod tokens;
+
+use std::sync::Arc;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::{Deserialize, Serialize};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+use crate::error::{AppError, ErrorCode};
+use crate::ledger::{Ledger, Receipt};
+use crate::telemetry::Metrics;
+
+/// What every handler can reach.
+pub struct AppState {
+    pub ledger: Ledger<AppError>,
+    pub metrics: Arc<Metrics>,
+    /// Largest accepted request body, bytes.
+    pub body_limit: usize,
+}
+
+pub type State = actix_web::web::Data<AppState>;
+
+impl ResponseError for AppError {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.code.spec().status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if self.code == ErrorCode::Internal {
+            tracing::error!(detail = %self.detail, "internal error");
+        }
+        let mut res = HttpResponse::build(self.status_code());
+        res.content_type("application/problem+json");
+        if self.code == ErrorCode::Unauthenticated {
+            res.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        res.json(self.problem())
+    }
+}
+
+/// A write's proof of record: the entry's index and leaf hash, the signed checkpoint
+/// it was sequenced under, and the inclusion proof against that checkpoint.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct ReceiptView {
+    pub index: u64,
+    /// SHA-256(0x00 ‖ entry bytes), lowercase hex.
+    pub leaf_hash: String,
+    /// The C2SP signed-note checkpoint text.
+    pub checkpoint: String,
+    /// The tree size of `checkpoint`.
+    pub tree_size: u64,
+    /// RFC 9162 inclusion proof against `checkpoint`, lowercase hex.
+    pub inclusion_proof: Vec<String>,
+}
+
+impl From<Receipt> for ReceiptView {
+    fn from(r: Receipt) -> Self {
+        Self {
+            index: r.index,
+            leaf_hash: hex::encode(r.leaf_hash),
+            checkpoint: r.checkpoint,
+            tree_size: r.tree_size,
+            inclusion_proof: r.inclusion_proof.iter().map(hex::encode).collect(),
+        }
+    }
+}
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("An API token from POST /v1/tokens"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Veritrail",
+        version = "1",
+        description = "Compliance register and immutable, verifiable decision ledger for production AI systems. Errors are RFC 9457 problem documents (application/problem+json).",
+        license(name = "Apache-2.0")
+    ),
+    modifiers(&Security),
+    components(schemas(crate::error::Problem)),
+    tags(
+        (name = "log", description = "The verifiable log: checkpoints, entries, proofs"),
+        (name = "tokens", description = "API tokens and roles (admin)"),
+        (name = "operations", description = "Health, readiness, metrics, the API description")
+    )
+)]
+pub struct ApiDoc;
+
+/// Register every route. Only `.service(...)` calls are collected into the spec.
+pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
+    log::configure(cfg);
+    tokens::configure(cfg);
+    ops::configure(cfg);
+}
+
+/// The OpenAPI document of every route, as served at `/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    use utoipa_actix_web::AppExt;
+    let (_, api) = actix_web::App::new()
+        .into_utoipa_app()
+        .openapi(ApiDoc::openapi())
+        .configure(configure)
+        .split_for_parts();
+    api
+}
+
+/// The whole application, as `serve` runs it and the tests call it.
+pub fn app(
+    state: State,
+) -> actix_web::App<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    use utoipa_actix_web::AppExt;
+    let (app, api) = actix_web::App::new()
+        .app_data(state.clone())
+        .app_data(
+            actix_web::web::PathConfig::default()
+                .error_handler(|e, _| AppError::new(ErrorCode::InvalidPath, e.to_string()).into()),
+        )
+        .into_utoipa_app()
+        .openapi(ApiDoc::openapi())
+        .configure(configure)
+        .split_for_parts();
+    app.app_data(actix_web::web::Data::new(api))
+        .default_service(actix_web::web::to(not_found))
+        .wrap(actix_web::middleware::from_fn(crate::telemetry::observe))
+}
+
+async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, AppError> {
+    Err(AppError::not_found(format!(
+        "no route for {} {}",
+        req.method(),
+        req.path()
+    )))
+}

@@ -1,0 +1,88 @@
+//! The command line. Every flag can also be set by a `VERITRAIL_*` environment variable;
+//! the `///` comments are the `--help` text.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "veritrail",
+    version,
+    about = "Compliance register and verifiable decision ledger for production AI systems"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service (creates the data dir, signing key and an admin token on first start).
+    Serve(ServeOpts),
+    /// Check a stopped server's data dir offline: every entry, link, tile and checkpoint.
+    Verify(VerifyOpts),
+    /// Rebuild every projection (register, indexes, tokens) from the log alone.
+    Reindex(DataDirOpt),
+    /// Print the OpenAPI description of the HTTP API.
+    Openapi,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DataDirOpt {
+    /// Where the log, the signing key and the admin token live.
+    #[arg(long, env = "VERITRAIL_DATA_DIR", default_value = "./veritrail-data")]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeOpts {
+    #[command(flatten)]
+    pub data: DataDirOpt,
+    /// Address to listen on.
+    #[arg(long, env = "VERITRAIL_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: String,
+    /// The log's origin (checkpoint first line and key name); fixed when the log is created.
+    #[arg(long, env = "VERITRAIL_ORIGIN")]
+    pub origin: Option<String>,
+    /// The signing key as PKCS#8 PEM text instead of the key file (for several nodes sharing one key).
+    #[arg(long, env = "VERITRAIL_SIGNING_KEY_PEM", hide_env_values = true)]
+    pub signing_key_pem: Option<String>,
+    /// Log JSON lines instead of text.
+    #[arg(long, env = "VERITRAIL_JSON_LOGS")]
+    pub json_logs: bool,
+    /// Largest accepted request body in bytes.
+    #[arg(long, env = "VERITRAIL_BODY_LIMIT", default_value_t = 16 * 1024 * 1024)]
+    pub body_limit: usize,
+    /// HTTP worker threads (default: one per core).
+    #[arg(long, env = "VERITRAIL_WORKERS")]
+    pub workers: Option<usize>,
+    /// Run the full offline check of the log before serving (the default checks the tail
+    /// since the previous checkpoint and the tree against the last checkpoint).
+    #[arg(long, env = "VERITRAIL_FULL_CHECK")]
+    pub full_check: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct VerifyOpts {
+    #[command(flatten)]
+    pub data: DataDirOpt,
+    /// Verifier key (`name+keyid+base64`); default: derived from the data dir's key file.
+    #[arg(long, env = "VERITRAIL_KEY")]
+    pub key: Option<String>,
+}
+
+/// Files inside the data dir.
+pub fn key_path(data: &std::path::Path) -> PathBuf {
+    data.join("signing-key.pem")
+}
+
+pub fn admin_token_path(data: &std::path::Path) -> PathBuf {
+    data.join("admin-token")
+}
+
+pub fn ledger_path(data: &std::path::Path) -> PathBuf {
+    data.join("ledger")
+}
+
+pub const DEFAULT_ORIGIN: &str = "localhost/veritrail";

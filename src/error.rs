@@ -1,0 +1,193 @@
+//! One table of errors. Every failure a caller can see is an [`AppError`]; its
+//! [`ErrorCode`] decides the HTTP status, the stable RFC 9457 problem `type` and the
+//! title, in one place (`ErrorCode::spec`). Handlers and the domain never pick a status.
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// Stable error codes. The problem `type` is `urn:veritrail:problem:<code>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    // Requests the service cannot take as they are.
+    InvalidBody,
+    InvalidField,
+    InvalidQuery,
+    InvalidPath,
+    UnsupportedMediaType,
+    PayloadTooLarge,
+    NotFound,
+    MethodNotAllowed,
+    // Who asks.
+    Unauthenticated,
+    Forbidden,
+    // The state of things.
+    AlreadyExists,
+    Conflict,
+    // The service itself.
+    Unavailable,
+    Internal,
+}
+
+/// The row of the table: status, code and title of one [`ErrorCode`].
+pub struct ErrorSpec {
+    pub status: u16,
+    pub code: &'static str,
+    pub title: &'static str,
+}
+
+impl ErrorCode {
+    pub const fn spec(self) -> ErrorSpec {
+        use ErrorCode::*;
+        let (status, code, title) = match self {
+            InvalidBody => (400, "invalid-body", "The request body is not valid"),
+            InvalidField => (400, "invalid-field", "A field has an invalid value"),
+            InvalidQuery => (400, "invalid-query", "A query parameter is not valid"),
+            InvalidPath => (400, "invalid-path", "A path parameter is not valid"),
+            UnsupportedMediaType => (
+                415,
+                "unsupported-media-type",
+                "The request body must be application/json",
+            ),
+            PayloadTooLarge => (413, "payload-too-large", "The request body is too large"),
+            NotFound => (404, "not-found", "Not found"),
+            MethodNotAllowed => (405, "method-not-allowed", "Method not allowed"),
+            Unauthenticated => (401, "unauthenticated", "A valid bearer token is required"),
+            Forbidden => (403, "forbidden", "This token's role may not do this"),
+            AlreadyExists => (409, "already-exists", "It already exists"),
+            Conflict => (
+                409,
+                "conflict",
+                "The request conflicts with what is recorded",
+            ),
+            Unavailable => (503, "unavailable", "The ledger is not accepting writes"),
+            Internal => (500, "internal", "Internal error"),
+        };
+        ErrorSpec {
+            status,
+            code,
+            title,
+        }
+    }
+
+    pub fn type_uri(self) -> String {
+        format!("urn:veritrail:problem:{}", self.spec().code)
+    }
+}
+
+/// An error on its way to the caller.
+#[derive(Debug, Clone)]
+pub struct AppError {
+    pub code: ErrorCode,
+    pub detail: String,
+    /// The offending field, as a JSON path (`decisions[3].subject_ref`), where there is one.
+    pub field: Option<String>,
+}
+
+impl AppError {
+    pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
+        Self {
+            code,
+            detail: detail.into(),
+            field: None,
+        }
+    }
+
+    pub fn field(code: ErrorCode, field: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self {
+            code,
+            detail: detail.into(),
+            field: Some(field.into()),
+        }
+    }
+
+    pub fn invalid(field: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self::field(ErrorCode::InvalidField, field, detail)
+    }
+
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(ErrorCode::NotFound, detail)
+    }
+
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        Self::new(ErrorCode::Internal, detail.to_string())
+    }
+
+    /// Prefix the field path (for an item of a batch).
+    pub fn within(mut self, prefix: &str) -> Self {
+        self.field = Some(match self.field {
+            Some(f) => format!("{prefix}.{f}"),
+            None => prefix.to_owned(),
+        });
+        self
+    }
+
+    pub fn problem(&self) -> Problem {
+        let spec = self.code.spec();
+        Problem {
+            type_: self.code.type_uri(),
+            title: spec.title.to_owned(),
+            status: spec.status,
+            detail: self.detail.clone(),
+            field: self.field.clone(),
+        }
+    }
+}
+
+impl std::fmt::Display for AppError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.field {
+            Some(field) => write!(f, "{}: {} ({field})", self.code.spec().code, self.detail),
+            None => write!(f, "{}: {}", self.code.spec().code, self.detail),
+        }
+    }
+}
+
+impl std::error::Error for AppError {}
+
+/// An RFC 9457 problem document (`application/problem+json`).
+#[derive(Debug, Clone, Serialize, serde::Deserialize, ToSchema, PartialEq)]
+pub struct Problem {
+    /// Stable identifier of the kind of problem, `urn:veritrail:problem:<code>`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub title: String,
+    pub status: u16,
+    /// What went wrong in this case, for a human.
+    pub detail: String,
+    /// The offending field as a JSON path, where there is one.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub field: Option<String>,
+}
+
+impl From<crate::ledger::LedgerError> for AppError {
+    fn from(e: crate::ledger::LedgerError) -> Self {
+        use crate::ledger::LedgerError as L;
+        match e {
+            L::NotFound(m) => AppError::not_found(m),
+            L::BadRequest(m) => AppError::new(ErrorCode::InvalidQuery, m),
+            other => AppError::internal(other),
+        }
+    }
+}
+
+impl From<crate::ledger::store::StoreError> for AppError {
+    fn from(e: crate::ledger::store::StoreError) -> Self {
+        AppError::internal(e)
+    }
+}
+
+impl From<crate::ledger::AppendError<AppError>> for AppError {
+    fn from(e: crate::ledger::AppendError<AppError>) -> Self {
+        use crate::ledger::AppendError as A;
+        match e {
+            A::Rejected(e) => e,
+            A::Storage(m) => {
+                AppError::new(ErrorCode::Unavailable, format!("nothing was recorded: {m}"))
+            }
+            A::Unavailable => AppError::new(
+                ErrorCode::Unavailable,
+                "the ledger writer has stopped; nothing was recorded",
+            ),
+        }
+    }
+}

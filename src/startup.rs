@@ -1,0 +1,174 @@
+//! Building the service: the data dir, the key, the log (with recovery), the first
+//! admin token, and the HTTP server.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+
+use crate::api::{AppState, State};
+use crate::config::{self, ServeOpts};
+use crate::ledger::keyfile;
+use crate::ledger::note::NoteSigner;
+use crate::ledger::store::{SledStore, Store};
+use crate::ledger::{Ledger, WriterHandle};
+use crate::telemetry::Metrics;
+use crate::tokens::{self, Role};
+
+/// A running service core, without HTTP.
+pub struct Service {
+    pub state: State,
+    pub writer: WriterHandle,
+    /// The admin token's secret when this start created it.
+    pub admin_token: Option<String>,
+}
+
+/// Options of [`open`], shared by `serve` and the tests.
+#[derive(Debug, Clone)]
+pub struct OpenOpts {
+    pub origin: Option<String>,
+    pub signing_key_pem: Option<String>,
+    pub body_limit: usize,
+    pub full_check: bool,
+}
+
+impl Default for OpenOpts {
+    fn default() -> Self {
+        Self {
+            origin: None,
+            signing_key_pem: None,
+            body_limit: 16 * 1024 * 1024,
+            full_check: false,
+        }
+    }
+}
+
+fn create_private_dir(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if !path.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(path)
+            .with_context(|| format!("creating {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Open (or create) the service's data dir and start the writer.
+pub async fn open(data_dir: &Path, opts: &OpenOpts) -> anyhow::Result<Service> {
+    create_private_dir(data_dir)?;
+    let key = match &opts.signing_key_pem {
+        Some(pem) => keyfile::from_pem(pem)?,
+        None => {
+            let (key, created) = keyfile::load_or_create(&config::key_path(data_dir))?;
+            if created {
+                tracing::info!(path = %config::key_path(data_dir).display(), "created the log's signing key");
+            }
+            key
+        }
+    };
+    let store = Arc::new(
+        SledStore::open(&config::ledger_path(data_dir)).context("opening the ledger store")?,
+    );
+    let stored_origin = store
+        .meta("origin")?
+        .map(|o| String::from_utf8_lossy(&o).into_owned());
+    let origin = match (&opts.origin, stored_origin) {
+        (Some(want), Some(have)) if *want != have => {
+            bail!("this log's origin is {have:?}; --origin {want:?} cannot change it")
+        }
+        (_, Some(have)) => have,
+        (Some(want), None) => want.clone(),
+        (None, None) => config::DEFAULT_ORIGIN.to_owned(),
+    };
+    let signer = NoteSigner::new(&origin, key).context("the origin is not a valid key name")?;
+    if opts.full_check && store.head()?.is_some() {
+        let report = crate::ledger::verify::verify_store(&*store, &signer.verifier())?;
+        tracing::info!(
+            entries = report.entries,
+            seconds = report.seconds,
+            "full check of the log passed"
+        );
+    }
+    let metrics = Arc::new(Metrics::new());
+    let m = metrics.clone();
+    let (ledger, writer) = Ledger::open(store, signer, Arc::new(move |n| m.batch(n)))?;
+    let state = actix_web::web::Data::new(AppState {
+        ledger,
+        metrics,
+        body_limit: opts.body_limit,
+    });
+    let admin_token = bootstrap_admin(&state, data_dir).await?;
+    Ok(Service {
+        state,
+        writer,
+        admin_token,
+    })
+}
+
+/// On a log without tokens, create the `admin` token. The secret is written (0600) before
+/// its entry is appended, so a crash in between leaves a file that the next start reuses.
+async fn bootstrap_admin(state: &State, data_dir: &Path) -> anyhow::Result<Option<String>> {
+    if tokens::any_exist(&**state.ledger.store()).map_err(|e| anyhow::anyhow!("{e}"))? {
+        return Ok(None);
+    }
+    let path = config::admin_token_path(data_dir);
+    let secret = if path.exists() {
+        keyfile::check_private(&path)?;
+        std::fs::read_to_string(&path)?.trim().to_owned()
+    } else {
+        let s = tokens::new_secret();
+        keyfile::write_secret_file(&path, format!("{s}\n").as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
+        s
+    };
+    state
+        .ledger
+        .append(
+            "veritrail",
+            tokens::create_command("admin".into(), Role::Admin, tokens::secret_hash(&secret)),
+        )
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "creating the admin token: {}",
+                crate::error::AppError::from(e)
+            )
+        })?;
+    tracing::info!(path = %path.display(), "created the admin token; its secret is in this file");
+    eprintln!("admin token written to {}", path.display());
+    Ok(Some(secret))
+}
+
+/// `veritrail serve`.
+pub async fn serve(opts: ServeOpts) -> anyhow::Result<()> {
+    let open_opts = OpenOpts {
+        origin: opts.origin.clone(),
+        signing_key_pem: opts.signing_key_pem.clone(),
+        body_limit: opts.body_limit,
+        full_check: opts.full_check,
+    };
+    let svc = open(&opts.data.data_dir, &open_opts).await?;
+    let state = svc.state.clone();
+    let mut server =
+        actix_web::HttpServer::new(move || crate::api::app(state.clone())).shutdown_timeout(30);
+    if let Some(w) = opts.workers {
+        server = server.workers(w);
+    }
+    let server = server
+        .bind(&opts.bind)
+        .with_context(|| format!("binding {}", opts.bind))?;
+    for addr in server.addrs() {
+        tracing::info!(%addr, origin = svc.state.ledger.origin(), size = svc.state.ledger.latest().size, "serving");
+        eprintln!("veritrail listening on http://{addr}");
+    }
+    // actix handles SIGINT/SIGTERM: it stops accepting, lets in-flight requests finish
+    // (their appends are answered only once durable), then returns.
+    server.run().await?;
+    let Service { state, writer, .. } = svc;
+    drop(state);
+    writer.join();
+    tracing::info!("stopped; every acknowledged entry is durable");
+    Ok(())
+}

@@ -1,0 +1,171 @@
+//! Shared test harness: a real service on a temp dir (sled, real key, real signatures),
+//! driven through actix's test service.
+#![allow(dead_code)]
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Service, ServiceResponse};
+use actix_web::test;
+use serde_json::Value;
+use veritrail::startup::{self, OpenOpts};
+
+pub struct TestApp<S> {
+    pub svc: S,
+    pub admin: String,
+    pub state: veritrail::api::State,
+    pub dir: tempfile::TempDir,
+}
+
+pub async fn spawn() -> TestApp<
+    impl Service<
+        actix_http::Request,
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+    >,
+> {
+    spawn_with(OpenOpts::default()).await
+}
+
+pub async fn spawn_with(
+    opts: OpenOpts,
+) -> TestApp<
+    impl Service<
+        actix_http::Request,
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+    >,
+> {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = startup::open(dir.path(), &opts).await.unwrap();
+    let admin = svc.admin_token.clone().unwrap();
+    let state = svc.state.clone();
+    let app = test::init_service(veritrail::api::app(svc.state.clone())).await;
+    // The writer thread lives as long as the ledger handles; tests end with the process.
+    std::mem::forget(svc.writer);
+    TestApp {
+        svc: app,
+        admin,
+        state,
+        dir,
+    }
+}
+
+pub struct Resp {
+    pub status: u16,
+    pub headers: actix_web::http::header::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8(self.body.clone()).unwrap()
+    }
+    pub fn content_type(&self) -> String {
+        self.headers
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default()
+    }
+}
+
+impl<S, B> TestApp<S>
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    pub async fn call(&self, req: test::TestRequest) -> Resp {
+        let res = test::call_service(&self.svc, req.to_request()).await;
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let body = test::read_body(res).await.to_vec();
+        Resp {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Resp {
+        let mut r = test::TestRequest::get().uri(path);
+        if let Some(t) = token {
+            r = r.insert_header(("Authorization", format!("Bearer {t}")));
+        }
+        self.call(r).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Resp {
+        self.call(
+            test::TestRequest::post()
+                .uri(path)
+                .insert_header(("Authorization", format!("Bearer {token}")))
+                .set_json(body),
+        )
+        .await
+    }
+
+    pub async fn put(&self, path: &str, token: &str, body: Value) -> Resp {
+        self.call(
+            test::TestRequest::put()
+                .uri(path)
+                .insert_header(("Authorization", format!("Bearer {token}")))
+                .set_json(body),
+        )
+        .await
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> Resp {
+        self.call(
+            test::TestRequest::delete()
+                .uri(path)
+                .insert_header(("Authorization", format!("Bearer {token}"))),
+        )
+        .await
+    }
+
+    /// Create a token with `role` and return its secret.
+    pub async fn token(&self, name: &str, role: &str) -> String {
+        let r = self
+            .post(
+                "/v1/tokens",
+                &self.admin.clone(),
+                serde_json::json!({"name": name, "role": role}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        r.json()["token"].as_str().unwrap().to_owned()
+    }
+}
+
+/// Check a receipt against the log's public key alone.
+pub fn check_receipt(receipt: &Value, verifier: &veritrail::ledger::note::NoteVerifier) {
+    use veritrail::ledger::merkle::verify_inclusion;
+    use veritrail::ledger::note::Checkpoint;
+    let cp = Checkpoint::open(receipt["checkpoint"].as_str().unwrap(), verifier).unwrap();
+    assert_eq!(cp.size, receipt["tree_size"].as_u64().unwrap());
+    let leaf: [u8; 32] = hex::decode(receipt["leaf_hash"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let proof: Vec<[u8; 32]> = receipt["inclusion_proof"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            hex::decode(h.as_str().unwrap())
+                .unwrap()
+                .try_into()
+                .unwrap()
+        })
+        .collect();
+    verify_inclusion(
+        receipt["index"].as_u64().unwrap(),
+        cp.size,
+        &leaf,
+        &proof,
+        &cp.root,
+    )
+    .unwrap();
+}
