@@ -123,6 +123,8 @@ const P_CHECKPOINT: u8 = b'c';
 const P_PROJECTION: u8 = b'p';
 const P_META: u8 = b'm';
 const K_HEAD: &[u8] = b"h";
+/// Largest entry bundle, bytes (sled keeps values under 1/16 of its 512 KiB segments inline).
+const BUNDLE_BYTES: usize = 24 * 1024;
 
 fn key_u64(prefix: u8, n: u64) -> [u8; 9] {
     let mut k = [prefix; 9];
