@@ -10,17 +10,17 @@ use crate::ledger::Staging;
 /// Apply one entry to the projections.
 pub fn project(
     kind: &str,
-    _system: Option<&str>,
+    system: Option<&str>,
     body: &serde_cbor::Value,
     index: u64,
     time: u64,
-    _actor: &str,
+    actor: &str,
     s: &mut Staging<'_>,
 ) -> Result<(), AppError> {
     if kind.starts_with("token.") {
         return crate::tokens::project(kind, body, index, time, s);
     }
-    Ok(())
+    crate::register::project(kind, system, body, index, time, actor, s)
 }
 
 /// Apply a stored entry (for `reindex`).

@@ -25,7 +25,10 @@ fn start(dir: &std::path::Path) -> (Child, String) {
     let deadline = Instant::now() + Duration::from_secs(30);
     let url = loop {
         assert!(Instant::now() < deadline, "server did not start");
-        let line = lines.next().expect("server exited before listening").unwrap();
+        let line = lines
+            .next()
+            .expect("server exited before listening")
+            .unwrap();
         if let Some(rest) = line.strip_prefix("veritrail listening on ") {
             break rest.trim().to_owned();
         }
@@ -38,19 +41,28 @@ fn start(dir: &std::path::Path) -> (Child, String) {
 #[test]
 fn kill_9_under_load_loses_no_acknowledged_write() {
     let dir = tempfile::tempdir().unwrap();
-    let rounds = std::env::var("VERITRAIL_CRASH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3u32);
+    let rounds = std::env::var("VERITRAIL_CRASH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3u32);
     let mut acked: Vec<(String, u64)> = Vec::new();
     let mut seed = 0x2545f4914f6cdd1du64;
     for round in 0..rounds {
         let (mut child, url) = start(dir.path());
-        let admin = std::fs::read_to_string(dir.path().join("admin-token")).unwrap().trim().to_owned();
+        let admin = std::fs::read_to_string(dir.path().join("admin-token"))
+            .unwrap()
+            .trim()
+            .to_owned();
         let stop = Arc::new(AtomicBool::new(false));
         let got = Arc::new(Mutex::new(Vec::new()));
         let mut workers = Vec::new();
         for w in 0..8 {
             let (url, admin, stop, got) = (url.clone(), admin.clone(), stop.clone(), got.clone());
             workers.push(std::thread::spawn(move || {
-                let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+                let client = reqwest::blocking::Client::builder()
+                    .timeout(Duration::from_secs(10))
+                    .build()
+                    .unwrap();
                 let mut i = 0;
                 while !stop.load(Ordering::Relaxed) {
                     let name = format!("r{round}-w{w}-{i}");
@@ -63,7 +75,9 @@ fn kill_9_under_load_loses_no_acknowledged_write() {
                     match res {
                         Ok(r) if r.status().as_u16() == 201 => {
                             let v: serde_json::Value = r.json().unwrap();
-                            got.lock().unwrap().push((name, v["receipt"]["index"].as_u64().unwrap()));
+                            got.lock()
+                                .unwrap()
+                                .push((name, v["receipt"]["index"].as_u64().unwrap()));
                         }
                         // The server died mid-request: not acknowledged, may or may not be recorded.
                         _ => break,
@@ -82,33 +96,69 @@ fn kill_9_under_load_loses_no_acknowledged_write() {
             w.join().unwrap();
         }
         let got = std::mem::take(&mut *got.lock().unwrap());
-        assert!(!got.is_empty(), "round {round}: no write was acknowledged before the kill");
+        assert!(
+            !got.is_empty(),
+            "round {round}: no write was acknowledged before the kill"
+        );
         acked.extend(got);
 
         // Restart: every acknowledged write is there, at its receipt's index, once.
         let (mut child, url) = start(dir.path());
         let client = reqwest::blocking::Client::new();
-        let tokens: serde_json::Value = client.get(format!("{url}/v1/tokens")).bearer_auth(&admin).send().unwrap().json().unwrap();
+        let tokens: serde_json::Value = client
+            .get(format!("{url}/v1/tokens"))
+            .bearer_auth(&admin)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
         let tokens = tokens.as_array().unwrap();
         for (name, index) in &acked {
-            let matches: Vec<_> = tokens.iter().filter(|t| t["name"] == name.as_str()).collect();
-            assert_eq!(matches.len(), 1, "{name} acknowledged but present {} times", matches.len());
-            assert_eq!(matches[0]["created_index"].as_u64().unwrap(), *index, "{name} moved");
+            let matches: Vec<_> = tokens
+                .iter()
+                .filter(|t| t["name"] == name.as_str())
+                .collect();
+            assert_eq!(
+                matches.len(),
+                1,
+                "{name} acknowledged but present {} times",
+                matches.len()
+            );
+            assert_eq!(
+                matches[0]["created_index"].as_u64().unwrap(),
+                *index,
+                "{name} moved"
+            );
         }
         let mut seen = std::collections::HashSet::new();
         for t in tokens {
-            assert!(seen.insert(t["name"].as_str().unwrap().to_owned()), "duplicate {}", t["name"]);
+            assert!(
+                seen.insert(t["name"].as_str().unwrap().to_owned()),
+                "duplicate {}",
+                t["name"]
+            );
         }
         // Stop it gracefully this time, then the offline check.
         sigterm(&child);
         let status = child.wait().unwrap();
         assert!(status.success(), "graceful stop failed: {status:?}");
-        let out = Command::new(BIN).args(["verify", "--data-dir"]).arg(dir.path()).output().unwrap();
-        assert!(out.status.success(), "verify failed after round {round}: {}", String::from_utf8_lossy(&out.stdout));
+        let out = Command::new(BIN)
+            .args(["verify", "--data-dir"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "verify failed after round {round}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
     }
 }
 
 fn sigterm(child: &Child) {
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
 }

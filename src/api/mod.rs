@@ -4,8 +4,11 @@
 
 pub mod auth;
 pub mod body;
+pub mod decisions;
 pub mod log;
+pub mod models;
 pub mod ops;
+pub mod systems;
 pub mod tokens;
 
 use std::sync::Arc;
@@ -104,6 +107,10 @@ impl Modify for Security {
     components(schemas(crate::error::Problem)),
     tags(
         (name = "log", description = "The verifiable log: checkpoints, entries, proofs"),
+        (name = "register", description = "The compliance register: AI systems, revisions, periodic reviews"),
+        (name = "models", description = "Model versions, compliance reviews (four eyes) and deployments (the review gate)"),
+        (name = "tests", description = "Bias and drift test records and the evaluators"),
+        (name = "decisions", description = "Decision logging and reading"),
         (name = "tokens", description = "API tokens and roles (admin)"),
         (name = "operations", description = "Health, readiness, metrics, the API description")
     )
@@ -113,6 +120,9 @@ pub struct ApiDoc;
 /// Register every route. Only `.service(...)` calls are collected into the spec.
 pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     log::configure(cfg);
+    systems::configure(cfg);
+    models::configure(cfg);
+    decisions::configure(cfg);
     tokens::configure(cfg);
     ops::configure(cfg);
 }

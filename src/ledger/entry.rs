@@ -90,6 +90,19 @@ pub fn cbor_to_json(v: &serde_cbor::Value) -> serde_json::Value {
                 })
                 .collect(),
         ),
+        // Decimal fractions (tag 4, `[exponent, mantissa]`) read as JSON numbers.
+        C::Tag(4, inner) => match inner.as_ref() {
+            C::Array(a) if a.len() == 2 => match (&a[0], &a[1]) {
+                (C::Integer(e), C::Integer(m)) => format!("{m}e{e}")
+                    .parse::<f64>()
+                    .ok()
+                    .and_then(serde_json::Number::from_f64)
+                    .map(J::Number)
+                    .unwrap_or(J::Null),
+                _ => J::Null,
+            },
+            _ => J::Null,
+        },
         C::Tag(_, inner) => cbor_to_json(inner),
         _ => J::Null,
     }

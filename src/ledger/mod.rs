@@ -347,11 +347,15 @@ pub fn rebuild_projections<E>(
             failure = Some(RebuildError::Apply(i, e));
             return false;
         }
-        let own = s.into_writes();
-        overlay.extend(own);
+        // Only projections are rebuilt; the vault is not derived from the log.
+        let (own, _vault) = sequencer::split_writes(s.into_writes());
+        overlay.extend(
+            own.into_iter()
+                .map(|(k, v)| ([b"p".as_slice(), &k].concat(), v)),
+        );
         n += 1;
         if overlay.len() >= 50_000 {
-            let projections = std::mem::take(&mut overlay);
+            let (projections, _) = sequencer::split_writes(std::mem::take(&mut overlay));
             if let Err(e) = store.commit(CommitBatch {
                 projections,
                 ..Default::default()
@@ -368,8 +372,9 @@ pub fn rebuild_projections<E>(
     if let Some(e) = flush_err {
         return Err(RebuildError::Ledger(e.into()));
     }
+    let (projections, _) = sequencer::split_writes(overlay);
     store.commit(CommitBatch {
-        projections: overlay,
+        projections,
         ..Default::default()
     })?;
     Ok(n)

@@ -24,6 +24,8 @@ pub const MAX_BATCH: usize = 20_000;
 pub enum Prepared {
     /// Append a new entry.
     Append(Draft),
+    /// Append several entries, in order (the receipt is the last one's).
+    AppendAll(Vec<Draft>),
     /// Nothing to append: answer with the receipt of an entry already in the log (idempotent replay).
     Existing(u64),
 }
@@ -65,6 +67,8 @@ pub struct Receipt {
     pub tree_size: u64,
     pub checkpoint: String,
     pub inclusion_proof: Vec<Hash>,
+    /// False when the command found its entry already in the log (an idempotent replay).
+    pub appended: bool,
 }
 
 /// The latest durable, signed state of the log, published to readers after each batch.
@@ -77,12 +81,36 @@ pub struct Published {
     pub signed_at: u64,
 }
 
-/// The projections as the writer sees them while it prepares a batch: the store's rows
-/// overlaid with what earlier requests of the same batch staged.
+/// Staged writes: keys prefixed with [`NS_PROJECTION`] or [`NS_VAULT`].
+pub(crate) type Writes = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+const NS_PROJECTION: u8 = b'p';
+const NS_VAULT: u8 = b'v';
+
+fn ns_key(ns: u8, key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(key.len() + 1);
+    k.push(ns);
+    k.extend_from_slice(key);
+    k
+}
+
+/// Split staged writes into (projection writes, vault writes).
+pub(crate) fn split_writes(w: Writes) -> (Writes, Writes) {
+    let (mut p, mut v) = (BTreeMap::new(), BTreeMap::new());
+    for (k, val) in w {
+        match k.first() {
+            Some(&NS_VAULT) => v.insert(k[1..].to_vec(), val),
+            _ => p.insert(k[1..].to_vec(), val),
+        };
+    }
+    (p, v)
+}
+
+/// The projections (and the vault) as the writer sees them while it prepares a batch:
+/// the store's rows overlaid with what earlier requests of the same batch staged.
 pub struct Staging<'a> {
     store: &'a dyn Store,
-    batch: &'a BTreeMap<Vec<u8>, Option<Vec<u8>>>,
-    own: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    batch: &'a Writes,
+    own: Writes,
     index: u64,
     time: u64,
     actor: &'a str,
@@ -92,7 +120,7 @@ impl<'a> Staging<'a> {
     /// A staging area outside the writer, for rebuilding projections from the log.
     pub(crate) fn detached(
         store: &'a dyn Store,
-        batch: &'a BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+        batch: &'a Writes,
         index: u64,
         time: u64,
         actor: &'a str,
@@ -107,11 +135,11 @@ impl<'a> Staging<'a> {
         }
     }
 
-    pub(crate) fn into_writes(self) -> BTreeMap<Vec<u8>, Option<Vec<u8>>> {
+    pub(crate) fn into_writes(self) -> Writes {
         self.own
     }
 
-    /// The index the entry will have if this command appends.
+    /// The index the (first) entry will have if this command appends.
     pub fn index(&self) -> u64 {
         self.index
     }
@@ -125,31 +153,40 @@ impl<'a> Staging<'a> {
         self.actor
     }
 
-    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        if let Some(v) = self.own.get(key) {
-            return Ok(v.clone());
-        }
-        if let Some(v) = self.batch.get(key) {
-            return Ok(v.clone());
-        }
-        self.store.get(key)
+    fn staged(&self, k: &[u8]) -> Option<&Option<Vec<u8>>> {
+        self.own.get(k).or_else(|| self.batch.get(k))
     }
 
-    /// Rows under `prefix`, ascending, with this batch's staged writes applied.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.staged(&ns_key(NS_PROJECTION, key)) {
+            Some(v) => Ok(v.clone()),
+            None => self.store.get(key),
+        }
+    }
+
+    pub fn vault_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.staged(&ns_key(NS_VAULT, key)) {
+            Some(v) => Ok(v.clone()),
+            None => self.store.vault_get(key),
+        }
+    }
+
+    /// Projection rows under `prefix`, ascending, with this batch's staged writes applied.
     pub fn scan(&self, prefix: &[u8]) -> Result<super::store::Rows, StoreError> {
         let mut rows: BTreeMap<Vec<u8>, Vec<u8>> = self
             .store
             .scan(prefix, None, false, usize::MAX)?
             .into_iter()
             .collect();
+        let full = ns_key(NS_PROJECTION, prefix);
         for layer in [self.batch, &self.own] {
             for (k, v) in layer
-                .range(prefix.to_vec()..)
-                .take_while(|(k, _)| k.starts_with(prefix))
+                .range(full.clone()..)
+                .take_while(|(k, _)| k.starts_with(&full))
             {
                 match v {
-                    Some(v) => rows.insert(k.clone(), v.clone()),
-                    None => rows.remove(k),
+                    Some(v) => rows.insert(k[1..].to_vec(), v.clone()),
+                    None => rows.remove(&k[1..]),
                 };
             }
         }
@@ -157,11 +194,17 @@ impl<'a> Staging<'a> {
     }
 
     pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
-        self.own.insert(key, Some(value));
+        self.own.insert(ns_key(NS_PROJECTION, &key), Some(value));
     }
 
     pub fn delete(&mut self, key: Vec<u8>) {
-        self.own.insert(key, None);
+        self.own.insert(ns_key(NS_PROJECTION, &key), None);
+    }
+
+    /// Write to the vault: the erasable store of personal data beside the log. Vault rows
+    /// are not projections: `reindex` neither clears nor rebuilds them.
+    pub fn vault_put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.own.insert(ns_key(NS_VAULT, &key), Some(value));
     }
 }
 
@@ -241,8 +284,36 @@ impl<E: Send + 'static> Sequencer<E> {
     fn sequence(&mut self, jobs: Vec<Job<E>>) -> Result<(), StoreError> {
         let time = now_micros().max(self.state.head.last_time);
         let first_index = self.state.head.size;
-        let mut overlay: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
+        let mut overlay: Writes = BTreeMap::new();
         let mut entries: Vec<Vec<u8>> = Vec::new();
+        let time_of_batch = time;
+        // Encode one entry and extend the chain and the tree with it.
+        let push = |draft: Draft,
+                    actor: &str,
+                    entries: &mut Vec<Vec<u8>>,
+                    tiles: &mut TileBuilder,
+                    frontier: &mut Frontier,
+                    prev: &mut Hash|
+         -> u64 {
+            let index = first_index + entries.len() as u64;
+            let e = Entry {
+                v: FORMAT_VERSION,
+                index,
+                time: time_of_batch,
+                kind: draft.kind,
+                system: draft.system,
+                actor: actor.to_owned(),
+                prev: prev.to_vec(),
+                body: draft.body,
+            };
+            let bytes = entry::encode(&e);
+            let leaf = merkle::leaf_hash(&bytes);
+            tiles.push(leaf);
+            frontier.push(leaf);
+            *prev = leaf;
+            entries.push(bytes);
+            index
+        };
         let mut tiles = self.state.frontier_tiles.clone();
         let mut frontier = self.state.frontier.clone();
         let mut prev = self.state.head.last_leaf;
@@ -265,25 +336,35 @@ impl<E: Send + 'static> Sequencer<E> {
                 let own = std::mem::take(&mut staging.own);
                 match result {
                     Ok(Prepared::Append(draft)) => {
-                        let e = Entry {
-                            v: FORMAT_VERSION,
-                            index,
-                            time,
-                            kind: draft.kind,
-                            system: draft.system,
-                            actor: req.actor,
-                            prev: prev.to_vec(),
-                            body: draft.body,
-                        };
-                        let bytes = entry::encode(&e);
-                        let leaf = merkle::leaf_hash(&bytes);
-                        tiles.push(leaf);
-                        frontier.push(leaf);
-                        prev = leaf;
-                        entries.push(bytes);
+                        let i = push(
+                            draft,
+                            &req.actor,
+                            &mut entries,
+                            &mut tiles,
+                            &mut frontier,
+                            &mut prev,
+                        );
                         overlay.extend(own);
-                        outs.push(Outcome::Appended(index));
+                        outs.push(Outcome::Appended(i));
                     }
+                    Ok(Prepared::AppendAll(drafts)) if !drafts.is_empty() => {
+                        let mut last = 0;
+                        for draft in drafts {
+                            last = push(
+                                draft,
+                                &req.actor,
+                                &mut entries,
+                                &mut tiles,
+                                &mut frontier,
+                                &mut prev,
+                            );
+                        }
+                        overlay.extend(own);
+                        outs.push(Outcome::Appended(last));
+                    }
+                    Ok(Prepared::AppendAll(_)) => outs.push(Outcome::Failed(AppendError::Storage(
+                        "a command appended nothing".into(),
+                    ))),
                     Ok(Prepared::Existing(i)) => {
                         overlay.extend(own);
                         outs.push(Outcome::Existing(i));
@@ -309,13 +390,15 @@ impl<E: Send + 'static> Sequencer<E> {
                 last_time: time,
                 last_leaf: prev,
             };
+            let (projections, vault) = split_writes(overlay);
             let batch = CommitBatch {
                 first_index,
                 entries,
                 tiles: tiles.take_dirty(),
                 checkpoint: Some((size, note.clone())),
                 head: Some(head),
-                projections: overlay,
+                projections,
+                vault,
                 meta: Vec::new(),
             };
             match self.store.commit(batch) {
@@ -361,18 +444,22 @@ impl<E: Send + 'static> Sequencer<E> {
         for (outs, reply) in outcomes.into_iter().zip(replies) {
             let answers = outs
                 .into_iter()
-                .map(|o| match o {
-                    Outcome::Appended(i) | Outcome::Existing(i) => match leaf_of(i, &mut reader) {
-                        Ok((leaf_hash, inclusion_proof)) => Ok(Receipt {
-                            index: i,
-                            leaf_hash,
-                            tree_size: published.size,
-                            checkpoint: published.note.clone(),
-                            inclusion_proof,
-                        }),
-                        Err(e) => Err(AppendError::Storage(e)),
-                    },
-                    Outcome::Failed(e) => Err(e),
+                .map(|o| {
+                    let (i, appended) = match o {
+                        Outcome::Appended(i) => (i, true),
+                        Outcome::Existing(i) => (i, false),
+                        Outcome::Failed(e) => return Err(e),
+                    };
+                    let (leaf_hash, inclusion_proof) =
+                        leaf_of(i, &mut reader).map_err(AppendError::Storage)?;
+                    Ok(Receipt {
+                        index: i,
+                        leaf_hash,
+                        tree_size: published.size,
+                        checkpoint: published.note.clone(),
+                        inclusion_proof,
+                        appended,
+                    })
                 })
                 .collect();
             let _ = reply.send(answers);

@@ -78,6 +78,8 @@ pub struct CommitBatch {
     pub head: Option<Head>,
     /// Projection writes (`None` deletes), in the projections' own key space.
     pub projections: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Vault writes (`None` deletes): personal data beside the log, never in it.
+    pub vault: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     /// Metadata writes (origin and the like).
     pub meta: Vec<(String, Vec<u8>)>,
 }
@@ -109,6 +111,9 @@ pub trait Store: Send + Sync + 'static {
         reverse: bool,
         limit: usize,
     ) -> StoreResult<Rows>;
+    fn vault_get(&self, key: &[u8]) -> StoreResult<Option<Vec<u8>>>;
+    /// Vault rows whose key starts with `prefix`, ascending, at most `limit`.
+    fn vault_scan(&self, prefix: &[u8], limit: usize) -> StoreResult<Rows>;
     /// Apply atomically and make durable before returning.
     fn commit(&self, batch: CommitBatch) -> StoreResult<()>;
     /// Remove entries at index `size` and above (a batch whose head never landed).
@@ -122,9 +127,8 @@ const P_TILE: u8 = b't';
 const P_CHECKPOINT: u8 = b'c';
 const P_PROJECTION: u8 = b'p';
 const P_META: u8 = b'm';
+const P_VAULT: u8 = b'v';
 const K_HEAD: &[u8] = b"h";
-/// Largest entry bundle, bytes (sled keeps values under 1/16 of its 512 KiB segments inline).
-const BUNDLE_BYTES: usize = 24 * 1024;
 
 fn key_u64(prefix: u8, n: u64) -> [u8; 9] {
     let mut k = [prefix; 9];
@@ -139,11 +143,15 @@ fn tile_key((level, index): TileId) -> [u8; 10] {
     k
 }
 
-fn proj_key(key: &[u8]) -> Vec<u8> {
+fn prefixed(prefix: u8, key: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(key.len() + 1);
-    k.push(P_PROJECTION);
+    k.push(prefix);
     k.extend_from_slice(key);
     k
+}
+
+fn proj_key(key: &[u8]) -> Vec<u8> {
+    prefixed(P_PROJECTION, key)
 }
 
 /// Entries of one batch, stored as one value: `(u32 BE length ‖ bytes)*`.
@@ -373,8 +381,27 @@ impl Store for SledStore {
         Ok(out)
     }
 
+    fn vault_get(&self, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
+        Ok(self.tree.get(prefixed(P_VAULT, key))?.map(|v| v.to_vec()))
+    }
+
+    fn vault_scan(&self, prefix: &[u8], limit: usize) -> StoreResult<Rows> {
+        let mut out = Vec::new();
+        for kv in self.tree.scan_prefix(prefixed(P_VAULT, prefix)).take(limit) {
+            let (k, v) = kv?;
+            out.push((k[1..].to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
     fn commit(&self, batch: CommitBatch) -> StoreResult<()> {
         let mut b = sled::Batch::default();
+        for (k, v) in batch.vault {
+            match v {
+                Some(v) => b.insert(prefixed(P_VAULT, &k), v),
+                None => b.remove(prefixed(P_VAULT, &k)),
+            }
+        }
         if !batch.entries.is_empty() {
             b.insert(
                 &key_u64(P_ENTRY, batch.first_index)[..],

@@ -1,0 +1,82 @@
+//! Results computed by another tool, recorded as they are and marked as such.
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::{Evaluation, Evaluator, EvaluatorInfo, TestKind};
+use crate::error::AppError;
+use crate::register::models::ExternalRef;
+use crate::register::{parse_sha256, validate_text};
+
+pub struct External;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExternalResult {
+    tool: String,
+    tool_version: String,
+    kind: TestKind,
+    metrics: Map<String, Value>,
+    passed: bool,
+    report_sha256: String,
+}
+
+impl Evaluator for External {
+    fn name(&self) -> &'static str {
+        "external"
+    }
+
+    fn info(&self) -> EvaluatorInfo {
+        EvaluatorInfo {
+            name: "external".into(),
+            kind: None,
+            description: "A result computed by another tool (for example Fairlearn, Evidently or an internal job), recorded as given with a digest of its full report.".into(),
+            inputs: vec!["result: {tool, tool_version, kind: bias|drift, metrics: {name: number}, passed, report_sha256}".into()],
+            params: vec![],
+            figures: vec!["the tool's metrics, as given".into()],
+        }
+    }
+
+    fn evaluate(
+        &self,
+        _params: &Map<String, Value>,
+        input: &Value,
+    ) -> Result<Evaluation, AppError> {
+        let r: ExternalResult =
+            crate::api::body::parse(&serde_json::to_vec(input).map_err(AppError::internal)?)
+                .map_err(|e| e.within("result"))?;
+        validate_text("result.tool", &r.tool, 200, true)?;
+        validate_text("result.tool_version", &r.tool_version, 100, true)?;
+        parse_sha256("result.report_sha256", &r.report_sha256)?;
+        if r.metrics.is_empty() {
+            return Err(AppError::invalid(
+                "result.metrics",
+                "must name at least one metric",
+            ));
+        }
+        for (k, v) in &r.metrics {
+            let ok = match v {
+                Value::Number(n) => n.as_f64().is_some_and(f64::is_finite),
+                Value::Bool(_) | Value::String(_) => true,
+                _ => false,
+            };
+            if !ok {
+                return Err(AppError::invalid(
+                    format!("result.metrics.{k}"),
+                    "must be a number, boolean or string",
+                ));
+            }
+        }
+        Ok(Evaluation {
+            kind: r.kind,
+            params: Map::new(),
+            figures: r.metrics,
+            passed: r.passed,
+            external: Some(ExternalRef {
+                tool: r.tool,
+                tool_version: r.tool_version,
+                report_sha256: r.report_sha256,
+            }),
+        })
+    }
+}

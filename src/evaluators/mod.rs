@@ -1,0 +1,194 @@
+//! Pluggable bias and drift evaluators. Each is one file implementing [`Evaluator`];
+//! [`registry`] lists them. A test record binds an evaluation (figures, thresholds,
+//! verdict) to a model version in the ledger.
+//!
+//! Figures are computed as f64 and written to the log as decimal text in Rust's
+//! shortest round-trip form, so a verifier compares them as written, never re-derives
+//! bytes from floats.
+
+mod external;
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+use crate::error::AppError;
+use crate::register::models::ExternalRef;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TestKind {
+    Bias,
+    Drift,
+}
+
+impl TestKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TestKind::Bias => "bias",
+            TestKind::Drift => "drift",
+        }
+    }
+}
+
+/// One parameter of an evaluator.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ParamInfo {
+    pub name: String,
+    pub description: String,
+    #[schema(value_type = Object)]
+    pub default: Value,
+}
+
+/// What `GET /v1/evaluators` lists.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EvaluatorInfo {
+    pub name: String,
+    pub kind: Option<TestKind>,
+    pub description: String,
+    /// The accepted shapes of `input`.
+    pub inputs: Vec<String>,
+    pub params: Vec<ParamInfo>,
+    /// Names of the figures it reports.
+    pub figures: Vec<String>,
+}
+
+/// The outcome of an evaluation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation {
+    pub kind: TestKind,
+    /// Parameters as used (defaults filled in).
+    pub params: Map<String, Value>,
+    /// Figures (numbers, or maps of group → number).
+    pub figures: Map<String, Value>,
+    pub passed: bool,
+    pub external: Option<ExternalRef>,
+}
+
+pub trait Evaluator: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn info(&self) -> EvaluatorInfo;
+    /// Evaluate `input` under `params`. Errors name the offending field (`input.current`).
+    fn evaluate(&self, params: &Map<String, Value>, input: &Value) -> Result<Evaluation, AppError>;
+}
+
+pub struct Registry {
+    evaluators: BTreeMap<&'static str, Box<dyn Evaluator>>,
+}
+
+impl Registry {
+    pub fn get(&self, name: &str) -> Option<&dyn Evaluator> {
+        self.evaluators.get(name).map(|b| b.as_ref())
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = &dyn Evaluator> {
+        self.evaluators.values().map(|b| b.as_ref())
+    }
+}
+
+/// Every evaluator this build knows.
+pub fn registry() -> &'static Registry {
+    static R: OnceLock<Registry> = OnceLock::new();
+    R.get_or_init(|| {
+        let list: Vec<Box<dyn Evaluator>> = vec![Box::new(external::External)];
+        Registry {
+            evaluators: list.into_iter().map(|e| (e.name(), e)).collect(),
+        }
+    })
+}
+
+/// A finite f64 as a CBOR decimal fraction (RFC 8949 §3.4.4, tag 4: `[exponent,
+/// mantissa]`) of its shortest round-trip decimal form: exact, and no float on the log.
+pub fn decimal(f: f64) -> serde_cbor::Value {
+    use serde_cbor::Value as C;
+    let sci = format!("{f:e}"); // e.g. "-1.2345e-3"
+    let (mant, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i64 = exp.parse().unwrap_or(0);
+    let neg = mant.starts_with('-');
+    let mant = mant.trim_start_matches('-');
+    let (int, frac) = mant.split_once('.').unwrap_or((mant, ""));
+    let digits: i128 = format!("{int}{frac}").parse().unwrap_or(0);
+    let m = if neg { -digits } else { digits };
+    C::Tag(
+        4,
+        Box::new(C::Array(vec![
+            C::Integer((exp - frac.len() as i64).into()),
+            C::Integer(m),
+        ])),
+    )
+}
+
+/// A JSON value as CBOR without floats: non-integer numbers become decimal fractions.
+pub fn json_to_cbor(v: &Value) -> serde_cbor::Value {
+    use serde_cbor::Value as C;
+    match v {
+        Value::Null => C::Null,
+        Value::Bool(b) => C::Bool(*b),
+        Value::Number(n) => {
+            if let Some(u) = n.as_u64() {
+                C::Integer(u.into())
+            } else if let Some(i) = n.as_i64() {
+                C::Integer(i.into())
+            } else {
+                decimal(n.as_f64().unwrap_or(0.0))
+            }
+        }
+        Value::String(s) => C::Text(s.clone()),
+        Value::Array(a) => C::Array(a.iter().map(json_to_cbor).collect()),
+        Value::Object(m) => C::Map(
+            m.iter()
+                .map(|(k, v)| (C::Text(k.clone()), json_to_cbor(v)))
+                .collect(),
+        ),
+    }
+}
+
+/// Reject unknown parameters and fill in defaults.
+pub fn resolve_params(
+    info: &EvaluatorInfo,
+    given: &Map<String, Value>,
+) -> Result<Map<String, Value>, AppError> {
+    for k in given.keys() {
+        if !info.params.iter().any(|p| &p.name == k) {
+            let known: Vec<&str> = info.params.iter().map(|p| p.name.as_str()).collect();
+            return Err(AppError::invalid(
+                format!("params.{k}"),
+                format!(
+                    "unknown parameter of {}; known: {}",
+                    info.name,
+                    known.join(", ")
+                ),
+            ));
+        }
+    }
+    let mut out = Map::new();
+    for p in &info.params {
+        out.insert(
+            p.name.clone(),
+            given
+                .get(&p.name)
+                .cloned()
+                .unwrap_or_else(|| p.default.clone()),
+        );
+    }
+    Ok(out)
+}
+
+/// A parameter that must be a finite number.
+pub fn param_f64(params: &Map<String, Value>, name: &str) -> Result<f64, AppError> {
+    params
+        .get(name)
+        .and_then(Value::as_f64)
+        .filter(|f| f.is_finite())
+        .ok_or_else(|| AppError::invalid(format!("params.{name}"), "must be a finite number"))
+}
+
+/// A finite number as JSON (figures are never NaN or infinite).
+pub fn num(f: f64) -> Value {
+    serde_json::Number::from_f64(f)
+        .map(Value::Number)
+        .unwrap_or(Value::Null)
+}

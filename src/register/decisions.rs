@@ -1,0 +1,352 @@
+//! Decisions: logged only against a registered, active system's deployed version;
+//! idempotent per `(system, decision_id)`; personal fields committed, not written.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+
+use super::vault::{self, DecisionVault, Opening};
+use super::{
+    append, cbor, draft, from_value, get, key, parse_sha256, parse_time, validate_ident,
+    validate_text, DECISION_RECORDED,
+};
+use crate::error::{AppError, ErrorCode};
+use crate::ledger::store::Store;
+use crate::ledger::{Command, Prepared, Staging};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OversightAction {
+    Accepted,
+    Overridden,
+    Escalated,
+}
+
+/// Human oversight of one decision (AI Act Art. 14).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HumanReview {
+    pub reviewer: String,
+    pub action: OversightAction,
+    /// How long the human looked, in milliseconds.
+    pub review_ms: u64,
+}
+
+/// A decision as a pipeline logs it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionRequest {
+    /// The caller's idempotency key, unique per system.
+    pub decision_id: String,
+    pub model_version: String,
+    /// When the decision was made (RFC 3339).
+    pub occurred_at: String,
+    /// A pseudonymous reference to the data subject. Personal: committed, kept in the vault.
+    pub subject_ref: String,
+    /// SHA-256 of the decision's inputs, lowercase hex.
+    pub input_sha256: String,
+    /// The inputs themselves (optional). Personal: committed, kept in the vault.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub inputs: Option<serde_json::Value>,
+    /// The model's output (any JSON).
+    #[schema(value_type = Object)]
+    pub output: serde_json::Value,
+    /// Model confidence in [0, 1].
+    #[serde(default)]
+    pub confidence: Option<f64>,
+    /// Reason codes / explanation.
+    #[serde(default)]
+    pub reasons: Vec<String>,
+    #[serde(default)]
+    pub human_review: Option<HumanReview>,
+}
+
+/// The body of `decision.recorded`. No personal value and no float: `subject` and
+/// `inputs` are commitments, `output` is RFC 8785 canonical JSON text, `confidence`
+/// decimal text.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DecisionBody {
+    pub decision_id: String,
+    pub model_version: String,
+    /// Unix µs.
+    pub occurred_at: u64,
+    #[serde(with = "serde_bytes")]
+    pub subject: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    pub input_sha256: Vec<u8>,
+    pub inputs: Option<serde_bytes::ByteBuf>,
+    pub output: String,
+    /// A decimal fraction (CBOR tag 4).
+    pub confidence: Option<serde_cbor::Value>,
+    pub reasons: Vec<String>,
+    pub human_review: Option<HumanReview>,
+}
+
+/// A validated decision, ready to be committed with fresh salts.
+#[derive(Debug, Clone)]
+pub struct ValidDecision {
+    req: DecisionRequest,
+    occurred_at: u64,
+    input_sha256: [u8; 32],
+    output: String,
+    confidence: Option<serde_cbor::Value>,
+}
+
+impl DecisionRequest {
+    pub fn validate(self) -> Result<ValidDecision, AppError> {
+        validate_ident("decision_id", &self.decision_id, 128)?;
+        validate_ident("model_version", &self.model_version, 64)?;
+        let occurred_at = parse_time("occurred_at", &self.occurred_at)?;
+        validate_text("subject_ref", &self.subject_ref, 256, true)?;
+        let input_sha256 = parse_sha256("input_sha256", &self.input_sha256)?;
+        let output =
+            String::from_utf8(vault::canonical(&self.output)?).map_err(AppError::internal)?;
+        if output.len() > 64 * 1024 {
+            return Err(AppError::invalid(
+                "output",
+                "must be at most 64 KiB of JSON",
+            ));
+        }
+        if let Some(i) = &self.inputs {
+            if vault::canonical(i)?.len() > 1 << 20 {
+                return Err(AppError::invalid("inputs", "must be at most 1 MiB of JSON"));
+            }
+        }
+        let confidence = match self.confidence {
+            Some(c) if !(0.0..=1.0).contains(&c) => {
+                return Err(AppError::invalid(
+                    "confidence",
+                    "must be a number between 0 and 1",
+                ))
+            }
+            Some(c) => Some(crate::evaluators::decimal(c)),
+            None => None,
+        };
+        if self.reasons.len() > 100 {
+            return Err(AppError::invalid("reasons", "at most 100 reasons"));
+        }
+        for (i, r) in self.reasons.iter().enumerate() {
+            validate_text(&format!("reasons[{i}]"), r, 500, true)?;
+        }
+        if let Some(h) = &self.human_review {
+            validate_text("human_review.reviewer", &h.reviewer, 200, true)?;
+        }
+        Ok(ValidDecision {
+            req: self,
+            occurred_at,
+            input_sha256,
+            output,
+            confidence,
+        })
+    }
+}
+
+impl ValidDecision {
+    pub fn decision_id(&self) -> &str {
+        &self.req.decision_id
+    }
+
+    /// The entry body and the vault row, under the given salts.
+    fn seal(
+        &self,
+        system: &str,
+        subject_salt: [u8; 32],
+        inputs_salt: [u8; 32],
+        expires_at: u64,
+    ) -> Result<(DecisionBody, DecisionVault), AppError> {
+        let subject_json = serde_json::Value::String(self.req.subject_ref.clone());
+        let subject = vault::commit(&subject_salt, &subject_json)?;
+        let (inputs, inputs_open) = match &self.req.inputs {
+            Some(v) => (
+                Some(serde_bytes::ByteBuf::from(
+                    vault::commit(&inputs_salt, v)?.to_vec(),
+                )),
+                Some(Opening::new(inputs_salt, v)?),
+            ),
+            None => (None, None),
+        };
+        let body = DecisionBody {
+            decision_id: self.req.decision_id.clone(),
+            model_version: self.req.model_version.clone(),
+            occurred_at: self.occurred_at,
+            subject: subject.to_vec(),
+            input_sha256: self.input_sha256.to_vec(),
+            inputs,
+            output: self.output.clone(),
+            confidence: self.confidence.clone(),
+            reasons: self.req.reasons.clone(),
+            human_review: self.req.human_review.clone(),
+        };
+        let vault_row = DecisionVault {
+            system: system.to_owned(),
+            subject: Opening::new(subject_salt, &subject_json)?,
+            inputs: inputs_open,
+            expires_at,
+        };
+        Ok((body, vault_row))
+    }
+}
+
+/// The projection row of a decision id: where it is and a fingerprint of its body.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DecisionRef {
+    pub index: u64,
+    #[serde(with = "serde_bytes")]
+    pub fingerprint: Vec<u8>,
+}
+
+/// A row of the trail index (by system and time of decision).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TrailRow {
+    pub index: u64,
+    pub model_version: String,
+    pub decision_id: String,
+}
+
+fn fingerprint(body: &serde_cbor::Value) -> Vec<u8> {
+    Sha256::digest(serde_cbor::to_vec(body).expect("bodies encode")).to_vec()
+}
+
+pub(crate) fn id_key(system: &str, decision_id: &str) -> Vec<u8> {
+    key(&[b"dec", system.as_bytes(), decision_id.as_bytes()])
+}
+
+pub(crate) fn trail_prefix(system: &str) -> Vec<u8> {
+    let mut k = key(&[b"trail", system.as_bytes()]);
+    k.push(0);
+    k
+}
+
+pub(crate) fn trail_key(system: &str, occurred_at: u64, index: u64) -> Vec<u8> {
+    let mut k = trail_prefix(system);
+    k.extend_from_slice(&occurred_at.to_be_bytes());
+    k.extend_from_slice(&index.to_be_bytes());
+    k
+}
+
+const DAY_MICROS: u64 = 86_400_000_000;
+
+/// Log a decision: the gate (registered, active system; its deployed version), then
+/// idempotency (same decision again: the original entry; a different one: 409).
+pub fn record_command(
+    system: String,
+    d: ValidDecision,
+    salts: ([u8; 32], [u8; 32]),
+) -> Command<AppError> {
+    Box::new(move |s| {
+        let sys = match super::systems::load_active(s, &system) {
+            Err(e) if e.code == ErrorCode::SystemNotFound => {
+                return Err(AppError::new(
+                    ErrorCode::SystemNotRegistered,
+                    format!("no AI system {system:?} in the register"),
+                ))
+            }
+            other => other?,
+        };
+        let expires_at =
+            d.occurred_at.max(s.time()) + u64::from(sys.spec.retention_days) * DAY_MICROS;
+        if let Some(existing) = get::<DecisionRef>(s, &id_key(&system, d.decision_id()))? {
+            // Re-seal the request with the salts of the recorded one: equal bodies mean the
+            // same decision sent again.
+            let Some(raw) = s.vault_get(&vault::decision_key(existing.index))? else {
+                return Err(AppError::field(
+                    ErrorCode::DecisionConflict,
+                    "decision_id",
+                    "a decision with this id was recorded and its personal data has since been erased; it cannot be matched",
+                ));
+            };
+            let old: DecisionVault = super::uncbor(&raw)?;
+            let inputs_salt = old.inputs.as_ref().map(Opening::salt).unwrap_or(salts.1);
+            let (body, _) = d.seal(&system, old.subject.salt(), inputs_salt, expires_at)?;
+            if fingerprint(&super::to_value(&body)?) == existing.fingerprint {
+                return Ok(Prepared::Existing(existing.index));
+            }
+            return Err(AppError::field(
+                ErrorCode::DecisionConflict,
+                "decision_id",
+                format!(
+                    "decision {:?} was recorded (entry {}) with different content",
+                    d.decision_id(),
+                    existing.index
+                ),
+            ));
+        }
+        let version = &d.req.model_version;
+        if sys.deployed.as_deref() != Some(version.as_str()) {
+            return Err(match super::models::load(s, &system, version) {
+                Err(_) => AppError::field(
+                    ErrorCode::ModelVersionNotRegistered,
+                    "model_version",
+                    format!("no version {version:?} of {system:?}"),
+                ),
+                Ok(v) => AppError::field(
+                    match v.status {
+                        super::models::VersionStatus::Rejected => ErrorCode::ModelVersionRejected,
+                        super::models::VersionStatus::Retired => ErrorCode::ModelVersionRetired,
+                        _ => ErrorCode::ModelVersionNotDeployed,
+                    },
+                    "model_version",
+                    format!(
+                        "version {version:?} is {} (in service: {})",
+                        super::models::status_name(v.status),
+                        sys.deployed.as_deref().unwrap_or("none")
+                    ),
+                ),
+            });
+        }
+        let (body, vault_row) = d.seal(&system, salts.0, salts.1, expires_at)?;
+        let index = s.index();
+        s.vault_put(vault::decision_key(index), cbor(&vault_row));
+        s.vault_put(
+            vault::subject_key(&d.req.subject_ref, index),
+            system.as_bytes().to_vec(),
+        );
+        append(s, vec![draft(DECISION_RECORDED, &system, &body)?])
+    })
+}
+
+pub(crate) fn project(
+    system: &str,
+    body: &serde_cbor::Value,
+    index: u64,
+    _time: u64,
+    s: &mut Staging<'_>,
+) -> Result<(), AppError> {
+    let b: DecisionBody = from_value(body)?;
+    s.put(
+        id_key(system, &b.decision_id),
+        cbor(&DecisionRef {
+            index,
+            fingerprint: fingerprint(body),
+        }),
+    );
+    s.put(
+        trail_key(system, b.occurred_at, index),
+        cbor(&TrailRow {
+            index,
+            model_version: b.model_version,
+            decision_id: b.decision_id,
+        }),
+    );
+    Ok(())
+}
+
+/// The entry index of a decision.
+pub fn find(store: &dyn Store, system: &str, decision_id: &str) -> Result<u64, AppError> {
+    let raw = store.get(&id_key(system, decision_id))?.ok_or_else(|| {
+        AppError::new(
+            ErrorCode::DecisionNotFound,
+            format!("no decision {decision_id:?} of {system:?}"),
+        )
+    })?;
+    Ok(super::uncbor::<DecisionRef>(&raw)?.index)
+}
+
+/// The vault row of the decision at `index`, if not erased.
+pub fn opening(store: &dyn Store, index: u64) -> Result<Option<DecisionVault>, AppError> {
+    store
+        .vault_get(&vault::decision_key(index))?
+        .map(|b| super::uncbor(&b))
+        .transpose()
+}

@@ -1,0 +1,214 @@
+//! The compliance register, event-sourced on the ledger: AI systems and their revisions,
+//! periodic register reviews, model versions, compliance reviews, test records,
+//! deployments and decisions. Each change is one entry `kind`; [`project`] derives the
+//! register's current state and its indexes from entries, live and in `reindex`.
+//!
+//! This module knows nothing of HTTP. Commands validate against the projections (the
+//! review gate runs here, inside the single writer) and return the entry to append.
+
+pub mod decisions;
+pub mod models;
+pub mod systems;
+pub mod vault;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::AppError;
+use crate::ledger::{Draft, Prepared, Staging};
+
+pub const SYSTEM_REGISTERED: &str = "system.registered";
+pub const SYSTEM_REVISED: &str = "system.revised";
+pub const REGISTER_REVIEWED: &str = "register.reviewed";
+pub const VERSION_REGISTERED: &str = "model_version.registered";
+pub const REVIEW_RECORDED: &str = "review.recorded";
+pub const TEST_RECORDED: &str = "test.recorded";
+pub const VERSION_DEPLOYED: &str = "model_version.deployed";
+pub const VERSION_RETIRED: &str = "model_version.retired";
+pub const DECISION_RECORDED: &str = "decision.recorded";
+
+/// Every entry kind this module writes.
+pub const KINDS: &[&str] = &[
+    SYSTEM_REGISTERED,
+    SYSTEM_REVISED,
+    REGISTER_REVIEWED,
+    VERSION_REGISTERED,
+    REVIEW_RECORDED,
+    TEST_RECORDED,
+    VERSION_DEPLOYED,
+    VERSION_RETIRED,
+    DECISION_RECORDED,
+];
+
+pub(crate) fn cbor<T: Serialize>(v: &T) -> Vec<u8> {
+    serde_cbor::to_vec(v).expect("projection rows encode")
+}
+
+pub(crate) fn uncbor<T: DeserializeOwned>(b: &[u8]) -> Result<T, AppError> {
+    serde_cbor::from_slice(b)
+        .map_err(|e| AppError::internal(format!("corrupt projection row: {e}")))
+}
+
+/// A typed body as a CBOR value. Encoded and decoded rather than `value::to_value`,
+/// which drops CBOR tags (the decimal fractions of figures and confidence).
+pub(crate) fn to_value<T: Serialize>(v: &T) -> Result<serde_cbor::Value, AppError> {
+    let bytes = serde_cbor::to_vec(v).map_err(AppError::internal)?;
+    serde_cbor::from_slice(&bytes).map_err(AppError::internal)
+}
+
+pub(crate) fn from_value<T: DeserializeOwned>(v: &serde_cbor::Value) -> Result<T, AppError> {
+    serde_cbor::value::from_value(v.clone())
+        .map_err(|e| AppError::internal(format!("entry body does not decode: {e}")))
+}
+
+pub(crate) fn get<T: DeserializeOwned>(s: &Staging<'_>, key: &[u8]) -> Result<Option<T>, AppError> {
+    s.get(key)?.map(|b| uncbor(&b)).transpose()
+}
+
+/// Join key parts with a 0 byte (ids and versions never contain one).
+pub(crate) fn key(parts: &[&[u8]]) -> Vec<u8> {
+    let mut k = Vec::new();
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            k.push(0);
+        }
+        k.extend_from_slice(p);
+    }
+    k
+}
+
+/// Project each draft at its index and return them for appending: the projection a
+/// command writes is exactly what `reindex` derives from the entries.
+pub(crate) fn append(s: &mut Staging<'_>, drafts: Vec<Draft>) -> Result<Prepared, AppError> {
+    let (index, time, actor) = (s.index(), s.time(), s.actor().to_owned());
+    for (i, d) in drafts.iter().enumerate() {
+        crate::projection::project(
+            &d.kind,
+            d.system.as_deref(),
+            &d.body,
+            index + i as u64,
+            time,
+            &actor,
+            s,
+        )?;
+    }
+    Ok(if drafts.len() == 1 {
+        Prepared::Append(drafts.into_iter().next().unwrap())
+    } else {
+        Prepared::AppendAll(drafts)
+    })
+}
+
+pub(crate) fn draft<T: Serialize>(kind: &str, system: &str, body: &T) -> Result<Draft, AppError> {
+    Ok(Draft {
+        kind: kind.to_owned(),
+        system: Some(system.to_owned()),
+        body: to_value(body)?,
+    })
+}
+
+/// Apply one register entry to the projections.
+pub fn project(
+    kind: &str,
+    system: Option<&str>,
+    body: &serde_cbor::Value,
+    index: u64,
+    time: u64,
+    actor: &str,
+    s: &mut Staging<'_>,
+) -> Result<(), AppError> {
+    let Some(system) = system else { return Ok(()) };
+    match kind {
+        SYSTEM_REGISTERED | SYSTEM_REVISED | REGISTER_REVIEWED => {
+            systems::project(kind, system, body, index, time, actor, s)
+        }
+        VERSION_REGISTERED | REVIEW_RECORDED | TEST_RECORDED | VERSION_DEPLOYED
+        | VERSION_RETIRED => models::project(kind, system, body, index, time, actor, s),
+        DECISION_RECORDED => decisions::project(system, body, index, time, s),
+        _ => Ok(()),
+    }
+}
+
+/// Unix µs to RFC 3339 (UTC, microseconds).
+pub fn rfc3339(micros: u64) -> String {
+    chrono::DateTime::from_timestamp_micros(micros as i64)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+        .unwrap_or_default()
+}
+
+/// Parse an RFC 3339 time into unix µs.
+pub fn parse_time(field: &str, s: &str) -> Result<u64, AppError> {
+    let t = chrono::DateTime::parse_from_rfc3339(s)
+        .map_err(|e| AppError::invalid(field, format!("not an RFC 3339 time: {e}")))?;
+    u64::try_from(t.timestamp_micros()).map_err(|_| AppError::invalid(field, "must be after 1970"))
+}
+
+/// Slugs: system ids.
+pub fn validate_slug(field: &str, v: &str) -> Result<(), AppError> {
+    let ok = (1..=64).contains(&v.len())
+        && v.bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && v.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(AppError::invalid(
+            field,
+            "must be a slug: 1-64 characters of a-z, 0-9 and '-', starting with a letter or digit",
+        ))
+    }
+}
+
+/// Identifiers chosen by callers (versions, decision ids, evaluator names).
+pub fn validate_ident(field: &str, v: &str, max: usize) -> Result<(), AppError> {
+    let ok = !v.is_empty()
+        && v.len() <= max
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._+-:@/".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(AppError::invalid(
+            field,
+            format!("must be 1-{max} characters of A-Z, a-z, 0-9 and . _ + - : @ /"),
+        ))
+    }
+}
+
+pub fn validate_text(field: &str, v: &str, max: usize, required: bool) -> Result<(), AppError> {
+    if required && v.trim().is_empty() {
+        return Err(AppError::invalid(field, "must not be empty"));
+    }
+    if v.len() > max {
+        return Err(AppError::invalid(
+            field,
+            format!("must be at most {max} bytes"),
+        ));
+    }
+    if v.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return Err(AppError::invalid(
+            field,
+            "must not contain control characters",
+        ));
+    }
+    Ok(())
+}
+
+/// A lowercase hex SHA-256 digest.
+pub fn parse_sha256(field: &str, v: &str) -> Result<[u8; 32], AppError> {
+    if v.len() != 64
+        || !v
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return Err(AppError::invalid(
+            field,
+            "must be a SHA-256 digest: 64 lowercase hex digits",
+        ));
+    }
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(v, &mut out).map_err(|_| AppError::invalid(field, "not hex"))?;
+    Ok(out)
+}

@@ -1,0 +1,414 @@
+//! AI systems in the register: registration, revisions (nothing is overwritten: each
+//! revision is an entry, and the register can be read as it stood at any time), and
+//! the periodic review of each register entry.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{
+    append, cbor, draft, from_value, get, key, validate_slug, validate_text, REGISTER_REVIEWED,
+    SYSTEM_REGISTERED, SYSTEM_REVISED,
+};
+use crate::error::{AppError, ErrorCode};
+use crate::ledger::store::Store;
+use crate::ledger::{Command, Staging};
+
+/// EU AI Act risk classes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RiskClass {
+    /// Art. 5 practices: refused by the register.
+    Prohibited,
+    High,
+    Limited,
+    Minimal,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SystemStatus {
+    #[default]
+    Active,
+    Retired,
+}
+
+/// The named person answerable for the system's compliance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Owner {
+    pub name: String,
+    pub email: String,
+}
+
+/// What a model version must show before deployment, and how fresh its tests must stay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// Evaluator names whose latest test of a version must pass before it is deployed.
+    #[serde(default)]
+    pub required_tests: Vec<String>,
+    /// How old the deployed version's latest bias test may be, in days.
+    #[serde(default)]
+    pub max_bias_test_age_days: Option<u32>,
+    /// How old the deployed version's latest drift test may be, in days.
+    #[serde(default)]
+    pub max_drift_test_age_days: Option<u32>,
+    /// A deployed version that logs no decision for this many hours is a logging gap.
+    #[serde(default)]
+    pub max_decision_gap_hours: Option<u32>,
+}
+
+fn default_interval() -> u32 {
+    90
+}
+
+fn default_retention() -> u32 {
+    183
+}
+
+/// A register entry as callers send it (`POST /v1/systems`, `PUT /v1/systems/{id}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SystemSpec {
+    /// A slug: a-z, 0-9, '-'. Fixed at registration.
+    pub id: String,
+    pub name: String,
+    /// The intended purpose (EU AI Act Art. 3(12)).
+    pub purpose: String,
+    #[serde(default)]
+    pub provider: Option<String>,
+    #[serde(default)]
+    pub deployer: Option<String>,
+    pub owner: Owner,
+    pub risk_class: RiskClass,
+    /// Applicable regulations: an open list; known codes are `eu-ai-act`, `gdpr-art22`, `nyc-ll144`, `iso-42001`.
+    #[serde(default)]
+    pub regulations: Vec<String>,
+    /// Days between periodic reviews of this register entry (default 90: quarterly).
+    #[serde(default = "default_interval")]
+    pub review_interval_days: u32,
+    #[serde(default)]
+    pub policy: Policy,
+    /// Days that personal data of decisions is kept in the vault (default 183; AI Act Art. 19 asks at least six months).
+    #[serde(default = "default_retention")]
+    pub retention_days: u32,
+    /// Under legal hold, erasure is refused (GDPR Art. 17(3)(b)/(e)).
+    #[serde(default)]
+    pub legal_hold: bool,
+    #[serde(default)]
+    pub status: SystemStatus,
+}
+
+pub const KNOWN_REGULATIONS: &[&str] = &[
+    "eu-ai-act",
+    "gdpr-art22",
+    "nyc-ll144",
+    "iso-42001",
+    "colorado-sb24-205",
+    "gdpr",
+];
+
+impl SystemSpec {
+    /// Check every field; errors name the field.
+    pub fn validate(&self) -> Result<(), AppError> {
+        validate_slug("id", &self.id)?;
+        validate_text("name", &self.name, 200, true)?;
+        validate_text("purpose", &self.purpose, 4000, true)?;
+        if let Some(p) = &self.provider {
+            validate_text("provider", p, 200, true)?;
+        }
+        if let Some(d) = &self.deployer {
+            validate_text("deployer", d, 200, true)?;
+        }
+        validate_text("owner.name", &self.owner.name, 200, true)?;
+        let e = &self.owner.email;
+        let at = e.find('@');
+        if e.len() > 254
+            || at.is_none_or(|i| i == 0 || i + 1 >= e.len() || !e[i + 1..].contains('.'))
+            || e.contains(char::is_whitespace)
+        {
+            return Err(AppError::invalid("owner.email", "must be an email address"));
+        }
+        for (i, r) in self.regulations.iter().enumerate() {
+            let ok = (1..=64).contains(&r.len())
+                && r.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.'
+                });
+            if !ok {
+                return Err(AppError::invalid(
+                    format!("regulations[{i}]"),
+                    "must be a lowercase code such as eu-ai-act",
+                ));
+            }
+        }
+        if !(1..=3660).contains(&self.review_interval_days) {
+            return Err(AppError::invalid(
+                "review_interval_days",
+                "must be between 1 and 3660",
+            ));
+        }
+        if self.retention_days < 183 || self.retention_days > 36_600 {
+            return Err(AppError::invalid(
+                "retention_days",
+                "must be between 183 (six months, AI Act Art. 19) and 36600",
+            ));
+        }
+        for (i, t) in self.policy.required_tests.iter().enumerate() {
+            if crate::evaluators::registry().get(t).is_none() {
+                return Err(AppError::invalid(
+                    format!("policy.required_tests[{i}]"),
+                    format!("unknown evaluator {t:?}; see GET /v1/evaluators"),
+                ));
+            }
+        }
+        if self.risk_class == RiskClass::Prohibited {
+            return Err(AppError::field(
+                ErrorCode::ProhibitedSystem,
+                "risk_class",
+                "a system whose risk class is 'prohibited' (AI Act Art. 5) cannot be registered",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The body of `system.registered` and `system.revised`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SystemBody {
+    pub revision: u32,
+    pub spec: SystemSpec,
+}
+
+/// The periodic review of a register entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RegisterReviewOutcome {
+    /// The entry is accurate and complete.
+    Confirmed,
+    /// The entry needs changes (a revision should follow).
+    ChangesRequired,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterReview {
+    pub outcome: RegisterReviewOutcome,
+    #[serde(default)]
+    pub notes: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RegisterReviewRef {
+    pub index: u64,
+    pub time: u64,
+    pub reviewer: String,
+    pub outcome: RegisterReviewOutcome,
+}
+
+/// The projection row of one system: its current revision and what the register tracks.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SystemRecord {
+    pub spec: SystemSpec,
+    pub revision: u32,
+    pub registered_index: u64,
+    pub registered_time: u64,
+    pub registered_by: String,
+    pub revised_index: u64,
+    pub revised_time: u64,
+    pub last_review: Option<RegisterReviewRef>,
+    /// The version in service, if any.
+    pub deployed: Option<String>,
+}
+
+/// One revision of a register entry: where it is in the log.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RevisionRef {
+    pub revision: u32,
+    pub index: u64,
+    pub time: u64,
+}
+
+pub(crate) fn system_key(id: &str) -> Vec<u8> {
+    key(&[b"sys", id.as_bytes()])
+}
+
+fn revision_key(id: &str, rev: u32) -> Vec<u8> {
+    key(&[b"sysrev", id.as_bytes(), &rev.to_be_bytes()])
+}
+
+fn revision_prefix(id: &str) -> Vec<u8> {
+    let mut k = key(&[b"sysrev", id.as_bytes()]);
+    k.push(0);
+    k
+}
+
+/// The system, or 404.
+pub fn load(s: &Staging<'_>, id: &str) -> Result<SystemRecord, AppError> {
+    get(s, &system_key(id))?.ok_or_else(|| {
+        AppError::new(
+            ErrorCode::SystemNotFound,
+            format!("no AI system {id:?} in the register"),
+        )
+    })
+}
+
+/// The system, and refuse it when retired.
+pub fn load_active(s: &Staging<'_>, id: &str) -> Result<SystemRecord, AppError> {
+    let sys = load(s, id)?;
+    if sys.spec.status == SystemStatus::Retired {
+        return Err(AppError::new(
+            ErrorCode::SystemRetired,
+            format!("AI system {id:?} is retired"),
+        ));
+    }
+    Ok(sys)
+}
+
+pub fn register_command(spec: SystemSpec) -> Command<AppError> {
+    Box::new(move |s| {
+        if s.get(&system_key(&spec.id))?.is_some() {
+            return Err(AppError::field(
+                ErrorCode::AlreadyExists,
+                "id",
+                format!("AI system {:?} is already registered", spec.id),
+            ));
+        }
+        let id = spec.id.clone();
+        append(
+            s,
+            vec![draft(
+                SYSTEM_REGISTERED,
+                &id,
+                &SystemBody { revision: 1, spec },
+            )?],
+        )
+    })
+}
+
+pub fn revise_command(id: String, spec: SystemSpec) -> Command<AppError> {
+    Box::new(move |s| {
+        let cur = load(s, &id)?;
+        if spec.id != id {
+            return Err(AppError::invalid("id", "a system's id cannot change"));
+        }
+        if cur.spec == spec {
+            return Err(AppError::new(
+                ErrorCode::Conflict,
+                "the revision changes nothing",
+            ));
+        }
+        append(
+            s,
+            vec![draft(
+                SYSTEM_REVISED,
+                &id,
+                &SystemBody {
+                    revision: cur.revision + 1,
+                    spec,
+                },
+            )?],
+        )
+    })
+}
+
+pub fn review_command(id: String, review: RegisterReview) -> Command<AppError> {
+    Box::new(move |s| {
+        load(s, &id)?;
+        append(s, vec![draft(REGISTER_REVIEWED, &id, &review)?])
+    })
+}
+
+pub(crate) fn project(
+    kind: &str,
+    system: &str,
+    body: &serde_cbor::Value,
+    index: u64,
+    time: u64,
+    actor: &str,
+    s: &mut Staging<'_>,
+) -> Result<(), AppError> {
+    match kind {
+        SYSTEM_REGISTERED | SYSTEM_REVISED => {
+            let b: SystemBody = from_value(body)?;
+            let rec = match get::<SystemRecord>(s, &system_key(system))? {
+                Some(mut cur) => {
+                    cur.spec = b.spec;
+                    cur.revision = b.revision;
+                    cur.revised_index = index;
+                    cur.revised_time = time;
+                    cur
+                }
+                None => SystemRecord {
+                    spec: b.spec,
+                    revision: b.revision,
+                    registered_index: index,
+                    registered_time: time,
+                    registered_by: actor.to_owned(),
+                    revised_index: index,
+                    revised_time: time,
+                    last_review: None,
+                    deployed: None,
+                },
+            };
+            s.put(
+                revision_key(system, b.revision),
+                cbor(&RevisionRef {
+                    revision: b.revision,
+                    index,
+                    time,
+                }),
+            );
+            s.put(system_key(system), cbor(&rec));
+        }
+        REGISTER_REVIEWED => {
+            let b: RegisterReview = from_value(body)?;
+            if let Some(mut rec) = get::<SystemRecord>(s, &system_key(system))? {
+                rec.last_review = Some(RegisterReviewRef {
+                    index,
+                    time,
+                    reviewer: actor.to_owned(),
+                    outcome: b.outcome,
+                });
+                s.put(system_key(system), cbor(&rec));
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Update a system's projection row (for the other register modules).
+pub(crate) fn put(s: &mut Staging<'_>, id: &str, rec: &SystemRecord) {
+    s.put(system_key(id), cbor(rec));
+}
+
+// Reads, outside the writer.
+
+pub fn read(store: &dyn Store, id: &str) -> Result<SystemRecord, AppError> {
+    let raw = store.get(&system_key(id))?.ok_or_else(|| {
+        AppError::new(
+            ErrorCode::SystemNotFound,
+            format!("no AI system {id:?} in the register"),
+        )
+    })?;
+    super::uncbor(&raw)
+}
+
+pub fn list(store: &dyn Store) -> Result<Vec<SystemRecord>, AppError> {
+    let mut p = b"sys".to_vec();
+    p.push(0);
+    store
+        .scan(&p, None, false, usize::MAX)?
+        .into_iter()
+        .map(|(_, v)| super::uncbor(&v))
+        .collect()
+}
+
+/// The revisions of a system, oldest first.
+pub fn revisions(store: &dyn Store, id: &str) -> Result<Vec<RevisionRef>, AppError> {
+    store
+        .scan(&revision_prefix(id), None, false, usize::MAX)?
+        .into_iter()
+        .map(|(_, v)| super::uncbor(&v))
+        .collect()
+}

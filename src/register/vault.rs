@@ -1,0 +1,118 @@
+//! Personal data stays off the log. A decision's `subject_ref` and `inputs` enter its
+//! entry only as salted commitments, `HMAC-SHA256(key = 32-byte random salt, message =
+//! RFC 8785 canonical JSON of the value)`; the value and its salt live in the vault
+//! beside the log. Erasing them (crypto-shredding) leaves every entry, leaf hash and
+//! proof valid: the field then reads as erased.
+
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+
+use crate::error::AppError;
+
+/// RFC 8785 canonical JSON bytes of a value.
+pub fn canonical(v: &serde_json::Value) -> Result<Vec<u8>, AppError> {
+    serde_json_canonicalizer::to_vec(v)
+        .map_err(|e| AppError::internal(format!("canonical JSON: {e}")))
+}
+
+/// The commitment to `value` under `salt`.
+pub fn commit(salt: &[u8; 32], value: &serde_json::Value) -> Result<[u8; 32], AppError> {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(salt).expect("HMAC takes any key length");
+    mac.update(&canonical(value)?);
+    Ok(mac.finalize().into_bytes().into())
+}
+
+pub fn fresh_salt() -> [u8; 32] {
+    let mut s = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut s);
+    s
+}
+
+/// A value with the salt that opens its commitment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Opening {
+    /// The value's canonical JSON text.
+    pub value: String,
+    #[serde(with = "serde_bytes")]
+    pub salt: Vec<u8>,
+}
+
+impl Opening {
+    pub fn new(salt: [u8; 32], value: &serde_json::Value) -> Result<Self, AppError> {
+        Ok(Self {
+            value: String::from_utf8(canonical(value)?).map_err(AppError::internal)?,
+            salt: salt.to_vec(),
+        })
+    }
+
+    pub fn salt(&self) -> [u8; 32] {
+        self.salt.as_slice().try_into().unwrap_or([0; 32])
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.value).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// How a committed field reads: opened (value and salt, checkable against the
+/// commitment) or erased.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct OpenedField {
+    /// The commitment in the entry, lowercase hex.
+    pub commitment: String,
+    /// The value; absent when erased.
+    #[schema(value_type = Object)]
+    pub value: Option<serde_json::Value>,
+    /// The salt (lowercase hex); absent when erased.
+    pub salt: Option<String>,
+    pub erased: bool,
+}
+
+impl OpenedField {
+    pub fn new(commitment: &[u8], opening: Option<&Opening>) -> Self {
+        match opening {
+            Some(o) => Self {
+                commitment: hex::encode(commitment),
+                value: Some(o.json()),
+                salt: Some(hex::encode(&o.salt)),
+                erased: false,
+            },
+            None => Self {
+                commitment: hex::encode(commitment),
+                value: None,
+                salt: None,
+                erased: true,
+            },
+        }
+    }
+}
+
+/// The vault row of one decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DecisionVault {
+    pub system: String,
+    pub subject: Opening,
+    pub inputs: Option<Opening>,
+    /// When the retention period ends (unix µs).
+    pub expires_at: u64,
+}
+
+/// The subject index key: a digest of the subject reference (the index lives in the vault).
+pub fn subject_digest(subject_ref: &str) -> [u8; 32] {
+    Sha256::digest(subject_ref.as_bytes()).into()
+}
+
+pub(crate) fn decision_key(index: u64) -> Vec<u8> {
+    let mut k = b"d/".to_vec();
+    k.extend_from_slice(&index.to_be_bytes());
+    k
+}
+
+pub(crate) fn subject_key(subject_ref: &str, index: u64) -> Vec<u8> {
+    let mut k = b"s/".to_vec();
+    k.extend_from_slice(&subject_digest(subject_ref));
+    k.extend_from_slice(&index.to_be_bytes());
+    k
+}
