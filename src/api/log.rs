@@ -119,8 +119,10 @@ fn wants_cbor(req: &HttpRequest) -> bool {
 
 /// One entry; with `Accept: application/cbor`, its raw bytes.
 #[utoipa::path(tag = "log", security(("bearer" = [])), params(("index" = u64, Path)), responses(
-    (status = 200, body = EntryView, content_type = "application/json"),
-    (status = 200, description = "The raw entry bytes", body = Vec<u8>, content_type = "application/cbor"),
+    (status = 200, description = "The entry as JSON, or with Accept: application/cbor its raw bytes", content(
+        (EntryView = "application/json"),
+        (Vec<u8> = "application/cbor")
+    )),
     (status = 404, body = Problem, content_type = "application/problem+json"),
 ))]
 #[get("/v1/log/entries/{index}")]

@@ -117,6 +117,39 @@ impl Modify for Security {
 )]
 pub struct ApiDoc;
 
+/// Every error of every route is an RFC 9457 problem: say so once, as each operation's
+/// `default` response, beside the statuses each documents. Runs on the merged spec.
+fn add_problem_defaults(openapi: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+    let problem = ResponseBuilder::new()
+        .description(
+            "An RFC 9457 problem document: the error, its stable type and the offending field",
+        )
+        .content(
+            "application/problem+json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build(),
+        )
+        .build();
+    for item in openapi.paths.paths.values_mut() {
+        for op in [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            op.responses
+                .responses
+                .entry("default".into())
+                .or_insert_with(|| RefOr::T(problem.clone()));
+        }
+    }
+}
+
 /// Register every route. Only `.service(...)` calls are collected into the spec.
 pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     log::configure(cfg);
@@ -130,11 +163,12 @@ pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
 /// The OpenAPI document of every route, as served at `/openapi.json`.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     use utoipa_actix_web::AppExt;
-    let (_, api) = actix_web::App::new()
+    let (_, mut api) = actix_web::App::new()
         .into_utoipa_app()
         .openapi(ApiDoc::openapi())
         .configure(configure)
         .split_for_parts();
+    add_problem_defaults(&mut api);
     api
 }
 
@@ -151,7 +185,7 @@ pub fn app(
     >,
 > {
     use utoipa_actix_web::AppExt;
-    let (app, api) = actix_web::App::new()
+    let (app, mut api) = actix_web::App::new()
         .app_data(state.clone())
         .app_data(
             actix_web::web::PathConfig::default()
@@ -161,6 +195,7 @@ pub fn app(
         .openapi(ApiDoc::openapi())
         .configure(configure)
         .split_for_parts();
+    add_problem_defaults(&mut api);
     app.app_data(actix_web::web::Data::new(api))
         .default_service(actix_web::web::to(not_found))
         .wrap(actix_web::middleware::from_fn(crate::telemetry::observe))
