@@ -12,10 +12,11 @@ use serde::de::DeserializeOwned;
 use super::State;
 use crate::error::{AppError, ErrorCode};
 
-/// A JSON request body of type `T`.
-pub struct Json<T>(pub T);
+/// A JSON request body of type `T`, at most `MULT` times the configured body limit
+/// (test inputs of a million samples per group need more than a decision does).
+pub struct Json<T, const MULT: usize = 1>(pub T);
 
-impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
+impl<T: DeserializeOwned + 'static, const MULT: usize> FromRequest for Json<T, MULT> {
     type Error = AppError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, AppError>>>>;
 

@@ -6,7 +6,16 @@
 //! shortest round-trip form, so a verifier compares them as written, never re-derives
 //! bytes from floats.
 
+pub mod chi_square;
+pub mod demographic_parity;
+pub mod disparate_impact;
+pub mod equalized_odds;
 mod external;
+pub mod input;
+pub mod jensen_shannon;
+pub mod ks;
+pub mod ll144;
+pub mod psi;
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -93,7 +102,17 @@ impl Registry {
 pub fn registry() -> &'static Registry {
     static R: OnceLock<Registry> = OnceLock::new();
     R.get_or_init(|| {
-        let list: Vec<Box<dyn Evaluator>> = vec![Box::new(external::External)];
+        let list: Vec<Box<dyn Evaluator>> = vec![
+            Box::new(psi::Psi),
+            Box::new(ks::Ks),
+            Box::new(chi_square::ChiSquare),
+            Box::new(jensen_shannon::JensenShannon),
+            Box::new(disparate_impact::DisparateImpact),
+            Box::new(demographic_parity::DemographicParity),
+            Box::new(equalized_odds::EqualizedOdds),
+            Box::new(ll144::Ll144),
+            Box::new(external::External),
+        ];
         Registry {
             evaluators: list.into_iter().map(|e| (e.name(), e)).collect(),
         }
