@@ -16,6 +16,54 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify(opts) => verify(opts),
+        Command::VerifyBundle(o) => {
+            let key = NoteVerifier::parse(&o.key).context("--key")?;
+            let text = std::fs::read_to_string(&o.file)
+                .with_context(|| format!("reading {}", o.file.display()))?;
+            let bundle: crate::audit::Bundle =
+                serde_json::from_str(&text).context("the file is not an audit bundle")?;
+            let report = crate::audit::verify(&bundle, &key);
+            for (name, r) in &report.checks {
+                match r {
+                    Ok(()) => println!("ok    {name}"),
+                    Err(e) => println!("FAIL  {name}: {e}"),
+                }
+            }
+            if report.ok() {
+                let s = &bundle.summary;
+                println!(
+                    "VERIFIED: decision {:?} of {:?} (entry {}) was made by model version {} (approved by {} in entry {}, deployed in entry {}) under register revision {}",
+                    s.decision_id, s.system_id, s.decision_index, s.model_version, s.approved_by, s.approval_index, s.deployment_index, s.register_revision
+                );
+                Ok(ExitCode::SUCCESS)
+            } else {
+                println!("NOT VERIFIED: {} check(s) failed", report.failures().len());
+                Ok(ExitCode::from(2))
+            }
+        }
+        Command::Audit(o) => {
+            let key = NoteVerifier::parse(&o.key).context("--key")?;
+            match crate::audit::monitor::run(&o.url, &key, o.token.as_deref(), o.state.as_deref()) {
+                Ok(r) => {
+                    println!(
+                        "OK: {} entries ({} new since {}), root {}, consistent and chained",
+                        r.size,
+                        r.new_entries,
+                        r.previous_size,
+                        hex::encode(r.root)
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e @ crate::audit::monitor::Alert::Unreachable(_)) => {
+                    eprintln!("{e}");
+                    Ok(ExitCode::from(3))
+                }
+                Err(alert) => {
+                    eprintln!("{alert}");
+                    Ok(ExitCode::from(2))
+                }
+            }
+        }
         Command::Reindex(d) => {
             let store = SledStore::open(&config::ledger_path(&d.data_dir))
                 .context("opening the ledger store")?;
@@ -31,6 +79,29 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn verify(opts: VerifyOpts) -> anyhow::Result<ExitCode> {
+    if let Some(path) = &opts.export {
+        let key = NoteVerifier::parse(opts.key.as_deref().context("--export needs --key")?)
+            .context("--key")?;
+        let file =
+            std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        return Ok(
+            match crate::ledger::export::verify(std::io::BufReader::new(file), &key) {
+                Ok(r) => {
+                    println!(
+                        "OK: entries {}..{} chain and produce the signed root {}",
+                        r.start,
+                        r.end,
+                        hex::encode(r.root)
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    println!("FAILED: {e}");
+                    ExitCode::from(2)
+                }
+            },
+        );
+    }
     let dir = &opts.data.data_dir;
     let store = SledStore::open(&config::ledger_path(dir))
         .context("opening the ledger store (is a server still running on it?)")?;

@@ -22,6 +22,10 @@ pub enum Command {
     Serve(ServeOpts),
     /// Check a stopped server's data dir offline: every entry, link, tile and checkpoint.
     Verify(VerifyOpts),
+    /// Check an audit bundle offline with nothing but the log's verifier key.
+    VerifyBundle(VerifyBundleOpts),
+    /// An auditor's monitor of a live log: signature, consistency with the last checkpoint seen, every entry's chain.
+    Audit(AuditOpts),
     /// Rebuild every projection (register, indexes, tokens) from the log alone.
     Reindex(DataDirOpt),
     /// Print the OpenAPI description of the HTTP API.
@@ -70,6 +74,9 @@ pub struct VerifyOpts {
     /// Verifier key (`name+keyid+base64`); default: derived from the data dir's key file.
     #[arg(long, env = "VERITRAIL_KEY")]
     pub key: Option<String>,
+    /// Check an export file (from `GET /v1/log/export`) instead of a data dir; needs --key.
+    #[arg(long)]
+    pub export: Option<PathBuf>,
 }
 
 /// Files inside the data dir.
@@ -86,3 +93,28 @@ pub fn ledger_path(data: &std::path::Path) -> PathBuf {
 }
 
 pub const DEFAULT_ORIGIN: &str = "localhost/veritrail";
+
+#[derive(Debug, Clone, Args)]
+pub struct VerifyBundleOpts {
+    /// The bundle (JSON, as `GET …/decisions/{id}/audit` returns it).
+    pub file: PathBuf,
+    /// The log's verifier key (`name+keyid+base64`), obtained out of band.
+    #[arg(long, env = "VERITRAIL_KEY")]
+    pub key: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AuditOpts {
+    /// The service's base URL.
+    #[arg(long, env = "VERITRAIL_URL")]
+    pub url: String,
+    /// The log's verifier key (`name+keyid+base64`), obtained out of band.
+    #[arg(long, env = "VERITRAIL_KEY")]
+    pub key: String,
+    /// An auditor token (entries and proofs need one).
+    #[arg(long, env = "VERITRAIL_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Where to remember the last checkpoint seen (and the tree's right edge).
+    #[arg(long, env = "VERITRAIL_AUDIT_STATE")]
+    pub state: Option<PathBuf>,
+}

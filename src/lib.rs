@@ -2,6 +2,7 @@
 //! production AI systems. See ARCHITECTURE.md for the map.
 
 pub mod api;
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod error;

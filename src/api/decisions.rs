@@ -12,11 +12,19 @@ use crate::ledger::entry::{self, cbor_to_json};
 use crate::ledger::{AppendRequest, Receipt};
 use crate::register::decisions::{self, DecisionBody, DecisionRequest, HumanReview};
 use crate::register::vault::{fresh_salt, OpenedField};
-use crate::register::{rfc3339, validate_slug};
+use crate::register::{parse_time, rfc3339, validate_slug};
 use crate::tokens::Role;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as CURSOR;
+use base64::Engine as _;
+use utoipa::IntoParams;
 
 pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
-    cfg.service(record).service(record_batch).service(get_one);
+    cfg.service(record)
+        .service(record_batch)
+        .service(trail)
+        .service(get_one)
+        .service(audit_bundle)
+        .service(by_subject);
 }
 
 /// Roles that may read decisions (they hold personal data).
@@ -261,4 +269,211 @@ async fn get_one(
     let (id, decision_id) = path.into_inner();
     let index = decisions::find(&**state.ledger.store(), &id, &decision_id)?;
     Ok(HttpResponse::Ok().json(decision_view(&state, index)?))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TrailQuery {
+    pub model_version: Option<String>,
+    /// Only decisions about this data subject.
+    pub subject: Option<String>,
+    /// occurred_at from (RFC 3339, inclusive).
+    pub from: Option<String>,
+    /// occurred_at to (RFC 3339, inclusive).
+    pub to: Option<String>,
+    /// Only decisions with this output (JSON, compared in RFC 8785 canonical form; a bare word is a JSON string).
+    pub outcome: Option<String>,
+    /// `newest` (default) or `oldest` first.
+    pub order: Option<String>,
+    /// From a previous page's `next_cursor`.
+    pub cursor: Option<String>,
+    /// 1 to 1000 (default 100).
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DecisionPage {
+    pub decisions: Vec<DecisionView>,
+    /// Pass as `cursor` for the next page; absent at the end.
+    pub next_cursor: Option<String>,
+}
+
+fn limit_of(l: Option<usize>) -> Result<usize, AppError> {
+    let l = l.unwrap_or(100);
+    if !(1..=1000).contains(&l) {
+        return Err(AppError::field(
+            crate::error::ErrorCode::InvalidQuery,
+            "limit",
+            "must be between 1 and 1000",
+        ));
+    }
+    Ok(l)
+}
+
+fn bad_cursor() -> AppError {
+    AppError::field(
+        crate::error::ErrorCode::InvalidQuery,
+        "cursor",
+        "not a cursor from this API",
+    )
+}
+
+/// A system's decision trail, from its indexes (officer, auditor): filter by model
+/// version, subject, time range and outcome; newest or oldest first; opaque cursors.
+#[utoipa::path(tag = "decisions", security(("bearer" = [])), params(("system_id" = String, Path), TrailQuery), responses(
+    (status = 200, body = DecisionPage),
+    (status = 400, body = Problem, content_type = "application/problem+json"),
+    (status = 404, body = Problem, content_type = "application/problem+json"),
+))]
+#[get("/v1/systems/{system_id}/decisions")]
+async fn trail(
+    state: State,
+    caller: Caller,
+    id: actix_web::web::Path<String>,
+    q: super::body::Query<TrailQuery>,
+) -> Result<HttpResponse, AppError> {
+    caller.require(DECISION_READERS)?;
+    let store = &**state.ledger.store();
+    crate::register::systems::read(store, &id)?;
+    let q = q.0;
+    let newest_first = match q.order.as_deref() {
+        None | Some("newest") => true,
+        Some("oldest") => false,
+        Some(_) => {
+            return Err(AppError::field(
+                crate::error::ErrorCode::InvalidQuery,
+                "order",
+                "must be newest or oldest",
+            ))
+        }
+    };
+    let after = match &q.cursor {
+        Some(c) => {
+            let b = CURSOR.decode(c).map_err(|_| bad_cursor())?;
+            let b: [u8; 16] = b.try_into().map_err(|_| bad_cursor())?;
+            Some((
+                u64::from_be_bytes(b[..8].try_into().unwrap()),
+                u64::from_be_bytes(b[8..].try_into().unwrap()),
+            ))
+        }
+        None => None,
+    };
+    let outcome = match &q.outcome {
+        Some(o) => {
+            let v: serde_json::Value =
+                serde_json::from_str(o).unwrap_or_else(|_| serde_json::Value::String(o.clone()));
+            let text = String::from_utf8(crate::register::vault::canonical(&v)?)
+                .map_err(AppError::internal)?;
+            Some(decisions::output_digest(&text))
+        }
+        None => None,
+    };
+    let filter = decisions::TrailFilter {
+        model_version: q.model_version,
+        subject: q.subject,
+        from: q
+            .from
+            .as_deref()
+            .map(|t| parse_time("from", t))
+            .transpose()?,
+        to: q.to.as_deref().map(|t| parse_time("to", t)).transpose()?,
+        outcome,
+        newest_first,
+        after,
+        limit: limit_of(q.limit)?,
+    };
+    let (indices, last) = decisions::trail(store, &id, &filter)?;
+    let decisions = indices
+        .into_iter()
+        .map(|i| decision_view(&state, i))
+        .collect::<Result<Vec<_>, _>>()?;
+    let next_cursor = last.map(|(t, i)| {
+        let mut b = t.to_be_bytes().to_vec();
+        b.extend_from_slice(&i.to_be_bytes());
+        CURSOR.encode(b)
+    });
+    Ok(HttpResponse::Ok().json(DecisionPage {
+        decisions,
+        next_cursor,
+    }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SubjectQuery {
+    pub cursor: Option<String>,
+    /// 1 to 1000 (default 100).
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SubjectDecisions {
+    pub subject_ref: String,
+    /// What was decided about the subject, by which model, with which human oversight.
+    pub decisions: Vec<DecisionView>,
+    pub next_cursor: Option<String>,
+}
+
+/// Every decision about one data subject, across systems (GDPR Art. 15 and 22), in
+/// order of recording (officer, auditor). Empty once the subject's data is erased.
+#[utoipa::path(tag = "decisions", security(("bearer" = [])), params(("subject_ref" = String, Path), SubjectQuery), responses(
+    (status = 200, body = SubjectDecisions),
+    (status = 400, body = Problem, content_type = "application/problem+json"),
+))]
+#[get("/v1/subjects/{subject_ref}/decisions")]
+async fn by_subject(
+    state: State,
+    caller: Caller,
+    subject: actix_web::web::Path<String>,
+    q: super::body::Query<SubjectQuery>,
+) -> Result<HttpResponse, AppError> {
+    caller.require(DECISION_READERS)?;
+    let subject = subject.into_inner();
+    let after = match &q.cursor {
+        Some(c) => {
+            let b: [u8; 8] = CURSOR
+                .decode(c)
+                .map_err(|_| bad_cursor())?
+                .try_into()
+                .map_err(|_| bad_cursor())?;
+            Some(u64::from_be_bytes(b))
+        }
+        None => None,
+    };
+    let (rows, more) =
+        decisions::by_subject(&**state.ledger.store(), &subject, after, limit_of(q.limit)?)?;
+    let next_cursor = if more {
+        rows.last().map(|(i, _)| CURSOR.encode(i.to_be_bytes()))
+    } else {
+        None
+    };
+    let decisions = rows
+        .into_iter()
+        .map(|(i, _)| decision_view(&state, i))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(HttpResponse::Ok().json(SubjectDecisions {
+        subject_ref: subject,
+        decisions,
+        next_cursor,
+    }))
+}
+
+/// The audit bundle of one decision (officer, auditor): the decision, its model
+/// version's registration, the reviews up to it, the tests they relied on, the
+/// deployment, the register revision in force, each with an inclusion proof against one
+/// signed checkpoint, the openings of its personal fields and a summary.
+/// `veritrail verify-bundle FILE --key VKEY` checks it offline.
+#[utoipa::path(tag = "decisions", security(("bearer" = [])), params(("system_id" = String, Path), ("decision_id" = String, Path)), responses(
+    (status = 200, body = crate::audit::Bundle),
+    (status = 404, body = Problem, content_type = "application/problem+json"),
+))]
+#[get("/v1/systems/{system_id}/decisions/{decision_id}/audit")]
+async fn audit_bundle(
+    state: State,
+    caller: Caller,
+    path: actix_web::web::Path<(String, String)>,
+) -> Result<HttpResponse, AppError> {
+    caller.require(DECISION_READERS)?;
+    let (id, decision_id) = path.into_inner();
+    Ok(HttpResponse::Ok().json(crate::audit::build(&state.ledger, &id, &decision_id)?))
 }

@@ -18,7 +18,8 @@ pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(entries)
         .service(entry_at)
         .service(inclusion)
-        .service(consistency);
+        .service(consistency)
+        .service(export);
 }
 
 /// The latest signed checkpoint (C2SP tlog-checkpoint in a signed note).
@@ -273,4 +274,74 @@ async fn consistency(
         to,
         hashes: proof.iter().map(hex::encode).collect(),
     }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ExportQuery {
+    /// First index (default 0).
+    pub start: Option<u64>,
+    /// Tree size to export up to; a checkpoint must have been signed at it (default: the latest).
+    pub end: Option<u64>,
+}
+
+/// Export the log or a range as raw entries with the signed checkpoint covering them
+/// (auditor+); `veritrail verify --export FILE --key VKEY` checks it offline.
+#[utoipa::path(tag = "log", security(("bearer" = [])), params(ExportQuery), responses(
+    (status = 200, description = "VERITRAIL-EXPORT 1: checkpoint, tree edge, length-prefixed CBOR entries", body = Vec<u8>, content_type = "application/octet-stream"),
+    (status = 400, body = Problem, content_type = "application/problem+json"),
+    (status = 404, body = Problem, content_type = "application/problem+json"),
+))]
+#[get("/v1/log/export")]
+async fn export(
+    state: State,
+    caller: Caller,
+    q: super::body::Query<ExportQuery>,
+) -> Result<HttpResponse, AppError> {
+    caller.require(READERS)?;
+    let end = q.end.unwrap_or_else(|| state.ledger.latest().size);
+    let start = q.start.unwrap_or(0);
+    if start > end {
+        return Err(AppError::field(
+            ErrorCode::InvalidQuery,
+            "start",
+            format!("must not exceed end ({end})"),
+        ));
+    }
+    let note = state
+        .ledger
+        .checkpoint_at(end)?
+        .ok_or_else(|| AppError::not_found(format!("no checkpoint was signed at size {end}")))?;
+    let head = crate::ledger::export::header(&note, start, &state.ledger.frontier_at(start)?);
+    let ledger = state.ledger.clone();
+    let body = futures_util::stream::unfold((Some(head), start), move |(head, next)| {
+        let ledger = ledger.clone();
+        async move {
+            if let Some(h) = head {
+                return Some((
+                    Ok::<_, actix_web::Error>(actix_web::web::Bytes::from(h)),
+                    (None, next),
+                ));
+            }
+            if next >= end {
+                return None;
+            }
+            let n = (end - next).min(1000);
+            let chunk = match ledger.entries(next, n) {
+                Ok(e) if !e.is_empty() => e,
+                Ok(_) => return None,
+                Err(e) => return Some((Err(AppError::from(e).into()), (None, end))),
+            };
+            let got = chunk.len() as u64;
+            Some((
+                Ok(actix_web::web::Bytes::from(crate::ledger::export::records(
+                    &chunk,
+                ))),
+                (None, next + got),
+            ))
+        }
+    });
+    Ok(HttpResponse::Ok()
+        .content_type("application/octet-stream")
+        .streaming(body))
 }

@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod compliance;
 pub mod decisions;
 pub mod log;
 pub mod models;
@@ -111,6 +112,7 @@ impl Modify for Security {
         (name = "models", description = "Model versions, compliance reviews (four eyes) and deployments (the review gate)"),
         (name = "tests", description = "Bias and drift test records and the evaluators"),
         (name = "decisions", description = "Decision logging and reading"),
+        (name = "compliance", description = "Compliance status and findings"),
         (name = "tokens", description = "API tokens and roles (admin)"),
         (name = "operations", description = "Health, readiness, metrics, the API description")
     )
@@ -156,6 +158,7 @@ pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     systems::configure(cfg);
     models::configure(cfg);
     decisions::configure(cfg);
+    compliance::configure(cfg);
     tokens::configure(cfg);
     ops::configure(cfg);
 }

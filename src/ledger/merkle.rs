@@ -284,6 +284,20 @@ impl Frontier {
         self.size
     }
 
+    /// The perfect subtrees that make up the tree, largest first: `(level, hash)`.
+    pub fn nodes(&self) -> &[(u8, Hash)] {
+        &self.nodes
+    }
+
+    /// Rebuild from [`Frontier::nodes`]; `None` unless the levels strictly decrease.
+    pub fn from_nodes(nodes: Vec<(u8, Hash)>) -> Option<Self> {
+        if nodes.windows(2).any(|w| w[0].0 <= w[1].0) || nodes.iter().any(|(l, _)| *l > 63) {
+            return None;
+        }
+        let size = nodes.iter().map(|(l, _)| 1u64 << l).sum();
+        Some(Self { size, nodes })
+    }
+
     pub fn push(&mut self, leaf: Hash) {
         let mut cur = (0u8, leaf);
         while let Some(&(level, h)) = self.nodes.last() {

@@ -9,6 +9,7 @@
 //!   last checkpoint committed to.
 
 pub mod entry;
+pub mod export;
 pub mod keyfile;
 pub mod merkle;
 pub mod note;
@@ -304,6 +305,26 @@ impl<E> Ledger<E> {
         let proof = merkle::consistency_proof(&mut r, from, to)
             .map_err(|e| LedgerError::Invalid(e.to_string()))?;
         Ok((to, proof))
+    }
+
+    /// The right edge of the tree of `size` leaves: its perfect subtrees, largest first.
+    pub fn frontier_at(&self, size: u64) -> Result<Vec<(u8, Hash)>, LedgerError> {
+        let size = self.resolve_size(Some(size))?;
+        let mut r = self.reader();
+        let mut out = Vec::new();
+        let mut start = 0u64;
+        for bit in (0..64u32).rev() {
+            let len = 1u64 << bit;
+            if size & len != 0 {
+                out.push((
+                    bit as u8,
+                    r.node(bit as u8, start >> bit)
+                        .map_err(|e| LedgerError::Invalid(e.to_string()))?,
+                ));
+                start += len;
+            }
+        }
+        Ok(out)
     }
 
     /// Root of the tree of `size` leaves, from the stored tiles.

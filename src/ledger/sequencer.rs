@@ -220,7 +220,7 @@ pub(crate) struct WriterState {
     pub frontier: Frontier,
 }
 
-pub(crate) fn now_micros() -> u64 {
+pub fn now_micros() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_micros() as u64)

@@ -100,6 +100,8 @@ pub trait Store: Send + Sync + 'static {
     fn checkpoint(&self, size: u64) -> StoreResult<Option<String>>;
     /// Stored checkpoints with size in `[from, ..)`, ascending, at most `limit`.
     fn checkpoints(&self, from: u64, limit: usize) -> StoreResult<Vec<(u64, String)>>;
+    /// Projection rows with keys in `[lo, hi)`, ascending (or descending), at most `limit`.
+    fn range(&self, lo: &[u8], hi: &[u8], reverse: bool, limit: usize) -> StoreResult<Rows>;
     /// The size of the last stored checkpoint below `size`.
     fn previous_checkpoint(&self, size: u64) -> StoreResult<Option<u64>>;
     fn get(&self, key: &[u8]) -> StoreResult<Option<Vec<u8>>>;
@@ -314,6 +316,25 @@ impl Store for SledStore {
                 StoreError::Corrupt(format!("checkpoint at size {size} is not UTF-8"))
             })?;
             out.push((size, text));
+        }
+        Ok(out)
+    }
+
+    fn range(&self, lo: &[u8], hi: &[u8], reverse: bool, limit: usize) -> StoreResult<Rows> {
+        let (lo, hi) = (proj_key(lo), proj_key(hi));
+        if lo >= hi {
+            return Ok(Vec::new());
+        }
+        let it = self.tree.range(lo..hi);
+        let rows: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> = if reverse {
+            Box::new(it.rev())
+        } else {
+            Box::new(it)
+        };
+        let mut out = Vec::new();
+        for kv in rows.take(limit) {
+            let (k, v) = kv?;
+            out.push((k[1..].to_vec(), v.to_vec()));
         }
         Ok(out)
     }

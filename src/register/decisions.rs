@@ -202,6 +202,21 @@ pub struct TrailRow {
     pub index: u64,
     pub model_version: String,
     pub decision_id: String,
+    /// The first 8 bytes of SHA-256 of the output's canonical JSON, for outcome filters.
+    #[serde(with = "serde_bytes")]
+    pub output_digest: Vec<u8>,
+}
+
+/// The outcome filter's digest of an output's canonical JSON text.
+pub fn output_digest(canonical_output: &str) -> Vec<u8> {
+    Sha256::digest(canonical_output.as_bytes())[..8].to_vec()
+}
+
+/// The vault's subject index row: which system, and when the decision was made.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SubjectRow {
+    pub system: String,
+    pub occurred_at: u64,
 }
 
 fn fingerprint(body: &serde_cbor::Value) -> Vec<u8> {
@@ -300,7 +315,10 @@ pub fn record_command(
         s.vault_put(vault::decision_key(index), cbor(&vault_row));
         s.vault_put(
             vault::subject_key(&d.req.subject_ref, index),
-            system.as_bytes().to_vec(),
+            cbor(&SubjectRow {
+                system: system.clone(),
+                occurred_at: d.occurred_at,
+            }),
         );
         append(s, vec![draft(DECISION_RECORDED, &system, &body)?])
     })
@@ -327,6 +345,7 @@ pub(crate) fn project(
             index,
             model_version: b.model_version,
             decision_id: b.decision_id,
+            output_digest: output_digest(&b.output),
         }),
     );
     Ok(())
@@ -349,4 +368,139 @@ pub fn opening(store: &dyn Store, index: u64) -> Result<Option<DecisionVault>, A
         .vault_get(&vault::decision_key(index))?
         .map(|b| super::uncbor(&b))
         .transpose()
+}
+
+/// What a decision trail is filtered by.
+#[derive(Debug, Clone, Default)]
+pub struct TrailFilter {
+    pub model_version: Option<String>,
+    /// Only decisions about this subject (through the vault's subject index).
+    pub subject: Option<String>,
+    /// occurred_at bounds, unix µs, inclusive.
+    pub from: Option<u64>,
+    pub to: Option<u64>,
+    /// Only decisions whose output's canonical JSON has this digest.
+    pub outcome: Option<Vec<u8>>,
+    pub newest_first: bool,
+    /// Continue after this (occurred_at, index).
+    pub after: Option<(u64, u64)>,
+    pub limit: usize,
+}
+
+/// A position in a trail: (occurred_at, entry index).
+pub type TrailPosition = (u64, u64);
+
+/// Rows scanned at most for one page (filters that match rarely stop here, with a cursor).
+const MAX_SCAN: usize = 100_000;
+
+/// One page of a system's decision trail, from the trail index (never the log):
+/// the entry indices and, unless the trail is exhausted, where the next page starts.
+pub fn trail(
+    store: &dyn Store,
+    system: &str,
+    f: &TrailFilter,
+) -> Result<(Vec<u64>, Option<TrailPosition>), AppError> {
+    let prefix = trail_prefix(system);
+    let bound = |t: u64| {
+        let mut k = prefix.clone();
+        k.extend_from_slice(&t.to_be_bytes());
+        k
+    };
+    let mut lo = f.from.map(bound).unwrap_or_else(|| prefix.clone());
+    let mut hi = match f.to.and_then(|t| t.checked_add(1)) {
+        Some(t) => bound(t),
+        None => {
+            let mut k = prefix.clone();
+            *k.last_mut().expect("prefix ends in a separator") += 1;
+            k
+        }
+    };
+    if let Some((t, i)) = f.after {
+        let mut k = bound(t);
+        k.extend_from_slice(&i.to_be_bytes());
+        if f.newest_first {
+            hi = hi.min(k);
+        } else {
+            k.push(0);
+            lo = lo.max(k);
+        }
+    }
+    let subject_indices: Option<std::collections::HashSet<u64>> = match &f.subject {
+        Some(sub) => Some(
+            store
+                .vault_scan(&vault::subject_prefix(sub), usize::MAX)?
+                .into_iter()
+                .filter_map(|(k, v)| {
+                    let row: SubjectRow = super::uncbor(&v).ok()?;
+                    let index = u64::from_be_bytes(k[k.len() - 8..].try_into().ok()?);
+                    (row.system == system).then_some(index)
+                })
+                .collect(),
+        ),
+        None => None,
+    };
+    let mut out = Vec::new();
+    let mut scanned = 0usize;
+    let mut last: Option<(u64, u64)> = None;
+    while out.len() < f.limit && scanned < MAX_SCAN {
+        let rows = store.range(&lo, &hi, f.newest_first, (f.limit * 2).max(64))?;
+        if rows.is_empty() {
+            return Ok((out, None));
+        }
+        for (k, v) in &rows {
+            scanned += 1;
+            let tail = &k[prefix.len()..];
+            let occurred = u64::from_be_bytes(tail[..8].try_into().map_err(AppError::internal)?);
+            let row: TrailRow = super::uncbor(v)?;
+            last = Some((occurred, row.index));
+            let keep = f
+                .model_version
+                .as_ref()
+                .is_none_or(|m| *m == row.model_version)
+                && f.outcome.as_ref().is_none_or(|o| *o == row.output_digest)
+                && subject_indices
+                    .as_ref()
+                    .is_none_or(|s| s.contains(&row.index));
+            if keep {
+                out.push(row.index);
+                if out.len() == f.limit {
+                    break;
+                }
+            }
+        }
+        let (lk, _) = rows.last().expect("non-empty");
+        if out.len() < f.limit {
+            if f.newest_first {
+                hi = lk.clone();
+            } else {
+                lo = lk.clone();
+                lo.push(0);
+            }
+        }
+    }
+    Ok((out, last))
+}
+
+/// Every decision about one data subject, across systems, in order of recording: the
+/// entry indices after `after`, at most `limit`, and whether more follow.
+pub fn by_subject(
+    store: &dyn Store,
+    subject_ref: &str,
+    after: Option<u64>,
+    limit: usize,
+) -> Result<(Vec<(u64, String)>, bool), AppError> {
+    let prefix = vault::subject_prefix(subject_ref);
+    let mut out = Vec::new();
+    for (k, v) in store.vault_scan(&prefix, usize::MAX)? {
+        let index = u64::from_be_bytes(k[k.len() - 8..].try_into().map_err(AppError::internal)?);
+        if after.is_some_and(|a| index <= a) {
+            continue;
+        }
+        if out.len() == limit {
+            return Ok((out, true));
+        }
+        let row: SubjectRow = super::uncbor(&v)?;
+        out.push((index, row.system));
+    }
+    Ok((out, false))
 }

@@ -116,3 +116,9 @@ pub(crate) fn subject_key(subject_ref: &str, index: u64) -> Vec<u8> {
     k.extend_from_slice(&index.to_be_bytes());
     k
 }
+
+pub(crate) fn subject_prefix(subject_ref: &str) -> Vec<u8> {
+    let mut k = b"s/".to_vec();
+    k.extend_from_slice(&subject_digest(subject_ref));
+    k
+}

@@ -5,7 +5,7 @@
 use actix_web::body::MessageBody;
 use actix_web::dev::{Service, ServiceResponse};
 use actix_web::test;
-use serde_json::Value;
+use serde_json::{json, Value};
 use veritrail::startup::{self, OpenOpts};
 
 pub struct TestApp<S> {
@@ -168,4 +168,53 @@ pub fn check_receipt(receipt: &Value, verifier: &veritrail::ledger::note::NoteVe
         &cp.root,
     )
     .unwrap();
+}
+
+// Request bodies shared by the register, audit and benchmark tests.
+
+pub fn system(id: &str) -> Value {
+    json!({
+        "id": id,
+        "name": "Credit scoring",
+        "purpose": "Scores consumer credit applications",
+        "provider": "Acme Bank ML",
+        "deployer": "Acme Bank",
+        "owner": {"name": "Dana Officer", "email": "dana@acme.example"},
+        "risk_class": "high",
+        "regulations": ["eu-ai-act", "gdpr-art22"],
+        "policy": {"required_tests": ["external"], "max_bias_test_age_days": 90}
+    })
+}
+
+pub fn version(v: &str, parent: Option<&str>) -> Value {
+    json!({
+        "version": v,
+        "artifact_sha256": "a".repeat(64),
+        "training_data": {"ref": "s3://data/credit-2026q3", "sha256": "b".repeat(64)},
+        "changelog": "retrained",
+        "parent_version": parent,
+        "substantial_modification": false
+    })
+}
+
+pub fn decision(id: &str, v: &str, subject: &str) -> Value {
+    json!({
+        "decision_id": id,
+        "model_version": v,
+        "occurred_at": "2026-11-25T10:00:00Z",
+        "subject_ref": subject,
+        "input_sha256": "c".repeat(64),
+        "inputs": {"income": 52000, "age_band": "30-39"},
+        "output": {"approved": false, "score": 0.41},
+        "confidence": 0.87,
+        "reasons": ["debt_ratio_high"],
+        "human_review": {"reviewer": "analyst-7", "action": "accepted", "review_ms": 45000}
+    })
+}
+
+pub fn external_test(passed: bool) -> Value {
+    json!({"evaluator": "external", "result": {
+        "tool": "fairlearn", "tool_version": "0.12.0", "kind": "bias",
+        "metrics": {"demographic_parity_difference": 0.03}, "passed": passed,
+        "report_sha256": "d".repeat(64)}})
 }

@@ -1,0 +1,587 @@
+//! Audit bundles: everything an auditor needs to check one decision offline, with
+//! nothing but the log's public key — the decision entry, its model version's
+//! registration, the reviews of that version up to the decision, the tests those
+//! reviews relied on, the deployment, the register revision in force, each as raw
+//! bytes with an inclusion proof against one signed checkpoint, the openings of its
+//! personal fields, and a readable summary that [`verify`] checks against the entries.
+
+pub mod monitor;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use crate::error::AppError;
+use crate::ledger::entry::{self, cbor_to_json, RawEntry};
+use crate::ledger::merkle::{self, Hash};
+use crate::ledger::note::{Checkpoint, NoteVerifier};
+use crate::ledger::Ledger;
+use crate::register::{decisions, models, rfc3339, systems, vault};
+
+pub const FORMAT: &str = "veritrail-audit-bundle/1";
+
+/// One entry of a bundle, with its proof.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct BundleEntry {
+    /// `decision`, `model_version`, `review`, `test`, `deployment`, `retirement`, `register_revision`, `next_register_revision`.
+    pub role: String,
+    pub index: u64,
+    pub leaf_hash: String,
+    /// The entry's bytes as stored and hashed, standard base64.
+    pub raw: String,
+    /// RFC 9162 inclusion proof against the bundle's checkpoint, lowercase hex.
+    pub inclusion_proof: Vec<String>,
+}
+
+/// A committed field opened: its value and salt.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct OpeningView {
+    #[schema(value_type = Object)]
+    pub value: Value,
+    pub salt: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Default)]
+pub struct Openings {
+    /// Absent when erased.
+    pub subject_ref: Option<OpeningView>,
+    /// Absent when erased or never given.
+    pub inputs: Option<OpeningView>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct ReviewSummary {
+    pub index: u64,
+    pub reviewer: String,
+    pub outcome: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct TestSummary {
+    pub index: u64,
+    pub evaluator: String,
+    pub kind: String,
+    pub passed: bool,
+}
+
+/// What the bundle claims, in words an auditor reads; `verify` checks each claim.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct Summary {
+    pub system_id: String,
+    pub decision_id: String,
+    pub decision_index: u64,
+    pub occurred_at: String,
+    pub recorded_at: String,
+    pub model_version: String,
+    #[schema(value_type = Object)]
+    pub output: Value,
+    pub version_registered_index: u64,
+    pub version_registered_by: String,
+    pub substantial_modification: bool,
+    pub reviews: Vec<ReviewSummary>,
+    pub approved_by: String,
+    pub approval_index: u64,
+    pub tests: Vec<TestSummary>,
+    pub deployment_index: u64,
+    pub retirement_index: Option<u64>,
+    pub register_revision: u64,
+    pub register_revision_index: u64,
+    pub risk_class: String,
+    pub compliance_owner: String,
+    pub human_review: Option<Value>,
+    /// `opened` or `erased`.
+    pub subject_ref: String,
+    /// `opened`, `erased` or `absent`.
+    pub inputs: String,
+}
+
+/// The audit bundle of one decision.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct Bundle {
+    pub format: String,
+    pub verifier_key: String,
+    /// The signed checkpoint every proof is against.
+    pub checkpoint: String,
+    pub tree_size: u64,
+    pub entries: Vec<BundleEntry>,
+    pub openings: Openings,
+    pub summary: Summary,
+}
+
+fn json_of(bytes: &[u8]) -> Result<(RawEntry, Value), AppError> {
+    let e: RawEntry = entry::decode(bytes).map_err(AppError::internal)?;
+    let body = cbor_to_json(&e.body);
+    Ok((e, body))
+}
+
+/// Build the bundle of a decision from a running ledger.
+pub fn build<E>(
+    ledger: &Ledger<E>,
+    system_id: &str,
+    decision_id: &str,
+) -> Result<Bundle, AppError> {
+    let store = &**ledger.store();
+    let sys = systems::read(store, system_id)?;
+    let d_index = decisions::find(store, system_id, decision_id)?;
+    let latest = ledger.latest();
+    let get = |i: u64| {
+        ledger
+            .entry(i)?
+            .ok_or_else(|| AppError::internal(format!("entry {i} missing")))
+    };
+    let d_bytes = get(d_index)?;
+    let (d_entry, d_body) = json_of(&d_bytes)?;
+    let version = d_body["model_version"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let rec = models::read(store, system_id, &version)?;
+    let mut roles: Vec<(&str, u64)> = vec![
+        ("decision", d_index),
+        ("model_version", rec.registered_index),
+    ];
+    let reviews: Vec<&models::ReviewRef> = rec.reviews.iter().filter(|r| r.id < d_index).collect();
+    let mut tests = Vec::new();
+    for r in &reviews {
+        roles.push(("review", r.id));
+        let (_, body) = json_of(&get(r.id)?)?;
+        for t in body["evidence"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_u64)
+        {
+            if !tests.contains(&t) {
+                tests.push(t);
+            }
+        }
+    }
+    for t in &tests {
+        roles.push(("test", *t));
+    }
+    let deployed = rec
+        .deployed_index
+        .ok_or_else(|| AppError::internal("a decision's version has no deployment"))?;
+    roles.push(("deployment", deployed));
+    if let Some(r) = rec.retired_index {
+        roles.push(("retirement", r));
+    }
+    let revs = systems::revisions(store, system_id)?;
+    let pos = revs
+        .iter()
+        .rposition(|r| r.index < d_index)
+        .ok_or_else(|| AppError::internal("no register revision before the decision"))?;
+    roles.push(("register_revision", revs[pos].index));
+    if let Some(next) = revs.get(pos + 1) {
+        roles.push(("next_register_revision", next.index));
+    }
+
+    let mut entries = Vec::new();
+    let mut summary_reviews = Vec::new();
+    let mut summary_tests = Vec::new();
+    let mut version_registered_by = String::new();
+    let mut substantial = false;
+    let mut revision_number = 0;
+    for (role, index) in roles {
+        let bytes = get(index)?;
+        let (_, proof_hashes) = ledger
+            .inclusion(index, Some(latest.size))
+            .map(|(_, l, p)| (l, p))?;
+        let (e, body) = json_of(&bytes)?;
+        match role {
+            "model_version" => {
+                version_registered_by = e.actor.clone();
+                substantial = body["substantial_modification"].as_bool().unwrap_or(false);
+            }
+            "review" => summary_reviews.push(ReviewSummary {
+                index,
+                reviewer: e.actor.clone(),
+                outcome: body["outcome"].as_str().unwrap_or_default().to_owned(),
+            }),
+            "test" => summary_tests.push(TestSummary {
+                index,
+                evaluator: body["evaluator"].as_str().unwrap_or_default().to_owned(),
+                kind: body["kind"].as_str().unwrap_or_default().to_owned(),
+                passed: body["passed"].as_bool().unwrap_or(false),
+            }),
+            "register_revision" => revision_number = body["revision"].as_u64().unwrap_or(0),
+            _ => {}
+        }
+        entries.push(BundleEntry {
+            role: role.to_owned(),
+            index,
+            leaf_hash: hex::encode(merkle::leaf_hash(&bytes)),
+            raw: B64.encode(&bytes),
+            inclusion_proof: proof_hashes.iter().map(hex::encode).collect(),
+        });
+    }
+    let approval = summary_reviews
+        .last()
+        .cloned()
+        .ok_or_else(|| AppError::internal("no review before the decision"))?;
+    let open = decisions::opening(store, d_index)?;
+    let view = |o: &vault::Opening| OpeningView {
+        value: o.json(),
+        salt: hex::encode(&o.salt),
+    };
+    let openings = Openings {
+        subject_ref: open.as_ref().map(|o| view(&o.subject)),
+        inputs: open.as_ref().and_then(|o| o.inputs.as_ref()).map(view),
+    };
+    let inputs_state = if d_body["inputs"].is_null() {
+        "absent"
+    } else if openings.inputs.is_some() {
+        "opened"
+    } else {
+        "erased"
+    };
+    let summary = Summary {
+        system_id: system_id.to_owned(),
+        decision_id: decision_id.to_owned(),
+        decision_index: d_index,
+        occurred_at: rfc3339(d_body["occurred_at"].as_u64().unwrap_or(0)),
+        recorded_at: rfc3339(d_entry.time),
+        model_version: version,
+        output: serde_json::from_str(d_body["output"].as_str().unwrap_or("null"))
+            .unwrap_or(Value::Null),
+        version_registered_index: rec.registered_index,
+        version_registered_by,
+        substantial_modification: substantial,
+        reviews: summary_reviews,
+        approved_by: approval.reviewer,
+        approval_index: approval.index,
+        tests: summary_tests,
+        deployment_index: deployed,
+        retirement_index: rec.retired_index,
+        register_revision: revision_number,
+        register_revision_index: revs[pos].index,
+        risk_class: format!("{:?}", sys.spec.risk_class).to_lowercase(),
+        compliance_owner: format!("{} <{}>", sys.spec.owner.name, sys.spec.owner.email),
+        human_review: (!d_body["human_review"].is_null()).then(|| d_body["human_review"].clone()),
+        subject_ref: if openings.subject_ref.is_some() {
+            "opened"
+        } else {
+            "erased"
+        }
+        .into(),
+        inputs: inputs_state.into(),
+    };
+    Ok(Bundle {
+        format: FORMAT.into(),
+        verifier_key: ledger.verifier().to_string(),
+        checkpoint: latest.note,
+        tree_size: latest.size,
+        entries,
+        openings,
+        summary,
+    })
+}
+
+/// The outcome of checking a bundle: every check, and whether all passed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub checks: Vec<(String, Result<(), String>)>,
+}
+
+impl Report {
+    pub fn ok(&self) -> bool {
+        self.checks.iter().all(|(_, r)| r.is_ok())
+    }
+
+    pub fn failures(&self) -> Vec<String> {
+        self.checks
+            .iter()
+            .filter_map(|(n, r)| r.as_ref().err().map(|e| format!("{n}: {e}")))
+            .collect()
+    }
+
+    fn check(&mut self, name: impl Into<String>, r: Result<(), String>) {
+        self.checks.push((name.into(), r));
+    }
+}
+
+fn hash_of(h: &str) -> Result<Hash, String> {
+    hex::decode(h)
+        .ok()
+        .and_then(|v| v.try_into().ok())
+        .ok_or_else(|| format!("{h:?} is not a 32-byte hex hash"))
+}
+
+fn ensure(cond: bool, msg: impl Into<String>) -> Result<(), String> {
+    if cond {
+        Ok(())
+    } else {
+        Err(msg.into())
+    }
+}
+
+/// Check a bundle offline with nothing but the verifier key. Every failed check is named.
+pub fn verify(bundle: &Bundle, key: &NoteVerifier) -> Report {
+    let mut rep = Report { checks: Vec::new() };
+    rep.check(
+        "format",
+        ensure(
+            bundle.format == FORMAT,
+            format!("unknown format {:?}", bundle.format),
+        ),
+    );
+    rep.check(
+        "verifier key",
+        ensure(
+            bundle.verifier_key == key.to_string(),
+            "the bundle names another key than the one given (only the given key is trusted)",
+        ),
+    );
+    let cp = match Checkpoint::open(&bundle.checkpoint, key) {
+        Ok(cp) => {
+            rep.check("checkpoint signature", Ok(()));
+            cp
+        }
+        Err(e) => {
+            rep.check("checkpoint signature", Err(e.to_string()));
+            return rep;
+        }
+    };
+    rep.check(
+        "checkpoint size",
+        ensure(
+            cp.size == bundle.tree_size,
+            "tree_size differs from the signed checkpoint",
+        ),
+    );
+    let s = &bundle.summary;
+    // Entries: bytes hash to the leaf, the leaf is in the signed tree, the entry is what it says.
+    let mut decoded: Vec<(&BundleEntry, RawEntry, Value)> = Vec::new();
+    for be in &bundle.entries {
+        let name = format!("entry {} ({})", be.index, be.role);
+        let r = (|| -> Result<(RawEntry, Value), String> {
+            let raw = B64
+                .decode(&be.raw)
+                .map_err(|_| "raw is not base64".to_string())?;
+            let leaf = merkle::leaf_hash(&raw);
+            ensure(
+                hex::encode(leaf) == be.leaf_hash,
+                "bytes do not hash to leaf_hash",
+            )?;
+            let proof = be
+                .inclusion_proof
+                .iter()
+                .map(|h| hash_of(h))
+                .collect::<Result<Vec<_>, _>>()?;
+            merkle::verify_inclusion(be.index, cp.size, &leaf, &proof, &cp.root)
+                .map_err(|e| format!("inclusion proof: {e}"))?;
+            let (e, body) = json_of(&raw).map_err(|e| e.to_string())?;
+            ensure(e.index == be.index, format!("entry says index {}", e.index))?;
+            ensure(
+                e.system.as_deref() == Some(s.system_id.as_str()),
+                "entry belongs to another system",
+            )?;
+            Ok((e, body))
+        })();
+        match r {
+            Ok((e, body)) => {
+                rep.check(name, Ok(()));
+                decoded.push((be, e, body));
+            }
+            Err(e) => rep.check(name, Err(e)),
+        }
+    }
+    let one = |role: &str| decoded.iter().find(|(b, _, _)| b.role == role);
+    let all = |role: &str| {
+        decoded
+            .iter()
+            .filter(|(b, _, _)| b.role == role)
+            .collect::<Vec<_>>()
+    };
+    let Some((_, de, db)) = one("decision") else {
+        rep.check("decision", Err("no verified decision entry".into()));
+        return rep;
+    };
+    rep.check(
+        "decision is what the summary says",
+        ensure(
+            de.kind == crate::register::DECISION_RECORDED
+                && db["decision_id"] == s.decision_id.as_str()
+                && de.index == s.decision_index
+                && db["model_version"] == s.model_version.as_str(),
+            "decision entry disagrees with the summary (id, index or model version)",
+        ),
+    );
+    let d_index = de.index;
+    let version = db["model_version"].clone();
+    // The model version.
+    let registrant = match one("model_version") {
+        Some((_, e, b)) => {
+            rep.check(
+                "model version registration",
+                ensure(
+                    e.kind == crate::register::VERSION_REGISTERED
+                        && b["version"] == version
+                        && e.index < d_index
+                        && e.actor == s.version_registered_by,
+                    "not the registration of the decision's version before it",
+                ),
+            );
+            e.actor.clone()
+        }
+        None => {
+            rep.check("model version registration", Err("missing".into()));
+            String::new()
+        }
+    };
+    // Reviews: all of this version, all before the decision; the latest approves it, by someone else.
+    let reviews = all("review");
+    rep.check(
+        "reviews are of this version and before the decision",
+        ensure(
+            !reviews.is_empty()
+                && reviews.iter().all(|(_, e, b)| {
+                    e.kind == crate::register::REVIEW_RECORDED
+                        && b["version"] == version
+                        && e.index < d_index
+                }),
+            "a review is missing, of another version, or after the decision",
+        ),
+    );
+    if let Some((_, e, b)) = reviews.iter().max_by_key(|(_, e, _)| e.index) {
+        rep.check(
+            "the latest review before the decision approved the version",
+            ensure(
+                b["outcome"] == "approved",
+                format!("latest review {} says {}", e.index, b["outcome"]),
+            ),
+        );
+        rep.check(
+            "four eyes: the approver did not register the version",
+            ensure(
+                e.actor != registrant,
+                format!("{} registered and approved it", e.actor),
+            ),
+        );
+        rep.check(
+            "summary names the approval",
+            ensure(
+                s.approval_index == e.index && s.approved_by == e.actor,
+                "summary's approval differs from the entries",
+            ),
+        );
+    }
+    // Tests: of this version, and cited as evidence by an included review.
+    let cited: Vec<u64> = reviews
+        .iter()
+        .flat_map(|(_, _, b)| b["evidence"].as_array().cloned().unwrap_or_default())
+        .filter_map(|v| v.as_u64())
+        .collect();
+    for (be, e, b) in all("test") {
+        rep.check(
+            format!("test {} is evidence for this version", be.index),
+            ensure(
+                e.kind == crate::register::TEST_RECORDED
+                    && b["version"] == version
+                    && cited.contains(&e.index),
+                "not a cited test of this version",
+            ),
+        );
+    }
+    for t in &cited {
+        rep.check(
+            format!("cited test {t} is in the bundle"),
+            ensure(all("test").iter().any(|(_, e, _)| e.index == *t), "missing"),
+        );
+    }
+    // In service at the decision: deployed before it, not retired before it.
+    match one("deployment") {
+        Some((_, e, b)) => rep.check(
+            "the version was deployed before the decision",
+            ensure(
+                e.kind == crate::register::VERSION_DEPLOYED
+                    && b["version"] == version
+                    && e.index < d_index,
+                "deployment is of another version or after the decision",
+            ),
+        ),
+        None => rep.check(
+            "the version was deployed before the decision",
+            Err("no deployment entry".into()),
+        ),
+    }
+    if let Some((_, e, b)) = one("retirement") {
+        rep.check(
+            "the version was not retired before the decision",
+            ensure(
+                e.kind == crate::register::VERSION_RETIRED
+                    && b["version"] == version
+                    && e.index > d_index,
+                "retired before the decision",
+            ),
+        );
+    }
+    // The register revision in force.
+    match one("register_revision") {
+        Some((_, e, b)) => {
+            let rev = b["revision"].as_u64().unwrap_or(0);
+            rep.check(
+                "register revision precedes the decision",
+                ensure(
+                    (e.kind == crate::register::SYSTEM_REGISTERED
+                        || e.kind == crate::register::SYSTEM_REVISED)
+                        && e.index < d_index
+                        && rev == s.register_revision,
+                    "not a register revision before the decision, or not the one the summary names",
+                ),
+            );
+            if let Some((_, ne, nb)) = one("next_register_revision") {
+                rep.check(
+                    "register revision was the one in force",
+                    ensure(
+                        nb["revision"].as_u64() == Some(rev + 1) && ne.index > d_index,
+                        "a later revision came before the decision",
+                    ),
+                );
+            }
+        }
+        None => rep.check(
+            "register revision precedes the decision",
+            Err("missing".into()),
+        ),
+    }
+    // Openings of the personal fields.
+    let commitment = |field: &str| db[field].as_str().and_then(|h| hash_of(h).ok());
+    let check_open = |o: &OpeningView, c: Option<Hash>| -> Result<(), String> {
+        let salt: [u8; 32] = hex::decode(&o.salt)
+            .ok()
+            .and_then(|v| v.try_into().ok())
+            .ok_or("salt is not 32 hex bytes")?;
+        let got = vault::commit(&salt, &o.value).map_err(|e| e.to_string())?;
+        ensure(Some(got) == c, "value and salt do not open the commitment")
+    };
+    match &bundle.openings.subject_ref {
+        Some(o) => rep.check(
+            "subject_ref opens its commitment",
+            check_open(o, commitment("subject")),
+        ),
+        None => rep.check(
+            "subject_ref erased (not a failure)",
+            ensure(
+                s.subject_ref == "erased",
+                "summary says opened but no opening is given",
+            ),
+        ),
+    }
+    match &bundle.openings.inputs {
+        Some(o) => rep.check(
+            "inputs open their commitment",
+            check_open(o, commitment("inputs")),
+        ),
+        None => rep.check(
+            "inputs erased or absent (not a failure)",
+            ensure(
+                s.inputs != "opened",
+                "summary says opened but no opening is given",
+            ),
+        ),
+    }
+    rep
+}

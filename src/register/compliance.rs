@@ -1,0 +1,315 @@
+//! Compliance status: findings derived from the register's projections (and, for
+//! human oversight, the latest decisions), each with a stable code, a severity, the
+//! entries that show it and since when it holds.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::models::{VersionRecord, VersionStatus};
+use super::systems::{SystemRecord, SystemStatus};
+use super::{decisions, models, rfc3339};
+use crate::error::AppError;
+use crate::ledger::entry::{self, Entry};
+use crate::ledger::store::Store;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Low,
+    Medium,
+    High,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct Finding {
+    /// Stable code, e.g. `register_review_overdue`.
+    pub code: String,
+    pub severity: Severity,
+    /// One line: what is wrong and what would clear it.
+    pub explanation: String,
+    /// Log indices of the entries that show it.
+    pub evidence: Vec<u64>,
+    /// Since when it holds (RFC 3339).
+    pub since: String,
+    pub model_version: Option<String>,
+}
+
+/// Every finding code, with its severity and meaning (the README lists them too).
+pub const CODES: &[(&str, Severity, &str)] = &[
+    ("model_version_awaiting_review", Severity::Medium, "a registered model version has no deciding compliance review"),
+    ("register_review_overdue", Severity::High, "the periodic review of the register entry is past due"),
+    ("bias_test_missing", Severity::High, "the deployed version has no bias test"),
+    ("bias_test_failing", Severity::High, "the deployed version's latest bias test failed"),
+    ("bias_test_stale", Severity::High, "the deployed version's latest bias test is older than the policy allows"),
+    ("drift_test_missing", Severity::Medium, "the policy limits drift test age but the deployed version has none"),
+    ("drift_test_stale", Severity::Medium, "the deployed version's latest drift test is older than the policy allows"),
+    ("retraining_trigger", Severity::High, "the deployed version's latest drift test failed: retrain or re-validate"),
+    ("substantial_modification_without_conformity_assessment", Severity::High, "a substantial modification (AI Act Art. 43(4)) was approved without a recorded conformity assessment"),
+    ("logging_gap", Severity::Medium, "the deployed version logged no decision for longer than the policy expects"),
+    ("human_oversight_atrophy", Severity::Medium, "human reviewers accept nearly everything while spending ever less time (AI Act Art. 14)"),
+];
+
+const DAY: u64 = 86_400_000_000;
+const HOUR: u64 = 3_600_000_000;
+
+/// How many recent decisions with human review the oversight check looks at.
+pub const OVERSIGHT_WINDOW: usize = 200;
+
+fn finding(
+    code: &str,
+    explanation: String,
+    evidence: Vec<u64>,
+    since: u64,
+    version: Option<&str>,
+) -> Finding {
+    let severity = CODES
+        .iter()
+        .find(|c| c.0 == code)
+        .map(|c| c.1)
+        .unwrap_or(Severity::Medium);
+    Finding {
+        code: code.into(),
+        severity,
+        explanation,
+        evidence,
+        since: rfc3339(since),
+        model_version: version.map(str::to_owned),
+    }
+}
+
+/// The findings of one system at time `now` (unix µs).
+pub fn findings(store: &dyn Store, sys: &SystemRecord, now: u64) -> Result<Vec<Finding>, AppError> {
+    let mut out = Vec::new();
+    if sys.spec.status == SystemStatus::Retired {
+        return Ok(out);
+    }
+    let id = sys.spec.id.as_str();
+    // The register entry's own review cadence.
+    let (last, last_index) = sys
+        .last_review
+        .as_ref()
+        .map(|r| (r.time, r.index))
+        .unwrap_or((sys.registered_time, sys.registered_index));
+    let due = last + u64::from(sys.spec.review_interval_days) * DAY;
+    if now > due {
+        out.push(finding(
+            "register_review_overdue",
+            format!(
+                "the register entry was last reviewed {}; a review was due {}",
+                rfc3339(last),
+                rfc3339(due)
+            ),
+            vec![last_index],
+            due,
+            None,
+        ));
+    }
+    let versions = models::list(store, id)?;
+    for v in &versions {
+        let name = v.spec.version.as_str();
+        if matches!(
+            v.status,
+            VersionStatus::PendingReview | VersionStatus::ChangesRequested
+        ) {
+            let mut ev = vec![v.registered_index];
+            ev.extend(v.reviews.iter().map(|r| r.id));
+            out.push(finding(
+                "model_version_awaiting_review",
+                format!(
+                    "version {name} is {} since {}",
+                    models::status_name(v.status),
+                    rfc3339(v.registered_time)
+                ),
+                ev,
+                v.registered_time,
+                Some(name),
+            ));
+        }
+        if v.spec.substantial_modification
+            && matches!(v.status, VersionStatus::Approved | VersionStatus::Deployed)
+        {
+            if let Some(r) = v.latest_review().filter(|r| !r.conformity_assessment) {
+                out.push(finding(
+                    "substantial_modification_without_conformity_assessment",
+                    format!("version {name} is a substantial modification approved in entry {} without checklist.conformity_assessment", r.id),
+                    vec![v.registered_index, r.id],
+                    r.time,
+                    Some(name),
+                ));
+            }
+        }
+    }
+    if let Some(v) = versions
+        .iter()
+        .find(|v| v.status == VersionStatus::Deployed)
+    {
+        deployed_findings(store, sys, v, now, &mut out)?;
+    }
+    out.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.code.cmp(&b.code)));
+    Ok(out)
+}
+
+fn deployed_findings(
+    store: &dyn Store,
+    sys: &SystemRecord,
+    v: &VersionRecord,
+    now: u64,
+    out: &mut Vec<Finding>,
+) -> Result<(), AppError> {
+    let id = sys.spec.id.as_str();
+    let name = v.spec.version.as_str();
+    let policy = &sys.spec.policy;
+    let deployed_at = v.deployed_time.unwrap_or(v.registered_time);
+    let deployed_index = v.deployed_index.unwrap_or(v.registered_index);
+    let newest = |kind: &str| {
+        v.latest_tests
+            .values()
+            .filter(|t| t.kind == kind)
+            .max_by_key(|t| t.time)
+            .cloned()
+    };
+    // Bias.
+    match newest("bias") {
+        None => out.push(finding(
+            "bias_test_missing",
+            format!("deployed version {name} has no bias test"),
+            vec![deployed_index],
+            deployed_at,
+            Some(name),
+        )),
+        Some(t) => {
+            if !t.passed {
+                out.push(finding(
+                    "bias_test_failing",
+                    format!(
+                        "deployed version {name}'s latest bias test (entry {}) failed",
+                        t.id
+                    ),
+                    vec![t.id],
+                    t.time,
+                    Some(name),
+                ));
+            }
+            if let Some(max) = policy.max_bias_test_age_days {
+                let limit = t.time + u64::from(max) * DAY;
+                if now > limit {
+                    out.push(finding(
+                        "bias_test_stale",
+                        format!(
+                            "the latest bias test of {name} (entry {}) is older than {max} days",
+                            t.id
+                        ),
+                        vec![t.id],
+                        limit,
+                        Some(name),
+                    ));
+                }
+            }
+        }
+    }
+    // Drift.
+    match newest("drift") {
+        None => {
+            if policy.max_drift_test_age_days.is_some() {
+                out.push(finding(
+                    "drift_test_missing",
+                    format!("deployed version {name} has no drift test"),
+                    vec![deployed_index],
+                    deployed_at,
+                    Some(name),
+                ));
+            }
+        }
+        Some(t) => {
+            if !t.passed {
+                out.push(finding("retraining_trigger", format!("the latest drift test of {name} (entry {}) detected drift: retrain or re-validate", t.id), vec![t.id], t.time, Some(name)));
+            }
+            if let Some(max) = policy.max_drift_test_age_days {
+                let limit = t.time + u64::from(max) * DAY;
+                if now > limit {
+                    out.push(finding(
+                        "drift_test_stale",
+                        format!(
+                            "the latest drift test of {name} (entry {}) is older than {max} days",
+                            t.id
+                        ),
+                        vec![t.id],
+                        limit,
+                        Some(name),
+                    ));
+                }
+            }
+        }
+    }
+    // Recent decisions: logging gap and human oversight.
+    let recent = decisions::trail(
+        store,
+        id,
+        &decisions::TrailFilter {
+            newest_first: true,
+            limit: OVERSIGHT_WINDOW * 5,
+            ..Default::default()
+        },
+    )?
+    .0;
+    if let Some(hours) = policy.max_decision_gap_hours {
+        let last = match recent.first() {
+            Some(i) => Some((*i, read_decision(store, *i)?.body.occurred_at)),
+            None => None,
+        };
+        let (since, ev) = match last {
+            Some((i, t)) => (t.max(deployed_at), vec![i]),
+            None => (deployed_at, vec![deployed_index]),
+        };
+        let limit = since + u64::from(hours) * HOUR;
+        if now > limit {
+            out.push(finding("logging_gap", format!("no decision logged by {name} since {} (the policy expects one every {hours} h)", rfc3339(since)), ev, limit, Some(name)));
+        }
+    }
+    let mut reviewed = Vec::new();
+    for i in recent {
+        let d = read_decision(store, i)?;
+        if let Some(h) = d.body.human_review {
+            reviewed.push((i, d.body.occurred_at, h));
+            if reviewed.len() == OVERSIGHT_WINDOW {
+                break;
+            }
+        }
+    }
+    if reviewed.len() >= 20 {
+        reviewed.reverse(); // oldest first
+        let accepted = reviewed
+            .iter()
+            .filter(|r| r.2.action == decisions::OversightAction::Accepted)
+            .count() as f64
+            / reviewed.len() as f64;
+        let half = reviewed.len() / 2;
+        let median = |s: &[(u64, u64, decisions::HumanReview)]| {
+            let mut v: Vec<u64> = s.iter().map(|r| r.2.review_ms).collect();
+            v.sort_unstable();
+            v[v.len() / 2] as f64
+        };
+        let (older, newer) = (median(&reviewed[..half]), median(&reviewed[half..]));
+        if accepted >= 0.95 && newer < 0.5 * older {
+            out.push(finding(
+                "human_oversight_atrophy",
+                format!("over the last {} reviewed decisions, {:.0} % were accepted as proposed and the median review time fell from {older:.0} ms to {newer:.0} ms", reviewed.len(), accepted * 100.0),
+                vec![reviewed[0].0, reviewed[reviewed.len() - 1].0],
+                reviewed[half].1,
+                Some(name),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn read_decision(
+    store: &dyn Store,
+    index: u64,
+) -> Result<Entry<decisions::DecisionBody>, AppError> {
+    let bytes = store
+        .entries(index, index + 1)?
+        .pop()
+        .ok_or_else(|| AppError::internal(format!("decision entry {index} missing")))?;
+    entry::decode(&bytes).map_err(AppError::internal)
+}
