@@ -61,6 +61,13 @@ pub struct ServeOpts {
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "VERITRAIL_WORKERS")]
     pub workers: Option<usize>,
+    /// Seconds between retention runs (shredding personal data past its retention period).
+    #[arg(
+        long,
+        env = "VERITRAIL_RETENTION_INTERVAL_SECS",
+        default_value_t = 3600
+    )]
+    pub retention_interval_secs: u64,
     /// Run the full offline check of the log before serving (the default checks the tail
     /// since the previous checkpoint and the tree against the last checkpoint).
     #[arg(long, env = "VERITRAIL_FULL_CHECK")]

@@ -39,6 +39,8 @@ pub enum ErrorCode {
     RequiredTestsFailing,
     DecisionConflict,
     DecisionNotFound,
+    LegalHold,
+    SubjectNotFound,
     // The service itself.
     Unavailable,
     Internal,
@@ -135,6 +137,8 @@ impl ErrorCode {
                 "A different decision was recorded under this decision_id",
             ),
             DecisionNotFound => (404, "decision-not-found", "No such decision"),
+            LegalHold => (409, "legal-hold", "A system holding this data is under legal hold (GDPR Art. 17(3)(b)/(e)); nothing was erased"),
+            SubjectNotFound => (404, "subject-not-found", "No personal data of this subject is held"),
             Unavailable => (503, "unavailable", "The ledger is not accepting writes"),
             Internal => (500, "internal", "Internal error"),
         };

@@ -163,9 +163,29 @@ pub async fn serve(opts: ServeOpts) -> anyhow::Result<()> {
         tracing::info!(%addr, origin = svc.state.ledger.origin(), size = svc.state.ledger.latest().size, "serving");
         eprintln!("veritrail listening on http://{addr}");
     }
+    // Retention: shred personal data past its retention period, on a timer.
+    let ledger = svc.state.ledger.clone();
+    let every = std::time::Duration::from_secs(opts.retention_interval_secs.max(1));
+    let retention = actix_web::rt::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            if let Err(e) = crate::register::erasure::run_retention(
+                &ledger,
+                crate::ledger::sequencer::now_micros(),
+            )
+            .await
+            {
+                tracing::error!(error = %e, "retention run failed");
+            }
+        }
+    });
     // actix handles SIGINT/SIGTERM: it stops accepting, lets in-flight requests finish
     // (their appends are answered only once durable), then returns.
     server.run().await?;
+    // The retention task holds a ledger handle: end it before waiting for the writer.
+    retention.abort();
+    let _ = retention.await;
     let Service { state, writer, .. } = svc;
     drop(state);
     writer.join();

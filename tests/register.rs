@@ -748,6 +748,31 @@ async fn written_entries_match_the_schemas() {
         app.put("/v1/systems/credit", &officer, rev).await.status,
         200
     );
+    let r = app
+        .post(
+            "/v1/subjects/s/erasure",
+            &officer,
+            json!({"reason": "Art. 17"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        app.post(
+            "/v1/systems/credit/decisions",
+            &pipeline,
+            decision("d-3", "2", "t")
+        )
+        .await
+        .status,
+        201
+    );
+    let later = veritrail::ledger::sequencer::now_micros() + 400 * 86_400_000_000;
+    assert_eq!(
+        veritrail::register::erasure::run_retention(&app.state.ledger, later)
+            .await
+            .unwrap(),
+        1
+    );
     assert_eq!(
         app.delete("/v1/tokens/deploy-bot", &app.admin.clone())
             .await

@@ -24,7 +24,8 @@ pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(trail)
         .service(get_one)
         .service(audit_bundle)
-        .service(by_subject);
+        .service(by_subject)
+        .service(erase);
 }
 
 /// Roles that may read decisions (they hold personal data).
@@ -476,4 +477,62 @@ async fn audit_bundle(
     caller.require(DECISION_READERS)?;
     let (id, decision_id) = path.into_inner();
     Ok(HttpResponse::Ok().json(crate::audit::build(&state.ledger, &id, &decision_id)?))
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ErasureRequest {
+    /// Why (e.g. "GDPR Art. 17 request #4711").
+    pub reason: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ErasureDone {
+    /// How many decisions' personal data was shredded.
+    pub erased: u64,
+    /// Their log indices; the entries and their proofs are unchanged.
+    pub decisions: Vec<u64>,
+    pub receipt: ReceiptView,
+}
+
+/// Erase a data subject's personal data across systems (officer): values and salts
+/// leave the vault (and, once this answers, the disk); one `subject.erased` entry
+/// records the commitments and the count. Refused under legal hold.
+#[utoipa::path(tag = "decisions", security(("bearer" = [])), params(("subject_ref" = String, Path)), request_body = ErasureRequest, responses(
+    (status = 200, body = ErasureDone),
+    (status = 404, description = "Nothing held about this subject", body = Problem, content_type = "application/problem+json"),
+    (status = 409, description = "legal-hold", body = Problem, content_type = "application/problem+json"),
+))]
+#[post("/v1/subjects/{subject_ref}/erasure")]
+async fn erase(
+    state: State,
+    caller: Caller,
+    subject: actix_web::web::Path<String>,
+    body: Json<ErasureRequest>,
+) -> Result<HttpResponse, AppError> {
+    caller.require(&[Role::Officer])?;
+    crate::register::validate_text("reason", &body.0.reason, 2000, true)?;
+    let receipt = state
+        .ledger
+        .append(
+            &caller.name,
+            crate::register::erasure::erase_command(subject.into_inner(), body.0.reason),
+        )
+        .await?;
+    let bytes = state
+        .ledger
+        .entry(receipt.index)?
+        .ok_or_else(|| AppError::internal("erasure entry missing"))?;
+    let e: entry::Entry<crate::register::erasure::ErasureBody> =
+        entry::decode(&bytes).map_err(AppError::internal)?;
+    // Rewrite the vault so the shredded values leave the disk before we say so.
+    let store = state.ledger.store().clone();
+    actix_web::web::block(move || store.vault_compact())
+        .await
+        .map_err(AppError::internal)??;
+    Ok(HttpResponse::Ok().json(ErasureDone {
+        erased: e.body.count,
+        decisions: e.body.decisions,
+        receipt: receipt.into(),
+    }))
 }

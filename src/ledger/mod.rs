@@ -16,6 +16,7 @@ pub mod note;
 pub mod sequencer;
 pub mod store;
 pub mod tiles;
+pub mod vault_store;
 pub mod verify;
 
 use std::sync::{Arc, RwLock};
@@ -147,6 +148,13 @@ impl<E: Send + 'static> Ledger<E> {
             }
             Some(head) => recover(&*store, &verifier, head)?,
         };
+        let settled = store.vault_recover(state.head.size)?;
+        if settled > 0 {
+            tracing::warn!(
+                settled,
+                "settled vault rows of a batch interrupted by a crash"
+            );
+        }
         let published = Arc::new(RwLock::new(published));
         let (tx, rx) = mpsc::channel(4096);
         // 4096 full tiles, about 64 MiB: every upper-level tile of a log of a billion entries.

@@ -201,6 +201,33 @@ impl<'a> Staging<'a> {
         self.own.insert(ns_key(NS_PROJECTION, &key), None);
     }
 
+    /// Vault rows under `prefix`, ascending, with this batch's staged writes applied.
+    pub fn vault_scan(&self, prefix: &[u8]) -> Result<super::store::Rows, StoreError> {
+        let mut rows: BTreeMap<Vec<u8>, Vec<u8>> = self
+            .store
+            .vault_scan(prefix, usize::MAX)?
+            .into_iter()
+            .collect();
+        let full = ns_key(NS_VAULT, prefix);
+        for layer in [self.batch, &self.own] {
+            for (k, v) in layer
+                .range(full.clone()..)
+                .take_while(|(k, _)| k.starts_with(&full))
+            {
+                match v {
+                    Some(v) => rows.insert(k[1..].to_vec(), v.clone()),
+                    None => rows.remove(&k[1..]),
+                };
+            }
+        }
+        Ok(rows.into_iter().collect())
+    }
+
+    /// Delete from the vault (crypto-shredding: the entry's commitment stays, the value and salt go).
+    pub fn vault_delete(&mut self, key: Vec<u8>) {
+        self.own.insert(ns_key(NS_VAULT, &key), None);
+    }
+
     /// Write to the vault: the erasable store of personal data beside the log. Vault rows
     /// are not projections: `reindex` neither clears nor rebuilds them.
     pub fn vault_put(&mut self, key: Vec<u8>, value: Vec<u8>) {

@@ -116,6 +116,12 @@ pub trait Store: Send + Sync + 'static {
     fn vault_get(&self, key: &[u8]) -> StoreResult<Option<Vec<u8>>>;
     /// Vault rows whose key starts with `prefix`, ascending, at most `limit`.
     fn vault_scan(&self, prefix: &[u8], limit: usize) -> StoreResult<Rows>;
+    /// Vault rows with keys in `[lo, hi)`, ascending, at most `limit`.
+    fn vault_range(&self, lo: &[u8], hi: &[u8], limit: usize) -> StoreResult<Rows>;
+    /// Settle vault writes of a batch a crash interrupted, given the log's durable size.
+    fn vault_recover(&self, log_size: u64) -> StoreResult<usize>;
+    /// Make deleted vault values leave the disk; returns the live rows kept.
+    fn vault_compact(&self) -> StoreResult<usize>;
     /// Apply atomically and make durable before returning.
     fn commit(&self, batch: CommitBatch) -> StoreResult<()>;
     /// Remove entries at index `size` and above (a batch whose head never landed).
@@ -129,7 +135,6 @@ const P_TILE: u8 = b't';
 const P_CHECKPOINT: u8 = b'c';
 const P_PROJECTION: u8 = b'p';
 const P_META: u8 = b'm';
-const P_VAULT: u8 = b'v';
 const K_HEAD: &[u8] = b"h";
 
 fn key_u64(prefix: u8, n: u64) -> [u8; 9] {
@@ -194,6 +199,7 @@ fn walk_bundle(b: &[u8], mut f: impl FnMut(u64, &[u8]) -> bool) -> StoreResult<u
 pub struct SledStore {
     db: sled::Db,
     tree: sled::Tree,
+    vault: std::sync::Arc<super::vault_store::SledVault>,
 }
 
 impl SledStore {
@@ -203,7 +209,8 @@ impl SledStore {
             .cache_capacity(256 * 1024 * 1024)
             .open()?;
         let tree = db.open_tree("ledger")?;
-        Ok(Self { db, tree })
+        let vault = std::sync::Arc::new(super::vault_store::SledVault::open(&path.join("vault"))?);
+        Ok(Self { db, tree, vault })
     }
 
     pub fn db(&self) -> &sled::Db {
@@ -403,26 +410,33 @@ impl Store for SledStore {
     }
 
     fn vault_get(&self, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
-        Ok(self.tree.get(prefixed(P_VAULT, key))?.map(|v| v.to_vec()))
+        self.vault.get(key)
     }
 
     fn vault_scan(&self, prefix: &[u8], limit: usize) -> StoreResult<Rows> {
-        let mut out = Vec::new();
-        for kv in self.tree.scan_prefix(prefixed(P_VAULT, prefix)).take(limit) {
-            let (k, v) = kv?;
-            out.push((k[1..].to_vec(), v.to_vec()));
-        }
-        Ok(out)
+        self.vault.scan(prefix, limit)
     }
 
-    fn commit(&self, batch: CommitBatch) -> StoreResult<()> {
-        let mut b = sled::Batch::default();
-        for (k, v) in batch.vault {
-            match v {
-                Some(v) => b.insert(prefixed(P_VAULT, &k), v),
-                None => b.remove(prefixed(P_VAULT, &k)),
-            }
+    fn vault_range(&self, lo: &[u8], hi: &[u8], limit: usize) -> StoreResult<Rows> {
+        self.vault.range(lo, hi, limit)
+    }
+
+    fn vault_recover(&self, log_size: u64) -> StoreResult<usize> {
+        self.vault.recover(log_size)
+    }
+
+    fn vault_compact(&self) -> StoreResult<usize> {
+        self.vault.compact()
+    }
+
+    fn commit(&self, mut batch: CommitBatch) -> StoreResult<()> {
+        // Vault puts are durable before the entries that commit to them, vault deletes
+        // only after the entries that record them (see vault_store).
+        let vault = std::mem::take(&mut batch.vault);
+        if !vault.is_empty() {
+            self.vault.prepare(batch.first_index, &vault)?;
         }
+        let mut b = sled::Batch::default();
         if !batch.entries.is_empty() {
             b.insert(
                 &key_u64(P_ENTRY, batch.first_index)[..],
@@ -453,6 +467,9 @@ impl Store for SledStore {
         }
         self.tree.apply_batch(b)?;
         self.db.flush()?;
+        if !vault.is_empty() {
+            self.vault.finish(&vault)?;
+        }
         Ok(())
     }
 

@@ -320,6 +320,7 @@ pub fn record_command(
                 occurred_at: d.occurred_at,
             }),
         );
+        s.vault_put(vault::expiry_key(expires_at, index), Vec::new());
         append(s, vec![draft(DECISION_RECORDED, &system, &body)?])
     })
 }

@@ -8,6 +8,7 @@
 
 pub mod compliance;
 pub mod decisions;
+pub mod erasure;
 pub mod models;
 pub mod systems;
 pub mod vault;
@@ -39,6 +40,8 @@ pub const KINDS: &[&str] = &[
     VERSION_DEPLOYED,
     VERSION_RETIRED,
     DECISION_RECORDED,
+    erasure::SUBJECT_ERASED,
+    erasure::RETENTION_EXPIRED,
 ];
 
 pub(crate) fn cbor<T: Serialize>(v: &T) -> Vec<u8> {

@@ -122,3 +122,11 @@ pub(crate) fn subject_prefix(subject_ref: &str) -> Vec<u8> {
     k.extend_from_slice(&subject_digest(subject_ref));
     k
 }
+
+/// The expiry index: when a decision's personal data may be shredded.
+pub(crate) fn expiry_key(expires_at: u64, index: u64) -> Vec<u8> {
+    let mut k = b"x/".to_vec();
+    k.extend_from_slice(&expires_at.to_be_bytes());
+    k.extend_from_slice(&index.to_be_bytes());
+    k
+}
