@@ -1,12 +1,16 @@
-//! Crash safety with the real binary: concurrent writers over HTTP, `kill -9` at a
+//! Crash safety with the real binary: concurrent writers over HTTP (tokens, and
+//! decisions, whose personal data goes to the vault beside the log), `kill -9` at a
 //! random moment, restart. Every write whose receipt came back must be in the log
-//! exactly once, and the offline `verify` must pass.
+//! exactly once, with its vault data; a write that was not acknowledged is recorded
+//! whole or leaves nothing behind; and the offline `verify` must pass.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_veritrail");
 
@@ -38,6 +42,118 @@ fn start(dir: &std::path::Path) -> (Child, String) {
     (child, url)
 }
 
+fn sigterm(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Tokens, a system and a deployed version to log decisions against: (pipeline, auditor).
+fn setup_system(url: &str, admin: &str) -> (String, String) {
+    let client = reqwest::blocking::Client::new();
+    let post = |path: &str, token: &str, body: Value| -> Value {
+        let r = client
+            .post(format!("{url}{path}"))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .unwrap();
+        assert!(r.status().is_success(), "{path}: {}", r.status());
+        r.json().unwrap()
+    };
+    let token = |name: &str, role: &str| {
+        post("/v1/tokens", admin, json!({"name": name, "role": role}))["token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (pipeline, officer, officer2, auditor) = (
+        token("crash-pipeline", "pipeline"),
+        token("crash-officer", "officer"),
+        token("crash-officer2", "officer"),
+        token("crash-auditor", "auditor"),
+    );
+    let sys = json!({"id": "crash", "name": "Crash", "purpose": "crash test", "owner": {"name": "O", "email": "o@example.com"}, "risk_class": "limited"});
+    post("/v1/systems", &officer, sys);
+    post(
+        "/v1/systems/crash/models",
+        &pipeline,
+        json!({"version": "1", "artifact_sha256": "a".repeat(64), "training_data": {"ref": "r", "sha256": "b".repeat(64)}}),
+    );
+    post(
+        "/v1/systems/crash/models/1/reviews",
+        &officer2,
+        json!({"outcome": "approved", "rationale": "ok"}),
+    );
+    post(
+        "/v1/systems/crash/models/1/deployments",
+        &pipeline,
+        json!({}),
+    );
+    (pipeline, auditor)
+}
+
+type Acked = Arc<Mutex<Vec<(String, u64)>>>;
+
+/// Where a writer thread sends and what it remembers: acknowledged writes go to
+/// `acked` (name, index), the one in flight when the server died to `lost`.
+#[derive(Clone)]
+struct Sink {
+    url: String,
+    token: String,
+    stop: Arc<AtomicBool>,
+    acked: Acked,
+    lost: Arc<Mutex<Vec<String>>>,
+}
+
+/// A writer thread: POST `body(name-i)` to `path` until the server dies or `stop`.
+fn writer(
+    sink: Sink,
+    path: &'static str,
+    body: impl Fn(&str) -> Value + Send + 'static,
+    name: String,
+) -> std::thread::JoinHandle<()> {
+    let Sink {
+        url,
+        token,
+        stop,
+        acked,
+        lost,
+    } = sink;
+    std::thread::spawn(move || {
+        let client = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap();
+        let mut i = 0;
+        while !stop.load(Ordering::Relaxed) {
+            let id = format!("{name}-{i}");
+            i += 1;
+            match client
+                .post(format!("{url}{path}"))
+                .bearer_auth(&token)
+                .json(&body(&id))
+                .send()
+            {
+                Ok(r) if r.status().as_u16() == 201 => {
+                    let v: Value = r.json().unwrap();
+                    acked
+                        .lock()
+                        .unwrap()
+                        .push((id, v["receipt"]["index"].as_u64().unwrap()));
+                }
+                // The server died mid-request: not acknowledged, may or may not be recorded.
+                _ => {
+                    lost.lock().unwrap().push(id);
+                    break;
+                }
+            }
+        }
+    })
+}
+
 #[test]
 fn kill_9_under_load_loses_no_acknowledged_write() {
     let dir = tempfile::tempdir().unwrap();
@@ -45,7 +161,9 @@ fn kill_9_under_load_loses_no_acknowledged_write() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(3u32);
-    let mut acked: Vec<(String, u64)> = Vec::new();
+    let (mut acked_tokens, mut acked_decisions, mut lost_decisions) =
+        (Vec::new(), Vec::new(), Vec::new());
+    let mut setup: Option<(String, String)> = None;
     let mut seed = 0x2545f4914f6cdd1du64;
     for round in 0..rounds {
         let (mut child, url) = start(dir.path());
@@ -53,37 +171,45 @@ fn kill_9_under_load_loses_no_acknowledged_write() {
             .unwrap()
             .trim()
             .to_owned();
+        let (pipeline, auditor) = setup
+            .get_or_insert_with(|| setup_system(&url, &admin))
+            .clone();
         let stop = Arc::new(AtomicBool::new(false));
-        let got = Arc::new(Mutex::new(Vec::new()));
+        let (tok, dec): (Acked, Acked) = Default::default();
+        let lost: Arc<Mutex<Vec<String>>> = Default::default();
         let mut workers = Vec::new();
-        for w in 0..8 {
-            let (url, admin, stop, got) = (url.clone(), admin.clone(), stop.clone(), got.clone());
-            workers.push(std::thread::spawn(move || {
-                let client = reqwest::blocking::Client::builder()
-                    .timeout(Duration::from_secs(10))
-                    .build()
-                    .unwrap();
-                let mut i = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    let name = format!("r{round}-w{w}-{i}");
-                    i += 1;
-                    let res = client
-                        .post(format!("{url}/v1/tokens"))
-                        .bearer_auth(&admin)
-                        .json(&serde_json::json!({"name": name, "role": "auditor"}))
-                        .send();
-                    match res {
-                        Ok(r) if r.status().as_u16() == 201 => {
-                            let v: serde_json::Value = r.json().unwrap();
-                            got.lock()
-                                .unwrap()
-                                .push((name, v["receipt"]["index"].as_u64().unwrap()));
-                        }
-                        // The server died mid-request: not acknowledged, may or may not be recorded.
-                        _ => break,
-                    }
-                }
-            }));
+        for w in 0..4 {
+            let token_body = |id: &str| json!({"name": id, "role": "auditor"});
+            let tokens = Sink {
+                url: url.clone(),
+                token: admin.clone(),
+                stop: stop.clone(),
+                acked: tok.clone(),
+                lost: Default::default(),
+            };
+            workers.push(writer(
+                tokens,
+                "/v1/tokens",
+                token_body,
+                format!("r{round}-t{w}"),
+            ));
+            let decision_body = |id: &str| {
+                json!({"decision_id": id, "model_version": "1", "occurred_at": "2026-11-25T10:00:00Z", "subject_ref": format!("subject-{id}"),
+                       "input_sha256": "c".repeat(64), "inputs": {"k": id}, "output": {"approved": true}, "reasons": []})
+            };
+            let decisions = Sink {
+                url: url.clone(),
+                token: pipeline.clone(),
+                stop: stop.clone(),
+                acked: dec.clone(),
+                lost: lost.clone(),
+            };
+            workers.push(writer(
+                decisions,
+                "/v1/systems/crash/decisions",
+                decision_body,
+                format!("r{round}-d{w}"),
+            ));
         }
         seed ^= seed << 13;
         seed ^= seed >> 7;
@@ -95,17 +221,20 @@ fn kill_9_under_load_loses_no_acknowledged_write() {
         for w in workers {
             w.join().unwrap();
         }
-        let got = std::mem::take(&mut *got.lock().unwrap());
+        let got = std::mem::take(&mut *tok.lock().unwrap());
         assert!(
             !got.is_empty(),
-            "round {round}: no write was acknowledged before the kill"
+            "round {round}: no token write was acknowledged before the kill"
         );
-        acked.extend(got);
+        acked_tokens.extend(got);
+        acked_decisions.extend(std::mem::take(&mut *dec.lock().unwrap()));
+        lost_decisions.extend(std::mem::take(&mut *lost.lock().unwrap()));
 
         // Restart: every acknowledged write is there, at its receipt's index, once.
-        let (mut child, url) = start(dir.path());
+        let (child2, url) = start(dir.path());
+        child = child2;
         let client = reqwest::blocking::Client::new();
-        let tokens: serde_json::Value = client
+        let tokens: Value = client
             .get(format!("{url}/v1/tokens"))
             .bearer_auth(&admin)
             .send()
@@ -113,7 +242,7 @@ fn kill_9_under_load_loses_no_acknowledged_write() {
             .json()
             .unwrap();
         let tokens = tokens.as_array().unwrap();
-        for (name, index) in &acked {
+        for (name, index) in &acked_tokens {
             let matches: Vec<_> = tokens
                 .iter()
                 .filter(|t| t["name"] == name.as_str())
@@ -138,6 +267,48 @@ fn kill_9_under_load_loses_no_acknowledged_write() {
                 t["name"]
             );
         }
+        for (id, index) in &acked_decisions {
+            let d: Value = client
+                .get(format!("{url}/v1/systems/crash/decisions/{id}"))
+                .bearer_auth(&auditor)
+                .send()
+                .unwrap()
+                .json()
+                .unwrap();
+            assert_eq!(
+                d["index"].as_u64(),
+                Some(*index),
+                "decision {id} acknowledged at {index}: {d}"
+            );
+            assert_eq!(
+                d["subject_ref"]["value"].as_str(),
+                Some(format!("subject-{id}").as_str()),
+                "{id} lost its vault data"
+            );
+        }
+        for id in &lost_decisions {
+            let recorded = client
+                .get(format!("{url}/v1/systems/crash/decisions/{id}"))
+                .bearer_auth(&auditor)
+                .send()
+                .unwrap()
+                .status()
+                .as_u16()
+                == 200;
+            let subj: Value = client
+                .get(format!("{url}/v1/subjects/subject-{id}/decisions"))
+                .bearer_auth(&auditor)
+                .send()
+                .unwrap()
+                .json()
+                .unwrap();
+            let held = subj["decisions"].as_array().unwrap().len();
+            assert_eq!(
+                held,
+                usize::from(recorded),
+                "{id}: recorded={recorded} but the vault holds {held} decisions of its subject"
+            );
+        }
         // Stop it gracefully this time, then the offline check.
         sigterm(&child);
         let status = child.wait().unwrap();
@@ -153,12 +324,8 @@ fn kill_9_under_load_loses_no_acknowledged_write() {
             String::from_utf8_lossy(&out.stdout)
         );
     }
-}
-
-fn sigterm(child: &Child) {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    assert!(
+        !acked_decisions.is_empty(),
+        "no decision was acknowledged in any round"
+    );
 }

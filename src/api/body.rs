@@ -86,7 +86,18 @@ impl<T: DeserializeOwned + 'static, const MULT: usize> FromRequest for Json<T, M
 /// Parse JSON bytes into `T`, naming the offending field by its path.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    match serde_path_to_error::deserialize(de) {
+    field_error(serde_path_to_error::deserialize(de))
+}
+
+/// Read an already parsed JSON value into `T`, naming the offending field by its path.
+pub fn parse_value<T: DeserializeOwned>(v: serde_json::Value) -> Result<T, AppError> {
+    field_error(serde_path_to_error::deserialize(v))
+}
+
+fn field_error<T>(
+    r: Result<T, serde_path_to_error::Error<serde_json::Error>>,
+) -> Result<T, AppError> {
+    match r {
         Ok(v) => Ok(v),
         Err(e) => {
             let path = e.path().to_string();

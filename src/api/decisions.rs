@@ -144,8 +144,7 @@ async fn record_batch(
             .and_then(|v| v.as_str())
             .map(str::to_owned);
         let valid =
-            super::body::parse::<DecisionRequest>(&serde_json::to_vec(&item).unwrap_or_default())
-                .and_then(DecisionRequest::validate);
+            super::body::parse_value::<DecisionRequest>(item).and_then(DecisionRequest::validate);
         match valid {
             Ok(d) => {
                 slots.push(i);
@@ -221,10 +220,14 @@ pub struct DecisionView {
 }
 
 pub fn decision_view(state: &State, index: u64) -> Result<DecisionView, AppError> {
-    let bytes = state
-        .ledger
-        .entry(index)?
-        .ok_or_else(|| AppError::internal(format!("decision entry {index} missing")))?;
+    // Indexes and the vault are written before the batch's checkpoint is published;
+    // an entry not yet published is not yet recorded as far as readers are concerned.
+    let bytes = state.ledger.entry(index)?.ok_or_else(|| {
+        AppError::new(
+            crate::error::ErrorCode::DecisionNotFound,
+            format!("decision at index {index} is not yet recorded"),
+        )
+    })?;
     let e: entry::Entry<DecisionBody> = entry::decode(&bytes).map_err(AppError::internal)?;
     let open = decisions::opening(&**state.ledger.store(), index)?;
     let b = e.body;
@@ -383,9 +386,11 @@ async fn trail(
         after,
         limit: limit_of(q.limit)?,
     };
+    let published = state.ledger.latest().size;
     let (indices, last) = decisions::trail(store, &id, &filter)?;
     let decisions = indices
         .into_iter()
+        .filter(|i| *i < published)
         .map(|i| decision_view(&state, i))
         .collect::<Result<Vec<_>, _>>()?;
     let next_cursor = last.map(|(t, i)| {
@@ -448,8 +453,10 @@ async fn by_subject(
     } else {
         None
     };
+    let published = state.ledger.latest().size;
     let decisions = rows
         .into_iter()
+        .filter(|(i, _)| *i < published)
         .map(|(i, _)| decision_view(&state, i))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(HttpResponse::Ok().json(SubjectDecisions {

@@ -126,6 +126,12 @@ pub fn build<E>(
     let sys = systems::read(store, system_id)?;
     let d_index = decisions::find(store, system_id, decision_id)?;
     let latest = ledger.latest();
+    if d_index >= latest.size {
+        return Err(AppError::new(
+            crate::error::ErrorCode::DecisionNotFound,
+            format!("decision {decision_id:?} is not yet recorded"),
+        ));
+    }
     let get = |i: u64| {
         ledger
             .entry(i)?

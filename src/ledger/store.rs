@@ -161,7 +161,27 @@ fn proj_key(key: &[u8]) -> Vec<u8> {
     prefixed(P_PROJECTION, key)
 }
 
-/// Entries of one batch, stored as one value: `(u32 BE length ‖ bytes)*`.
+/// Largest entry bundle, bytes (a bundle always holds at least one entry).
+const BUNDLE_BYTES: usize = 32 * 1024;
+
+/// Split entries into runs of at most `max` bundled bytes (at least one entry each).
+fn chunks(entries: &[Vec<u8>], max: usize) -> Vec<&[Vec<u8>]> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, e) in entries.iter().enumerate() {
+        if i > start && bytes + e.len() + 4 > max {
+            out.push(&entries[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += e.len() + 4;
+    }
+    if start < entries.len() {
+        out.push(&entries[start..]);
+    }
+    out
+}
+
+/// Entries of one bundle, stored as one value: `(u32 BE length ‖ bytes)*`.
 fn bundle(entries: &[Vec<u8>]) -> Vec<u8> {
     let mut v = Vec::with_capacity(entries.iter().map(|e| e.len() + 4).sum());
     for e in entries {
@@ -251,6 +271,21 @@ impl Store for SledStore {
     }
 
     fn entries(&self, start: u64, end: u64) -> StoreResult<Vec<Vec<u8>>> {
+        if end == start + 1 {
+            // One entry (the common read): it is in the bundle that holds it.
+            let Some((first, bundle)) = self.bundle_for(start)? else {
+                return Ok(Vec::new());
+            };
+            let mut found = None;
+            walk_bundle(&bundle, |i, e| {
+                if first + i == start {
+                    found = Some(e.to_vec());
+                    return false;
+                }
+                true
+            })?;
+            return Ok(found.into_iter().collect());
+        }
         let mut out = Vec::new();
         if start >= end {
             return Ok(out);
@@ -437,11 +472,12 @@ impl Store for SledStore {
             self.vault.prepare(batch.first_index, &vault)?;
         }
         let mut b = sled::Batch::default();
-        if !batch.entries.is_empty() {
-            b.insert(
-                &key_u64(P_ENTRY, batch.first_index)[..],
-                bundle(&batch.entries),
-            );
+        // A batch's entries go in bundles of at most BUNDLE_BYTES: one value per batch
+        // would make a single read copy (or fetch from a blob file) the whole batch.
+        let mut first = batch.first_index;
+        for chunk in chunks(&batch.entries, BUNDLE_BYTES) {
+            b.insert(&key_u64(P_ENTRY, first)[..], bundle(chunk));
+            first += chunk.len() as u64;
         }
         for (id, bytes) in batch.tiles {
             b.insert(&tile_key(id)[..], bytes);
@@ -467,7 +503,9 @@ impl Store for SledStore {
         }
         self.tree.apply_batch(b)?;
         self.db.flush()?;
-        if !vault.is_empty() {
+        // Deletes go after the entries; a batch of puts only leaves its marker, which
+        // recovery reads as settled once the log is at least as long.
+        if vault.values().any(Option::is_none) {
             self.vault.finish(&vault)?;
         }
         Ok(())

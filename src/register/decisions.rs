@@ -426,20 +426,9 @@ pub fn trail(
             lo = lo.max(k);
         }
     }
-    let subject_indices: Option<std::collections::HashSet<u64>> = match &f.subject {
-        Some(sub) => Some(
-            store
-                .vault_scan(&vault::subject_prefix(sub), usize::MAX)?
-                .into_iter()
-                .filter_map(|(k, v)| {
-                    let row: SubjectRow = super::uncbor(&v).ok()?;
-                    let index = u64::from_be_bytes(k[k.len() - 8..].try_into().ok()?);
-                    (row.system == system).then_some(index)
-                })
-                .collect(),
-        ),
-        None => None,
-    };
+    if let Some(sub) = &f.subject {
+        return subject_trail(store, system, sub, f);
+    }
     let mut out = Vec::new();
     let mut scanned = 0usize;
     let mut last: Option<(u64, u64)> = None;
@@ -458,10 +447,7 @@ pub fn trail(
                 .model_version
                 .as_ref()
                 .is_none_or(|m| *m == row.model_version)
-                && f.outcome.as_ref().is_none_or(|o| *o == row.output_digest)
-                && subject_indices
-                    .as_ref()
-                    .is_none_or(|s| s.contains(&row.index));
+                && f.outcome.as_ref().is_none_or(|o| *o == row.output_digest);
             if keep {
                 out.push(row.index);
                 if out.len() == f.limit {
@@ -480,6 +466,56 @@ pub fn trail(
         }
     }
     Ok((out, last))
+}
+
+/// A trail filtered by subject: driven by the subject's rows in the vault (a few per
+/// person), each checked against its trail row, instead of scanning the system's trail.
+fn subject_trail(
+    store: &dyn Store,
+    system: &str,
+    subject: &str,
+    f: &TrailFilter,
+) -> Result<(Vec<u64>, Option<TrailPosition>), AppError> {
+    let mut rows: Vec<TrailPosition> = Vec::new();
+    for (k, v) in store.vault_scan(&vault::subject_prefix(subject), usize::MAX)? {
+        let row: SubjectRow = super::uncbor(&v)?;
+        if row.system == system {
+            rows.push((
+                row.occurred_at,
+                u64::from_be_bytes(k[k.len() - 8..].try_into().map_err(AppError::internal)?),
+            ));
+        }
+    }
+    rows.sort_unstable();
+    if f.newest_first {
+        rows.reverse();
+    }
+    let mut out = Vec::new();
+    for pos in rows {
+        let (occurred, index) = pos;
+        let in_range = f.from.is_none_or(|t| occurred >= t) && f.to.is_none_or(|t| occurred <= t);
+        let after_cursor = f
+            .after
+            .is_none_or(|c| if f.newest_first { pos < c } else { pos > c });
+        if !in_range || !after_cursor {
+            continue;
+        }
+        let Some(raw) = store.get(&trail_key(system, occurred, index))? else {
+            continue;
+        };
+        let row: TrailRow = super::uncbor(&raw)?;
+        if f.model_version
+            .as_ref()
+            .is_none_or(|m| *m == row.model_version)
+            && f.outcome.as_ref().is_none_or(|o| *o == row.output_digest)
+        {
+            out.push(index);
+            if out.len() == f.limit {
+                return Ok((out, Some(pos)));
+            }
+        }
+    }
+    Ok((out, None))
 }
 
 /// Every decision about one data subject, across systems, in order of recording: the
