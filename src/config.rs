@@ -61,6 +61,9 @@ pub struct ServeOpts {
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "VERITRAIL_WORKERS")]
     pub workers: Option<usize>,
+    /// Page cache for the log, in MiB (the vault gets a quarter of it besides).
+    #[arg(long, env = "VERITRAIL_CACHE_MB", default_value_t = 1024)]
+    pub cache_mb: u64,
     /// Seconds between retention runs (shredding personal data past its retention period).
     #[arg(
         long,

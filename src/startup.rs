@@ -30,6 +30,8 @@ pub struct OpenOpts {
     pub signing_key_pem: Option<String>,
     pub body_limit: usize,
     pub full_check: bool,
+    /// Page cache for the log, MiB.
+    pub cache_mb: u64,
 }
 
 impl Default for OpenOpts {
@@ -39,6 +41,7 @@ impl Default for OpenOpts {
             signing_key_pem: None,
             body_limit: 16 * 1024 * 1024,
             full_check: false,
+            cache_mb: 256,
         }
     }
 }
@@ -69,7 +72,8 @@ pub async fn open(data_dir: &Path, opts: &OpenOpts) -> anyhow::Result<Service> {
         }
     };
     let store = Arc::new(
-        SledStore::open(&config::ledger_path(data_dir)).context("opening the ledger store")?,
+        SledStore::open_with_cache(&config::ledger_path(data_dir), opts.cache_mb << 20)
+            .context("opening the ledger store")?,
     );
     let stored_origin = store
         .meta("origin")?
@@ -148,6 +152,7 @@ pub async fn serve(opts: ServeOpts) -> anyhow::Result<()> {
         signing_key_pem: opts.signing_key_pem.clone(),
         body_limit: opts.body_limit,
         full_check: opts.full_check,
+        cache_mb: opts.cache_mb,
     };
     let svc = open(&opts.data.data_dir, &open_opts).await?;
     let state = svc.state.clone();

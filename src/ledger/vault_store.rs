@@ -27,13 +27,14 @@ struct Pending {
 
 pub struct SledVault {
     path: PathBuf,
+    cache_bytes: u64,
     db: RwLock<sled::Db>,
 }
 
-fn open_db(path: &Path) -> StoreResult<sled::Db> {
+fn open_db(path: &Path, cache_bytes: u64) -> StoreResult<sled::Db> {
     Ok(sled::Config::new()
         .path(path)
-        .cache_capacity(64 * 1024 * 1024)
+        .cache_capacity(cache_bytes)
         .open()?)
 }
 
@@ -45,7 +46,7 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
 
 impl SledVault {
     /// Open the vault at `path`, finishing an interrupted compaction first.
-    pub fn open(path: &Path) -> StoreResult<Self> {
+    pub fn open(path: &Path, cache_bytes: u64) -> StoreResult<Self> {
         let (tmp, old) = (sibling(path, ".compacting"), sibling(path, ".old"));
         let io = |e: std::io::Error| StoreError::Backend(format!("vault compaction recovery: {e}"));
         if !path.exists() {
@@ -62,7 +63,8 @@ impl SledVault {
         }
         Ok(Self {
             path: path.to_owned(),
-            db: RwLock::new(open_db(path)?),
+            cache_bytes,
+            db: RwLock::new(open_db(path, cache_bytes)?),
         })
     }
 
@@ -174,7 +176,7 @@ impl SledVault {
         if tmp.exists() {
             std::fs::remove_dir_all(&tmp).map_err(io)?;
         }
-        let fresh = open_db(&tmp)?;
+        let fresh = open_db(&tmp, self.cache_bytes)?;
         let mut n = 0;
         for kv in guard.iter() {
             let (k, v) = kv?;
@@ -198,7 +200,7 @@ impl SledVault {
                 .and_then(|d| d.sync_all())
                 .map_err(io)?;
         }
-        *guard = open_db(&self.path)?;
+        *guard = open_db(&self.path, self.cache_bytes)?;
         Ok(n)
     }
 }
