@@ -212,7 +212,6 @@ pub struct DecisionView {
     pub subject_ref: OpenedField,
     pub input_sha256: String,
     pub inputs: Option<OpenedField>,
-    #[schema(value_type = Object)]
     pub output: serde_json::Value,
     pub confidence: Option<f64>,
     pub reasons: Vec<String>,

@@ -38,7 +38,6 @@ pub struct BundleEntry {
 /// A committed field opened: its value and salt.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
 pub struct OpeningView {
-    #[schema(value_type = Object)]
     pub value: Value,
     pub salt: String,
 }
@@ -75,7 +74,6 @@ pub struct Summary {
     pub occurred_at: String,
     pub recorded_at: String,
     pub model_version: String,
-    #[schema(value_type = Object)]
     pub output: Value,
     pub version_registered_index: u64,
     pub version_registered_by: String,

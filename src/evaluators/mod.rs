@@ -48,7 +48,6 @@ impl TestKind {
 pub struct ParamInfo {
     pub name: String,
     pub description: String,
-    #[schema(value_type = Object)]
     pub default: Value,
 }
 

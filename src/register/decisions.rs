@@ -47,10 +47,8 @@ pub struct DecisionRequest {
     pub input_sha256: String,
     /// The inputs themselves (optional). Personal: committed, kept in the vault.
     #[serde(default)]
-    #[schema(value_type = Object)]
     pub inputs: Option<serde_json::Value>,
     /// The model's output (any JSON).
-    #[schema(value_type = Object)]
     pub output: serde_json::Value,
     /// Model confidence in [0, 1].
     #[serde(default)]

@@ -65,7 +65,6 @@ pub struct OpenedField {
     /// The commitment in the entry, lowercase hex.
     pub commitment: String,
     /// The value; absent when erased.
-    #[schema(value_type = Object)]
     pub value: Option<serde_json::Value>,
     /// The salt (lowercase hex); absent when erased.
     pub salt: Option<String>,
