@@ -32,8 +32,7 @@ impl Evaluator for DemographicParity {
         let params = resolve_params(&self.info(), params)?;
         let threshold = param_f64(&params, "threshold")?;
         let rates = selection_rates(&table_from(object(input)?)?);
-        let max = rates.values().cloned().fold(f64::NEG_INFINITY, f64::max);
-        let min = rates.values().cloned().fold(f64::INFINITY, f64::min);
+        let (min, max) = super::min_max(rates.values().copied());
         let diff = max - min;
         let mut figures = Map::new();
         figures.insert("difference".into(), num(diff));

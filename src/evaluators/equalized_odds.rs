@@ -59,8 +59,9 @@ pub fn rates(
     Ok(out)
 }
 
-fn spread(v: impl Iterator<Item = f64> + Clone) -> f64 {
-    v.clone().fold(f64::NEG_INFINITY, f64::max) - v.fold(f64::INFINITY, f64::min)
+fn spread(v: impl Iterator<Item = f64>) -> f64 {
+    let (min, max) = super::min_max(v);
+    max - min
 }
 
 impl Evaluator for EqualizedOdds {

@@ -204,6 +204,13 @@ pub fn param_f64(params: &Map<String, Value>, name: &str) -> Result<f64, AppErro
         .ok_or_else(|| AppError::invalid(format!("params.{name}"), "must be a finite number"))
 }
 
+/// The smallest and largest of some group rates.
+pub fn min_max(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+        (lo.min(v), hi.max(v))
+    })
+}
+
 /// A finite number as JSON (figures are never NaN or infinite).
 pub fn num(f: f64) -> Value {
     serde_json::Number::from_f64(f)
