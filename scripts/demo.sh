@@ -63,3 +63,16 @@ vkey=$(curl -s "$base/v1/log/key" | j 'd["verifier_key"]')
 echo "  verifier key: $vkey"
 echo "$receipt" | j 'd["receipt"]["checkpoint"]' | sed 's/^/  | /'
 echo "  inclusion proof: $(echo "$receipt" | j 'len(d["receipt"]["inclusion_proof"])') hashes"
+
+say "officer: compliance status of $sys"
+call GET "/v1/systems/$sys/compliance" "$officer" | j '"  status:", d["status"], "| findings:", ", ".join(f["code"] for f in d["findings"]) or "none"'
+
+bin=${VERITRAIL_BIN:-$(dirname "$0")/../target/release/veritrail}
+[ -x "$bin" ] || bin=$(dirname "$0")/../target/debug/veritrail
+if [ -x "$bin" ]; then
+  say "auditor: fetches the decision's audit bundle and checks it offline with the key alone"
+  bundle=$(mktemp)
+  call GET "/v1/systems/$sys/decisions/d-1/audit" "$auditor" > "$bundle"
+  "$bin" verify-bundle "$bundle" --key "$vkey" | tail -1 | sed 's/^/  /'
+  rm -f "$bundle"
+fi
