@@ -250,8 +250,13 @@ impl<E> Ledger<E> {
     }
 
     /// Entry bytes at `index`, if published.
+    /// The size of the latest published checkpoint.
+    pub fn size(&self) -> u64 {
+        self.published.read().expect("published lock").size
+    }
+
     pub fn entry(&self, index: u64) -> Result<Option<Vec<u8>>, LedgerError> {
-        if index >= self.latest().size {
+        if index >= self.size() {
             return Ok(None);
         }
         Ok(self.store.entries(index, index + 1)?.pop())

@@ -524,18 +524,20 @@ pub fn by_subject(
     after: Option<u64>,
     limit: usize,
 ) -> Result<(Vec<(u64, String)>, bool), AppError> {
+    // Keys are the subject's prefix and the entry index: read only this page (and one
+    // more row, to know whether another page follows).
     let prefix = vault::subject_prefix(subject_ref);
-    let mut out = Vec::new();
-    for (k, v) in store.vault_scan(&prefix, usize::MAX)? {
+    let first = after.map_or(0, |a| a.saturating_add(1));
+    let lo = [prefix.as_slice(), &first.to_be_bytes()].concat();
+    let hi = [prefix.as_slice(), &[0xff; 9]].concat();
+    let mut rows = store.vault_range(&lo, &hi, limit + 1)?;
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    let mut out = Vec::with_capacity(rows.len());
+    for (k, v) in rows {
         let index = u64::from_be_bytes(k[k.len() - 8..].try_into().map_err(AppError::internal)?);
-        if after.is_some_and(|a| index <= a) {
-            continue;
-        }
-        if out.len() == limit {
-            return Ok((out, true));
-        }
         let row: SubjectRow = super::uncbor(&v)?;
         out.push((index, row.system));
     }
-    Ok((out, false))
+    Ok((out, more))
 }
