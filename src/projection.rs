@@ -5,7 +5,7 @@
 use crate::error::AppError;
 use crate::ledger::entry::RawEntry;
 use crate::ledger::store::Store;
-use crate::ledger::Staging;
+use crate::ledger::{Draft, Prepared, Staging};
 
 /// Apply one entry to the projections.
 pub fn project(
@@ -21,6 +21,30 @@ pub fn project(
         return crate::tokens::project(kind, body, index, time, s);
     }
     crate::register::project(kind, system, body, index, time, actor, s)
+}
+
+/// Project each draft at the index it will get and return them for appending: the
+/// projection a command writes is exactly what `reindex` derives from the entries.
+/// Every command that appends goes through here.
+pub fn append(s: &mut Staging<'_>, drafts: Vec<Draft>) -> Result<Prepared, AppError> {
+    let (index, time, actor) = (s.index(), s.time(), s.actor().to_owned());
+    for (i, d) in drafts.iter().enumerate() {
+        project(
+            &d.kind,
+            d.system.as_deref(),
+            &d.body,
+            index + i as u64,
+            time,
+            &actor,
+            s,
+        )?;
+    }
+    let mut drafts = drafts;
+    Ok(if drafts.len() == 1 {
+        Prepared::Append(drafts.remove(0))
+    } else {
+        Prepared::AppendAll(drafts)
+    })
 }
 
 /// Apply a stored entry (for `reindex`).

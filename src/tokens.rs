@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 
 use crate::error::{AppError, ErrorCode};
 use crate::ledger::store::Store;
-use crate::ledger::{Command, Draft, Prepared, Staging};
+use crate::ledger::{Command, Draft, Staging};
 
 pub const KIND_CREATED: &str = "token.created";
 pub const KIND_REVOKED: &str = "token.revoked";
@@ -158,31 +158,6 @@ pub fn project(
     Ok(())
 }
 
-/// Build, project and return a draft in one step: the projection a command writes is
-/// exactly what `reindex` would derive from the entry.
-pub fn append_projected(
-    s: &mut Staging<'_>,
-    kind: &str,
-    system: Option<String>,
-    body: serde_cbor::Value,
-) -> Result<Prepared, AppError> {
-    let (index, time) = (s.index(), s.time());
-    crate::projection::project(
-        kind,
-        system.as_deref(),
-        &body,
-        index,
-        time,
-        s.actor().to_owned().as_str(),
-        s,
-    )?;
-    Ok(Prepared::Append(Draft {
-        kind: kind.to_owned(),
-        system,
-        body,
-    }))
-}
-
 /// The command that creates a token (names are never reused, even after revocation:
 /// a name is an actor in the log forever).
 pub fn create_command(name: String, role: Role, secret_sha256: Vec<u8>) -> Command<AppError> {
@@ -200,7 +175,14 @@ pub fn create_command(name: String, role: Role, secret_sha256: Vec<u8>) -> Comma
             secret_sha256,
         })
         .map_err(AppError::internal)?;
-        append_projected(s, KIND_CREATED, None, body)
+        crate::projection::append(
+            s,
+            vec![Draft {
+                kind: KIND_CREATED.into(),
+                system: None,
+                body,
+            }],
+        )
     })
 }
 
@@ -218,7 +200,14 @@ pub fn revoke_command(name: String) -> Command<AppError> {
             ));
         }
         let body = serde_cbor::value::to_value(RevokedBody { name }).map_err(AppError::internal)?;
-        append_projected(s, KIND_REVOKED, None, body)
+        crate::projection::append(
+            s,
+            vec![Draft {
+                kind: KIND_REVOKED.into(),
+                system: None,
+                body,
+            }],
+        )
     })
 }
 

@@ -272,17 +272,7 @@ async fn entries_and_proofs_verify_against_checkpoints() {
         .get("/v1/log/proofs/inclusion?index=5", Some(&admin))
         .await
         .json();
-    let hashes: Vec<[u8; 32]> = p["hashes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| {
-            hex::decode(h.as_str().unwrap())
-                .unwrap()
-                .try_into()
-                .unwrap()
-        })
-        .collect();
+    let hashes = common::hashes(&p["hashes"]);
     let leaf: [u8; 32] = merkle::leaf_hash(&cbor.body);
     verify_inclusion(
         5,
@@ -306,17 +296,7 @@ async fn entries_and_proofs_verify_against_checkpoints() {
             )
             .await
             .json();
-        let hashes: Vec<[u8; 32]> = c["hashes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|h| {
-                hex::decode(h.as_str().unwrap())
-                    .unwrap()
-                    .try_into()
-                    .unwrap()
-            })
-            .collect();
+        let hashes = common::hashes(&c["hashes"]);
         verify_consistency(size, 21, &old.root, &latest.root, &hashes).unwrap();
     }
     assert_eq!(

@@ -11,6 +11,22 @@ use super::{to_value, uncbor};
 use crate::error::{AppError, ErrorCode};
 use crate::ledger::{Command, Draft, Prepared, Staging};
 
+/// Append one entry that belongs to no system.
+fn append_one(
+    s: &mut Staging<'_>,
+    kind: &str,
+    body: serde_cbor::Value,
+) -> Result<Prepared, AppError> {
+    crate::projection::append(
+        s,
+        vec![Draft {
+            kind: kind.to_owned(),
+            system: None,
+            body,
+        }],
+    )
+}
+
 pub const SUBJECT_ERASED: &str = "subject.erased";
 pub const RETENTION_EXPIRED: &str = "retention.expired";
 
@@ -57,20 +73,6 @@ fn shred(s: &mut Staging<'_>, index: u64) -> Result<Option<Vec<u8>>, AppError> {
     Ok(Some(commitment.to_vec()))
 }
 
-fn appended(
-    s: &mut Staging<'_>,
-    kind: &str,
-    body: serde_cbor::Value,
-) -> Result<Prepared, AppError> {
-    let (index, time, actor) = (s.index(), s.time(), s.actor().to_owned());
-    crate::projection::project(kind, None, &body, index, time, &actor, s)?;
-    Ok(Prepared::Append(Draft {
-        kind: kind.to_owned(),
-        system: None,
-        body,
-    }))
-}
-
 /// Erase everything the vault holds about `subject_ref`, across systems.
 pub fn erase_command(subject_ref: String, reason: String) -> Command<AppError> {
     Box::new(move |s| {
@@ -105,7 +107,7 @@ pub fn erase_command(subject_ref: String, reason: String) -> Command<AppError> {
             }
         }
         let count = decisions.len() as u64;
-        appended(
+        append_one(
             s,
             SUBJECT_ERASED,
             to_value(&ErasureBody {
@@ -154,7 +156,7 @@ pub fn retention_command(now: u64) -> Command<AppError> {
             ));
         }
         let count = decisions.len() as u64;
-        appended(
+        append_one(
             s,
             RETENTION_EXPIRED,
             to_value(&RetentionBody {

@@ -17,7 +17,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::AppError;
-use crate::ledger::{Draft, Prepared, Staging};
+use crate::ledger::{Draft, Staging};
+pub(crate) use crate::projection::append;
 
 pub const SYSTEM_REGISTERED: &str = "system.registered";
 pub const SYSTEM_REVISED: &str = "system.revised";
@@ -79,28 +80,6 @@ pub(crate) fn key(parts: &[&[u8]]) -> Vec<u8> {
         k.extend_from_slice(p);
     }
     k
-}
-
-/// Project each draft at its index and return them for appending: the projection a
-/// command writes is exactly what `reindex` derives from the entries.
-pub(crate) fn append(s: &mut Staging<'_>, drafts: Vec<Draft>) -> Result<Prepared, AppError> {
-    let (index, time, actor) = (s.index(), s.time(), s.actor().to_owned());
-    for (i, d) in drafts.iter().enumerate() {
-        crate::projection::project(
-            &d.kind,
-            d.system.as_deref(),
-            &d.body,
-            index + i as u64,
-            time,
-            &actor,
-            s,
-        )?;
-    }
-    Ok(if drafts.len() == 1 {
-        Prepared::Append(drafts.into_iter().next().unwrap())
-    } else {
-        Prepared::AppendAll(drafts)
-    })
 }
 
 pub(crate) fn draft<T: Serialize>(kind: &str, system: &str, body: &T) -> Result<Draft, AppError> {

@@ -149,17 +149,7 @@ pub fn check_receipt(receipt: &Value, verifier: &veritrail::ledger::note::NoteVe
         .unwrap()
         .try_into()
         .unwrap();
-    let proof: Vec<[u8; 32]> = receipt["inclusion_proof"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| {
-            hex::decode(h.as_str().unwrap())
-                .unwrap()
-                .try_into()
-                .unwrap()
-        })
-        .collect();
+    let proof = hashes(&receipt["inclusion_proof"]);
     verify_inclusion(
         receipt["index"].as_u64().unwrap(),
         cp.size,
@@ -217,4 +207,18 @@ pub fn external_test(passed: bool) -> Value {
         "tool": "fairlearn", "tool_version": "0.12.0", "kind": "bias",
         "metrics": {"demographic_parity_difference": 0.03}, "passed": passed,
         "report_sha256": "d".repeat(64)}})
+}
+
+/// A JSON array of lowercase hex hashes, as proofs carry them.
+pub fn hashes(v: &Value) -> Vec<[u8; 32]> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            hex::decode(h.as_str().unwrap())
+                .unwrap()
+                .try_into()
+                .unwrap()
+        })
+        .collect()
 }
