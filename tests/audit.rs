@@ -225,6 +225,30 @@ async fn trails_subject_access_bundles_and_exports() {
         ids(&r),
         ["c-3", "c-8", "c-13", "c-18", "c-23", "c-28", "c-33", "c-38"]
     );
+    // The subject's own index drives these pages (its rows in other systems skipped):
+    // newest first with cursors, and within a time range.
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let q = match &cursor {
+            Some(c) => format!("/v1/systems/credit/decisions?subject=s-3&limit=3&cursor={c}"),
+            None => "/v1/systems/credit/decisions?subject=s-3&limit=3".into(),
+        };
+        let page = app.get(&q, Some(&w.officer)).await.json();
+        seen.extend(ids(&page));
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(
+        seen,
+        ["c-38", "c-33", "c-28", "c-23", "c-18", "c-13", "c-8", "c-3"]
+    );
+    let r = app.get("/v1/systems/credit/decisions?subject=s-3&from=2026-11-25T10:10:00Z&to=2026-11-25T10:28:00Z&order=oldest", Some(&w.officer)).await.json();
+    assert_eq!(ids(&r), ["c-13", "c-18", "c-23", "c-28"]);
+    let r = app.get("/v1/systems/credit/decisions?subject=s-3&from=2026-11-25T10:10:00Z&to=2026-11-25T10:28:00Z", Some(&w.officer)).await.json();
+    assert_eq!(ids(&r), ["c-28", "c-23", "c-18", "c-13"]);
     let r = app.get("/v1/systems/credit/decisions?from=2026-11-25T10:10:00Z&to=2026-11-25T10:12:00Z&order=oldest", Some(&w.auditor)).await.json();
     assert_eq!(ids(&r), ["c-10", "c-11", "c-12"]);
     let r = app.get("/v1/systems/credit/decisions?outcome=%7B%22approved%22%3Afalse%7D&model_version=1&limit=1000", Some(&w.auditor)).await.json();

@@ -321,6 +321,23 @@ fn bad_cursor() -> AppError {
     )
 }
 
+/// A trail position (time of decision, entry index) as an opaque cursor.
+fn encode_cursor((t, i): decisions::TrailPosition) -> String {
+    CURSOR.encode([t.to_be_bytes(), i.to_be_bytes()].concat())
+}
+
+fn decode_cursor(c: &str) -> Result<decisions::TrailPosition, AppError> {
+    let b: [u8; 16] = CURSOR
+        .decode(c)
+        .map_err(|_| bad_cursor())?
+        .try_into()
+        .map_err(|_| bad_cursor())?;
+    Ok((
+        u64::from_be_bytes(b[..8].try_into().expect("8 bytes")),
+        u64::from_be_bytes(b[8..].try_into().expect("8 bytes")),
+    ))
+}
+
 /// A system's decision trail, from its indexes (officer, auditor): filter by model
 /// version, subject, time range and outcome; newest or oldest first; opaque cursors.
 #[utoipa::path(tag = "decisions", security(("bearer" = [])), params(("system_id" = String, Path), TrailQuery), responses(
@@ -350,17 +367,7 @@ async fn trail(
             ))
         }
     };
-    let after = match &q.cursor {
-        Some(c) => {
-            let b = CURSOR.decode(c).map_err(|_| bad_cursor())?;
-            let b: [u8; 16] = b.try_into().map_err(|_| bad_cursor())?;
-            Some((
-                u64::from_be_bytes(b[..8].try_into().unwrap()),
-                u64::from_be_bytes(b[8..].try_into().unwrap()),
-            ))
-        }
-        None => None,
-    };
+    let after = q.cursor.as_deref().map(decode_cursor).transpose()?;
     let outcome = match &q.outcome {
         Some(o) => {
             let v: serde_json::Value =
@@ -392,11 +399,7 @@ async fn trail(
         .filter(|i| *i < published)
         .map(|i| decision_view(&state, i))
         .collect::<Result<Vec<_>, _>>()?;
-    let next_cursor = last.map(|(t, i)| {
-        let mut b = t.to_be_bytes().to_vec();
-        b.extend_from_slice(&i.to_be_bytes());
-        CURSOR.encode(b)
-    });
+    let next_cursor = last.map(encode_cursor);
     Ok(HttpResponse::Ok().json(DecisionPage {
         decisions,
         next_cursor,
@@ -420,7 +423,7 @@ pub struct SubjectDecisions {
 }
 
 /// Every decision about one data subject, across systems (GDPR Art. 15 and 22), in
-/// order of recording (officer, auditor). Empty once the subject's data is erased.
+/// order of the time of decision (officer, auditor). Empty once the subject's data is erased.
 #[utoipa::path(tag = "decisions", security(("bearer" = [])), params(("subject_ref" = String, Path), SubjectQuery), responses(
     (status = 200, body = SubjectDecisions),
     (status = 400, body = Problem, content_type = "application/problem+json"),
@@ -434,24 +437,10 @@ async fn by_subject(
 ) -> Result<HttpResponse, AppError> {
     caller.require(DECISION_READERS)?;
     let subject = subject.into_inner();
-    let after = match &q.cursor {
-        Some(c) => {
-            let b: [u8; 8] = CURSOR
-                .decode(c)
-                .map_err(|_| bad_cursor())?
-                .try_into()
-                .map_err(|_| bad_cursor())?;
-            Some(u64::from_be_bytes(b))
-        }
-        None => None,
-    };
-    let (rows, more) =
+    let after = q.cursor.as_deref().map(decode_cursor).transpose()?;
+    let (rows, last) =
         decisions::by_subject(&**state.ledger.store(), &subject, after, limit_of(q.limit)?)?;
-    let next_cursor = if more {
-        rows.last().map(|(i, _)| CURSOR.encode(i.to_be_bytes()))
-    } else {
-        None
-    };
+    let next_cursor = last.map(encode_cursor);
     let published = state.ledger.latest().size;
     let decisions = rows
         .into_iter()

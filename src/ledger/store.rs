@@ -116,8 +116,8 @@ pub trait Store: Send + Sync + 'static {
     fn vault_get(&self, key: &[u8]) -> StoreResult<Option<Vec<u8>>>;
     /// Vault rows whose key starts with `prefix`, ascending, at most `limit`.
     fn vault_scan(&self, prefix: &[u8], limit: usize) -> StoreResult<Rows>;
-    /// Vault rows with keys in `[lo, hi)`, ascending, at most `limit`.
-    fn vault_range(&self, lo: &[u8], hi: &[u8], limit: usize) -> StoreResult<Rows>;
+    /// Vault rows with keys in `[lo, hi)`, ascending (or descending), at most `limit`.
+    fn vault_range(&self, lo: &[u8], hi: &[u8], reverse: bool, limit: usize) -> StoreResult<Rows>;
     /// Settle vault writes of a batch a crash interrupted, given the log's durable size.
     fn vault_recover(&self, log_size: u64) -> StoreResult<usize>;
     /// Make deleted vault values leave the disk; returns the live rows kept.
@@ -440,8 +440,8 @@ impl Store for SledStore {
         self.vault.scan(prefix, limit)
     }
 
-    fn vault_range(&self, lo: &[u8], hi: &[u8], limit: usize) -> StoreResult<Rows> {
-        self.vault.range(lo, hi, limit)
+    fn vault_range(&self, lo: &[u8], hi: &[u8], reverse: bool, limit: usize) -> StoreResult<Rows> {
+        self.vault.range(lo, hi, reverse, limit)
     }
 
     fn vault_recover(&self, log_size: u64) -> StoreResult<usize> {

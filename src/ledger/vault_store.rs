@@ -86,13 +86,26 @@ impl SledVault {
         Ok(out)
     }
 
-    /// Rows with keys in `[lo, hi)`, ascending, at most `limit`.
-    pub fn range(&self, lo: &[u8], hi: &[u8], limit: usize) -> StoreResult<Rows> {
+    /// Rows with keys in `[lo, hi)`, ascending (or descending), at most `limit`.
+    pub fn range(&self, lo: &[u8], hi: &[u8], reverse: bool, limit: usize) -> StoreResult<Rows> {
         let db = self.db();
         let mut out = Vec::new();
-        for kv in db.range(lo..hi).take(limit) {
+        if lo >= hi {
+            return Ok(out);
+        }
+        let mut push = |kv: sled::Result<(sled::IVec, sled::IVec)>| -> StoreResult<()> {
             let (k, v) = kv?;
             out.push((k.to_vec(), v.to_vec()));
+            Ok(())
+        };
+        if reverse {
+            for kv in db.range(lo..hi).rev().take(limit) {
+                push(kv)?;
+            }
+        } else {
+            for kv in db.range(lo..hi).take(limit) {
+                push(kv)?;
+            }
         }
         Ok(out)
     }

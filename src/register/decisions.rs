@@ -181,6 +181,7 @@ impl ValidDecision {
             subject: Opening::new(subject_salt, &subject_json)?,
             inputs: inputs_open,
             expires_at,
+            occurred_at: self.occurred_at,
         };
         Ok((body, vault_row))
     }
@@ -210,11 +211,10 @@ pub fn output_digest(canonical_output: &str) -> Vec<u8> {
     Sha256::digest(canonical_output.as_bytes())[..8].to_vec()
 }
 
-/// The vault's subject index row: which system, and when the decision was made.
+/// The value of the vault's subject index row (its key holds the time and index).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct SubjectRow {
     pub system: String,
-    pub occurred_at: u64,
 }
 
 fn fingerprint(body: &serde_cbor::Value) -> Vec<u8> {
@@ -312,10 +312,9 @@ pub fn record_command(
         let index = s.index();
         s.vault_put(vault::decision_key(index), cbor(&vault_row));
         s.vault_put(
-            vault::subject_key(&d.req.subject_ref, index),
+            vault::subject_key(&d.req.subject_ref, d.occurred_at, index),
             cbor(&SubjectRow {
                 system: system.clone(),
-                occurred_at: d.occurred_at,
             }),
         );
         s.vault_put(vault::expiry_key(expires_at, index), Vec::new());
@@ -466,78 +465,108 @@ pub fn trail(
     Ok((out, last))
 }
 
-/// A trail filtered by subject: driven by the subject's rows in the vault (a few per
-/// person), each checked against its trail row, instead of scanning the system's trail.
+/// A trail filtered by subject: a range of the subject's index in the vault (its keys
+/// are ordered by time of decision), bounded by the time filter and the cursor, each
+/// row of this system checked against its trail row. A page reads its own rows (and
+/// the subject's rows in other systems in between), never the whole subject.
 fn subject_trail(
     store: &dyn Store,
     system: &str,
     subject: &str,
     f: &TrailFilter,
 ) -> Result<(Vec<u64>, Option<TrailPosition>), AppError> {
-    let mut rows: Vec<TrailPosition> = Vec::new();
-    for (k, v) in store.vault_scan(&vault::subject_prefix(subject), usize::MAX)? {
-        let row: SubjectRow = super::uncbor(&v)?;
-        if row.system == system {
-            rows.push((
-                row.occurred_at,
-                u64::from_be_bytes(k[k.len() - 8..].try_into().map_err(AppError::internal)?),
-            ));
+    let prefix = vault::subject_prefix(subject);
+    let at = |t: u64, i: u64| [prefix.as_slice(), &t.to_be_bytes(), &i.to_be_bytes()].concat();
+    let mut lo = at(f.from.unwrap_or(0), 0);
+    let mut hi = match f.to.and_then(|t| t.checked_add(1)) {
+        Some(t) => at(t, 0),
+        None => [prefix.as_slice(), &[0xff; 17]].concat(),
+    };
+    if let Some((t, i)) = f.after {
+        if f.newest_first {
+            hi = hi.min(at(t, i));
+        } else {
+            let mut k = at(t, i);
+            k.push(0);
+            lo = lo.max(k);
         }
-    }
-    rows.sort_unstable();
-    if f.newest_first {
-        rows.reverse();
     }
     let mut out = Vec::new();
-    for pos in rows {
-        let (occurred, index) = pos;
-        let in_range = f.from.is_none_or(|t| occurred >= t) && f.to.is_none_or(|t| occurred <= t);
-        let after_cursor = f
-            .after
-            .is_none_or(|c| if f.newest_first { pos < c } else { pos > c });
-        if !in_range || !after_cursor {
-            continue;
-        }
-        let Some(raw) = store.get(&trail_key(system, occurred, index))? else {
-            continue;
-        };
-        let row: TrailRow = super::uncbor(&raw)?;
-        if f.model_version
-            .as_ref()
-            .is_none_or(|m| *m == row.model_version)
-            && f.outcome.as_ref().is_none_or(|o| *o == row.output_digest)
-        {
-            out.push(index);
-            if out.len() == f.limit {
-                return Ok((out, Some(pos)));
+    let mut scanned = 0usize;
+    let chunk = (f.limit * 2).max(64);
+    let mut last = None;
+    while lo < hi && scanned < MAX_SCAN {
+        let rows = store.vault_range(&lo, &hi, f.newest_first, chunk)?;
+        let exhausted = rows.len() < chunk;
+        for (k, v) in &rows {
+            scanned += 1;
+            let pos = vault::subject_position(k)
+                .ok_or_else(|| AppError::internal("malformed subject index key"))?;
+            last = Some(pos);
+            if f.newest_first {
+                hi = k.clone();
+            } else {
+                lo = k.clone();
+                lo.push(0);
+            }
+            if super::uncbor::<SubjectRow>(v)?.system != system {
+                continue;
+            }
+            let Some(raw) = store.get(&trail_key(system, pos.0, pos.1))? else {
+                continue;
+            };
+            let row: TrailRow = super::uncbor(&raw)?;
+            if f.model_version
+                .as_ref()
+                .is_none_or(|m| *m == row.model_version)
+                && f.outcome.as_ref().is_none_or(|o| *o == row.output_digest)
+            {
+                out.push(pos.1);
+                if out.len() == f.limit {
+                    return Ok((out, Some(pos)));
+                }
             }
         }
+        if exhausted {
+            return Ok((out, None));
+        }
     }
-    Ok((out, None))
+    // Stopped at the scan bound: the cursor says where to go on.
+    Ok((out, last))
 }
 
-/// Every decision about one data subject, across systems, in order of recording: the
-/// entry indices after `after`, at most `limit`, and whether more follow.
+/// A page of a subject's decisions: (entry index, system) of each, and where the next
+/// page starts unless this one is the last.
+pub type SubjectPage = (Vec<(u64, String)>, Option<TrailPosition>);
+
+/// Every decision about one data subject, across systems, in order of the time of
+/// decision (then of recording): the (index, system) of each after the cursor
+/// position, at most `limit`, and the next cursor position when more follow.
 pub fn by_subject(
     store: &dyn Store,
     subject_ref: &str,
-    after: Option<u64>,
+    after: Option<TrailPosition>,
     limit: usize,
-) -> Result<(Vec<(u64, String)>, bool), AppError> {
-    // Keys are the subject's prefix and the entry index: read only this page (and one
+) -> Result<SubjectPage, AppError> {
+    // Keys are the subject's prefix, time and entry index: read only this page (and one
     // more row, to know whether another page follows).
     let prefix = vault::subject_prefix(subject_ref);
-    let first = after.map_or(0, |a| a.saturating_add(1));
-    let lo = [prefix.as_slice(), &first.to_be_bytes()].concat();
-    let hi = [prefix.as_slice(), &[0xff; 9]].concat();
-    let mut rows = store.vault_range(&lo, &hi, limit + 1)?;
+    let lo = match after {
+        Some((t, i)) => [prefix.as_slice(), &t.to_be_bytes(), &i.to_be_bytes(), &[0]].concat(),
+        None => prefix.clone(),
+    };
+    let hi = [prefix.as_slice(), &[0xff; 17]].concat();
+    let mut rows = store.vault_range(&lo, &hi, false, limit + 1)?;
     let more = rows.len() > limit;
     rows.truncate(limit);
     let mut out = Vec::with_capacity(rows.len());
+    let mut last = None;
     for (k, v) in rows {
-        let index = u64::from_be_bytes(k[k.len() - 8..].try_into().map_err(AppError::internal)?);
+        let pos = vault::subject_position(&k)
+            .ok_or_else(|| AppError::internal("malformed subject index key"))?;
         let row: SubjectRow = super::uncbor(&v)?;
-        out.push((index, row.system));
+        out.push((pos.1, row.system));
+        last = Some(pos);
     }
-    Ok((out, more))
+    Ok((out, if more { last } else { None }))
 }

@@ -67,7 +67,7 @@ fn shred(s: &mut Staging<'_>, index: u64) -> Result<Option<Vec<u8>>, AppError> {
     let commitment = vault::commit(&row.subject.salt(), &subject)?;
     s.vault_delete(vault::decision_key(index));
     if let Some(sub) = subject.as_str() {
-        s.vault_delete(vault::subject_key(sub, index));
+        s.vault_delete(vault::subject_key(sub, row.occurred_at, index));
     }
     s.vault_delete(vault::expiry_key(row.expires_at, index));
     Ok(Some(commitment.to_vec()))
@@ -100,7 +100,8 @@ pub fn erase_command(subject_ref: String, reason: String) -> Command<AppError> {
         let mut decisions = Vec::new();
         let mut commitments = Vec::new();
         for (k, _) in &rows {
-            let index = index_of(k)?;
+            let (_, index) = vault::subject_position(k)
+                .ok_or_else(|| AppError::internal("malformed subject index key"))?;
             if let Some(c) = shred(s, index)? {
                 decisions.push(index);
                 commitments.push(serde_bytes::ByteBuf::from(c));

@@ -98,6 +98,8 @@ pub struct DecisionVault {
     pub inputs: Option<Opening>,
     /// When the retention period ends (unix µs).
     pub expires_at: u64,
+    /// When the decision was made (unix µs): part of its subject index key.
+    pub occurred_at: u64,
 }
 
 /// The subject index key: a digest of the subject reference (the index lives in the vault).
@@ -111,11 +113,23 @@ pub(crate) fn decision_key(index: u64) -> Vec<u8> {
     k
 }
 
-pub(crate) fn subject_key(subject_ref: &str, index: u64) -> Vec<u8> {
-    let mut k = b"s/".to_vec();
-    k.extend_from_slice(&subject_digest(subject_ref));
+/// The subject index key: `s/ ‖ SHA-256(subject_ref) ‖ occurred_at ‖ index` (both
+/// big-endian), so a subject's decisions are one range in time order, and a page of
+/// them, or of one system's decisions about them, is a range read.
+pub(crate) fn subject_key(subject_ref: &str, occurred_at: u64, index: u64) -> Vec<u8> {
+    let mut k = subject_prefix(subject_ref);
+    k.extend_from_slice(&occurred_at.to_be_bytes());
     k.extend_from_slice(&index.to_be_bytes());
     k
+}
+
+/// (occurred_at, index) of a subject index key.
+pub(crate) fn subject_position(key: &[u8]) -> Option<(u64, u64)> {
+    let tail = key.get(key.len().checked_sub(16)?..)?;
+    Some((
+        u64::from_be_bytes(tail[..8].try_into().ok()?),
+        u64::from_be_bytes(tail[8..].try_into().ok()?),
+    ))
 }
 
 pub(crate) fn subject_prefix(subject_ref: &str) -> Vec<u8> {
