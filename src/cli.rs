@@ -6,7 +6,6 @@ use anyhow::Context;
 
 use crate::config::{self, Cli, Command, VerifyOpts};
 use crate::ledger::note::{NoteSigner, NoteVerifier};
-use crate::ledger::store::{SledStore, Store};
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
@@ -64,11 +63,54 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Command::Reindex(d) => {
-            let store = SledStore::open(&config::ledger_path(&d.data_dir))
-                .context("opening the ledger store")?;
-            let n = crate::reindex::reindex(&store)?;
+        Command::Reindex(o) => {
+            let store = crate::startup::open_store(
+                &o.data.data_dir,
+                o.store.database_url.as_deref(),
+                o.store.database_connections,
+                256,
+            )?;
+            let n = crate::reindex::reindex(&*store)?;
             println!("rebuilt every projection from {n} entries");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate(o) => {
+            let open = |spec: &str| {
+                if config::is_database_url(spec) {
+                    crate::startup::open_store(std::path::Path::new("."), Some(spec), 2, 256)
+                } else {
+                    crate::startup::open_store(std::path::Path::new(spec), None, 2, 256)
+                }
+            };
+            let (from, to) = (open(&o.from)?, open(&o.to)?);
+            let key = match &o.key {
+                Some(k) => NoteVerifier::parse(k).context("--key")?,
+                None => {
+                    let file = [&o.from, &o.to]
+                        .into_iter()
+                        .filter(|s| !config::is_database_url(s))
+                        .map(|s| config::key_path(std::path::Path::new(s)))
+                        .find(|p| p.exists())
+                        .context("no --key, and neither side is a data dir with a key file")?;
+                    let signing = crate::ledger::keyfile::from_pem(
+                        &std::fs::read_to_string(&file)
+                            .with_context(|| format!("reading {}", file.display()))?,
+                    )?;
+                    let origin = from
+                        .meta("origin")?
+                        .map(|o| String::from_utf8_lossy(&o).into_owned())
+                        .context("the source records no origin")?;
+                    NoteSigner::new(&origin, signing)?.verifier()
+                }
+            };
+            let r = crate::migrate::copy(&*from, &*to, &key)?;
+            println!(
+                "OK: copied {} entries, {} checkpoints, {} vault rows; projections rebuilt from the copy; root {} on both sides, and the copy verifies",
+                r.entries,
+                r.checkpoints,
+                r.vault_rows,
+                hex::encode(r.root)
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Openapi => {
@@ -103,8 +145,12 @@ fn verify(opts: VerifyOpts) -> anyhow::Result<ExitCode> {
         );
     }
     let dir = &opts.data.data_dir;
-    let store = SledStore::open(&config::ledger_path(dir))
-        .context("opening the ledger store (is a server still running on it?)")?;
+    let store = crate::startup::open_store(
+        dir,
+        opts.store.database_url.as_deref(),
+        opts.store.database_connections,
+        256,
+    )?;
     let verifier = match opts.key {
         Some(k) => NoteVerifier::parse(&k).context("--key")?,
         None => {
@@ -118,7 +164,7 @@ fn verify(opts: VerifyOpts) -> anyhow::Result<ExitCode> {
             NoteSigner::new(&origin, key)?.verifier()
         }
     };
-    match crate::ledger::verify::verify_store(&store, &verifier) {
+    match crate::ledger::verify::verify_store(&*store, &verifier) {
         Ok(r) => {
             println!(
                 "OK: {} entries, {} checkpoints, root {} ({:.2} s, {:.0} entries/s)",

@@ -26,8 +26,12 @@ pub enum Command {
     VerifyBundle(VerifyBundleOpts),
     /// An auditor's monitor of a live log: signature, consistency with the last checkpoint seen, every entry's chain.
     Audit(AuditOpts),
-    /// Rebuild every projection (register, indexes, tokens) from the log alone.
-    Reindex(DataDirOpt),
+    /// Rebuild every projection (register, indexes, tokens) from the log alone (stop
+    /// every node first).
+    Reindex(ReindexOpts),
+    /// Copy a log between backends (a data dir and PostgreSQL, either way) entry by
+    /// entry, and prove the copy's root equals the original's.
+    Migrate(MigrateOpts),
     /// Print the OpenAPI description of the HTTP API.
     Openapi,
 }
@@ -39,10 +43,52 @@ pub struct DataDirOpt {
     pub data_dir: PathBuf,
 }
 
+/// Where the log lives: the data dir (embedded sled, the default) or PostgreSQL.
+#[derive(Debug, Clone, Args)]
+pub struct StoreOpt {
+    /// Keep the log in PostgreSQL instead of the data dir, `postgres://user:password@host:port/db`;
+    /// several nodes may share one database (and must then share the signing key).
+    #[arg(long, env = "VERITRAIL_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Reader connections to PostgreSQL (the writer has its own).
+    #[arg(long, env = "VERITRAIL_DATABASE_CONNECTIONS", default_value_t = 4)]
+    pub database_connections: usize,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReindexOpts {
+    #[command(flatten)]
+    pub data: DataDirOpt,
+    #[command(flatten)]
+    pub store: StoreOpt,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MigrateOpts {
+    /// The log to copy: a data dir, or a `postgres://` URL.
+    #[arg(long)]
+    pub from: String,
+    /// Where to copy it (must hold no log yet): a data dir, or a `postgres://` URL.
+    #[arg(long)]
+    pub to: String,
+    /// The log's verifier key (`name+keyid+base64`, as `GET /v1/log/key` serves it):
+    /// every copied checkpoint must verify. Default: derived from the signing key file
+    /// of whichever side is a data dir.
+    #[arg(long, env = "VERITRAIL_KEY")]
+    pub key: Option<String>,
+}
+
+/// Is this store location a PostgreSQL URL (else a data dir)?
+pub fn is_database_url(s: &str) -> bool {
+    s.starts_with("postgres://") || s.starts_with("postgresql://")
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct ServeOpts {
     #[command(flatten)]
     pub data: DataDirOpt,
+    #[command(flatten)]
+    pub store: StoreOpt,
     /// Address to listen on.
     #[arg(long, env = "VERITRAIL_BIND", default_value = "127.0.0.1:8080")]
     pub bind: String,
@@ -81,6 +127,8 @@ pub struct ServeOpts {
 pub struct VerifyOpts {
     #[command(flatten)]
     pub data: DataDirOpt,
+    #[command(flatten)]
+    pub store: StoreOpt,
     /// Verifier key (`name+keyid+base64`); default: derived from the data dir's key file.
     #[arg(long, env = "VERITRAIL_KEY")]
     pub key: Option<String>,

@@ -8,6 +8,7 @@ pub mod config;
 pub mod error;
 pub mod evaluators;
 pub mod ledger;
+pub mod migrate;
 pub mod projection;
 pub mod register;
 pub mod reindex;

@@ -10,6 +10,7 @@ use crate::api::{AppState, State};
 use crate::config::{self, ServeOpts};
 use crate::ledger::keyfile;
 use crate::ledger::note::NoteSigner;
+use crate::ledger::pg_store::PgStore;
 use crate::ledger::store::{SledStore, Store};
 use crate::ledger::{Ledger, WriterHandle};
 use crate::telemetry::Metrics;
@@ -32,6 +33,9 @@ pub struct OpenOpts {
     pub full_check: bool,
     /// Page cache for the log, MiB.
     pub cache_mb: u64,
+    /// PostgreSQL instead of the data dir's sled store.
+    pub database_url: Option<String>,
+    pub database_connections: usize,
 }
 
 impl Default for OpenOpts {
@@ -42,6 +46,8 @@ impl Default for OpenOpts {
             body_limit: 16 * 1024 * 1024,
             full_check: false,
             cache_mb: 256,
+            database_url: None,
+            database_connections: 4,
         }
     }
 }
@@ -58,6 +64,24 @@ fn create_private_dir(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The log's store: PostgreSQL when a database URL is given, else sled in the data dir.
+pub fn open_store(
+    data_dir: &Path,
+    database_url: Option<&str>,
+    connections: usize,
+    cache_mb: u64,
+) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(match database_url {
+        Some(url) => {
+            Arc::new(PgStore::open(url, connections).context("opening the PostgreSQL store")?)
+        }
+        None => Arc::new(
+            SledStore::open_with_cache(&config::ledger_path(data_dir), cache_mb << 20)
+                .context("opening the ledger store (is a server still running on it?)")?,
+        ),
+    })
+}
+
 /// Open (or create) the service's data dir and start the writer.
 pub async fn open(data_dir: &Path, opts: &OpenOpts) -> anyhow::Result<Service> {
     create_private_dir(data_dir)?;
@@ -71,10 +95,12 @@ pub async fn open(data_dir: &Path, opts: &OpenOpts) -> anyhow::Result<Service> {
             key
         }
     };
-    let store = Arc::new(
-        SledStore::open_with_cache(&config::ledger_path(data_dir), opts.cache_mb << 20)
-            .context("opening the ledger store")?,
-    );
+    let store = open_store(
+        data_dir,
+        opts.database_url.as_deref(),
+        opts.database_connections,
+        opts.cache_mb,
+    )?;
     let stored_origin = store
         .meta("origin")?
         .map(|o| String::from_utf8_lossy(&o).into_owned());
@@ -118,28 +144,39 @@ async fn bootstrap_admin(state: &State, data_dir: &Path) -> anyhow::Result<Optio
         return Ok(None);
     }
     let path = config::admin_token_path(data_dir);
-    let secret = if path.exists() {
+    let (secret, written) = if path.exists() {
         keyfile::check_private(&path)?;
-        std::fs::read_to_string(&path)?.trim().to_owned()
+        (std::fs::read_to_string(&path)?.trim().to_owned(), false)
     } else {
         let s = tokens::new_secret();
         keyfile::write_secret_file(&path, format!("{s}\n").as_bytes())
             .with_context(|| format!("writing {}", path.display()))?;
-        s
+        (s, true)
     };
-    state
+    match state
         .ledger
         .append(
             "veritrail",
             tokens::create_command("admin".into(), Role::Admin, tokens::secret_hash(&secret)),
         )
         .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "creating the admin token: {}",
-                crate::error::AppError::from(e)
-            )
-        })?;
+    {
+        Ok(_) => {}
+        Err(crate::ledger::AppendError::Rejected(e))
+            if e.code == crate::error::ErrorCode::AlreadyExists =>
+        {
+            // Another node sharing the database created it first: its data dir has the secret.
+            if written {
+                std::fs::remove_file(&path).ok();
+            }
+            tracing::info!("the admin token was created by another node");
+            return Ok(None);
+        }
+        Err(e) => bail!(
+            "creating the admin token: {}",
+            crate::error::AppError::from(e)
+        ),
+    }
     tracing::info!(path = %path.display(), "created the admin token; its secret is in this file");
     eprintln!("admin token written to {}", path.display());
     Ok(Some(secret))
@@ -153,6 +190,8 @@ pub async fn serve(opts: ServeOpts) -> anyhow::Result<()> {
         body_limit: opts.body_limit,
         full_check: opts.full_check,
         cache_mb: opts.cache_mb,
+        database_url: opts.store.database_url.clone(),
+        database_connections: opts.store.database_connections,
     };
     let svc = open(&opts.data.data_dir, &open_opts).await?;
     let state = svc.state.clone();

@@ -2,7 +2,9 @@
 //! opaque entry bodies produced by commands, proves them, and signs checkpoints.
 //!
 //! Invariants:
-//! - the sequencer thread is the only writer of the store;
+//! - the sequencer thread is the only writer of the store in a process; nodes sharing
+//!   a store (PostgreSQL) serialise their batches on the store's head lock, and a node
+//!   signs only a tree that extends the one it last knew;
 //! - an entry is visible to readers (and a receipt is sent) only after the batch that
 //!   holds it is durable and its checkpoint is published;
 //! - the log never signs two inconsistent checkpoints: each batch extends the tree the
@@ -13,6 +15,7 @@ pub mod export;
 pub mod keyfile;
 pub mod merkle;
 pub mod note;
+pub mod pg_store;
 pub mod sequencer;
 pub mod store;
 pub mod tiles;
@@ -55,7 +58,13 @@ pub struct Ledger<E> {
     tx: mpsc::Sender<Job<E>>,
     cache: Arc<TileCache>,
     poisoned: Arc<std::sync::atomic::AtomicBool>,
+    /// When the published checkpoint was last compared with a shared store's (unix µs).
+    refreshed: Arc<std::sync::atomic::AtomicU64>,
 }
+
+/// How far a node's view of a shared log may trail the store: it re-reads the head
+/// when a reader asks and this long has passed since it last did.
+pub const SHARED_REFRESH_MICROS: u64 = 20_000;
 
 impl<E> Clone for Ledger<E> {
     fn clone(&self) -> Self {
@@ -66,6 +75,7 @@ impl<E> Clone for Ledger<E> {
             tx: self.tx.clone(),
             cache: self.cache.clone(),
             poisoned: self.poisoned.clone(),
+            refreshed: self.refreshed.clone(),
         }
     }
 }
@@ -100,7 +110,22 @@ impl<E: Send + 'static> Ledger<E> {
             }
             _ => {}
         }
-        let (state, published) = match store.head()? {
+        // A shared store may be opened by another node at the same time: the empty log
+        // is created under the head lock, once.
+        let head = match store.head()? {
+            Some(h) => Some(h),
+            None => {
+                let removed = store.truncate_entries(0)?;
+                if removed > 0 {
+                    tracing::warn!(
+                        removed,
+                        "discarded entries written without a head (an interrupted first batch)"
+                    );
+                }
+                store.lock_head()?
+            }
+        };
+        let (state, published) = match head {
             None => {
                 // A new log: record its origin and sign the empty tree.
                 let root = merkle::empty_root();
@@ -118,15 +143,8 @@ impl<E: Send + 'static> Ledger<E> {
                     last_time: 0,
                     last_leaf: [0; 32],
                 };
-                let removed = store.truncate_entries(0)?;
-                if removed > 0 {
-                    tracing::warn!(
-                        removed,
-                        "discarded entries written without a head (an interrupted first batch)"
-                    );
-                }
                 store.commit(CommitBatch {
-                    checkpoint: Some((0, note.clone())),
+                    checkpoints: vec![(0, note.clone())],
                     head: Some(head),
                     meta: vec![(META_ORIGIN.into(), signer.name().as_bytes().to_vec())],
                     ..Default::default()
@@ -146,7 +164,10 @@ impl<E: Send + 'static> Ledger<E> {
                     },
                 )
             }
-            Some(head) => recover(&*store, &verifier, head)?,
+            Some(head) => {
+                store.release()?;
+                recover(&*store, &verifier, head)?
+            }
         };
         let settled = store.vault_recover(state.head.size)?;
         if settled > 0 {
@@ -182,6 +203,7 @@ impl<E: Send + 'static> Ledger<E> {
                 tx,
                 cache,
                 poisoned,
+                refreshed: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             },
             WriterHandle(handle),
         ))
@@ -238,7 +260,60 @@ impl<E> Ledger<E> {
 
     /// The latest published checkpoint.
     pub fn latest(&self) -> Published {
+        self.refresh();
         self.published.read().expect("published lock").clone()
+    }
+
+    /// On a shared store, publish what other nodes appended (at most every
+    /// [`SHARED_REFRESH_MICROS`], by one reader at a time).
+    fn refresh(&self) {
+        use std::sync::atomic::Ordering;
+        if !self.store.shared() {
+            return;
+        }
+        let now = sequencer::now_micros();
+        let last = self.refreshed.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < SHARED_REFRESH_MICROS
+            || self
+                .refreshed
+                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        if let Err(e) = self.pull() {
+            tracing::error!(error = %e, "cannot read the shared log's head");
+        }
+    }
+
+    /// Publish the store's checkpoint if it is newer, once its signature verifies.
+    fn pull(&self) -> Result<(), LedgerError> {
+        let Some(head) = self.store.head()? else {
+            return Ok(());
+        };
+        if head.size <= self.published.read().expect("published lock").size {
+            return Ok(());
+        }
+        let note = self.store.checkpoint(head.size)?.ok_or_else(|| {
+            LedgerError::Invalid(format!("no checkpoint stored at size {}", head.size))
+        })?;
+        let cp = Checkpoint::open(&note, &self.verifier)
+            .map_err(|e| LedgerError::Invalid(format!("stored checkpoint: {e}")))?;
+        if cp.size != head.size || cp.root != head.root {
+            return Err(LedgerError::Invalid(
+                "the stored head disagrees with its checkpoint".into(),
+            ));
+        }
+        sequencer::publish(
+            &self.published,
+            Published {
+                size: head.size,
+                root: head.root,
+                note,
+                signed_at: sequencer::now_micros(),
+            },
+        );
+        Ok(())
     }
 
     /// The stored checkpoint signed at `size`, if any.
@@ -252,6 +327,7 @@ impl<E> Ledger<E> {
     /// Entry bytes at `index`, if published.
     /// The size of the latest published checkpoint.
     pub fn size(&self) -> u64 {
+        self.refresh();
         self.published.read().expect("published lock").size
     }
 
@@ -429,6 +505,42 @@ impl<E> From<StoreError> for RebuildError<E> {
     }
 }
 
+/// The writer's state at `head`, from the stored tiles: the right edge of the tile
+/// store, and the frontier, whose root must be the head's.
+pub(crate) fn writer_state(store: &dyn Store, head: Head) -> Result<WriterState, LedgerError> {
+    let bad = |index: u64, reason: String| LedgerError::Inconsistent { index, reason };
+    let tiles = TileBuilder::load(
+        head.size,
+        |id| store.tile(id),
+        |id| StoreError::Corrupt(format!("tile {id:?} is missing")),
+    )?;
+    let mut reader = TileReader::new(|id| store.tile(id));
+    let mut frontier = merkle::Frontier::new();
+    // The frontier is rebuilt from the perfect subtrees that make up `size`.
+    let mut start = 0u64;
+    for bit in (0..64).rev() {
+        let len = 1u64 << bit;
+        if head.size & len != 0 {
+            let h = reader
+                .node(bit as u8, start >> bit)
+                .map_err(|e| bad(start, e.to_string()))?;
+            frontier.push_subtree(bit as u8, h);
+            start += len;
+        }
+    }
+    if frontier.root() != head.root {
+        return Err(bad(
+            head.size.saturating_sub(1),
+            "stored tree hashes do not reproduce the head's root".into(),
+        ));
+    }
+    Ok(WriterState {
+        head,
+        frontier_tiles: tiles,
+        frontier,
+    })
+}
+
 /// Recovery on open: the head must agree with the last signed checkpoint, the tiles
 /// must reproduce its root, and the tail written since the previous checkpoint must
 /// chain and hash to what the tiles hold. Entries beyond the head (never acknowledged)
@@ -464,11 +576,6 @@ fn recover(
             "discarded entry batches beyond the head (never acknowledged)"
         );
     }
-    let tiles = TileBuilder::load(
-        head.size,
-        |id| store.tile(id),
-        |id| StoreError::Corrupt(format!("tile {id:?} is missing")),
-    )?;
     let mut reader = TileReader::new(|id| store.tile(id));
     let root = merkle::root(&mut reader, head.size)
         .map_err(|e| bad(head.size.saturating_sub(1), e.to_string()))?;
@@ -542,24 +649,7 @@ fn recover(
             "last leaf disagrees with the head".into(),
         ));
     }
-    let mut frontier = merkle::Frontier::new();
-    // The frontier is rebuilt from the perfect subtrees that make up `size`.
-    let mut start = 0u64;
-    for bit in (0..64).rev() {
-        let len = 1u64 << bit;
-        if head.size & len != 0 {
-            let h = reader
-                .node(bit as u8, start >> bit)
-                .map_err(|e| bad(start, e.to_string()))?;
-            frontier.push_subtree(bit as u8, h);
-            start += len;
-        }
-    }
-    let state = WriterState {
-        head,
-        frontier_tiles: tiles,
-        frontier,
-    };
+    let state = writer_state(store, head)?;
     Ok((
         state,
         Published {

@@ -247,6 +247,14 @@ pub(crate) struct WriterState {
     pub frontier: Frontier,
 }
 
+/// Publish a checkpoint to readers unless a larger one already is.
+pub(crate) fn publish(to: &RwLock<Published>, p: Published) {
+    let mut cur = to.write().expect("published lock");
+    if p.size >= cur.size {
+        *cur = p;
+    }
+}
+
 pub fn now_micros() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -308,7 +316,82 @@ impl<E: Send + 'static> Sequencer<E> {
         }
     }
 
+    /// On a shared store: take the head lock and, when another node advanced the log
+    /// since this one last wrote, load its new right edge, after checking that the
+    /// stored tree still holds the tree this node last knew (so the checkpoint this
+    /// batch signs is consistent with every earlier one) and that the stored
+    /// checkpoint verifies.
+    fn sync_with_store(&mut self) -> Result<(), StoreError> {
+        let head = self
+            .store
+            .lock_head()?
+            .ok_or_else(|| StoreError::Corrupt("the shared log has no head".into()))?;
+        if head == self.state.head {
+            return Ok(());
+        }
+        let corrupt = |what: String| StoreError::Corrupt(what);
+        let old = self.state.head;
+        if head.size <= old.size {
+            return Err(corrupt(format!(
+                "the stored head (size {}) does not extend the one this node wrote or read (size {})",
+                head.size, old.size
+            )));
+        }
+        let store = self.store.clone();
+        let mut reader = TileReader::with_cache(|id| store.tile(id), &self.cache);
+        if old.size > 0 {
+            let root = merkle::root(&mut reader, old.size).map_err(|e| corrupt(e.to_string()))?;
+            if root != old.root {
+                return Err(corrupt(format!(
+                    "the stored tree at size {} is not the one this node knew: refusing to sign",
+                    old.size
+                )));
+            }
+        }
+        let state = super::writer_state(&*self.store, head).map_err(|e| corrupt(e.to_string()))?;
+        let note = self
+            .store
+            .checkpoint(head.size)?
+            .ok_or_else(|| corrupt(format!("no checkpoint stored at size {}", head.size)))?;
+        let cp = Checkpoint::open(&note, &self.signer.verifier())
+            .map_err(|e| corrupt(format!("stored checkpoint at size {}: {e}", head.size)))?;
+        if cp.size != head.size || cp.root != head.root {
+            return Err(corrupt(
+                "the stored head disagrees with its checkpoint".into(),
+            ));
+        }
+        self.state = state;
+        publish(
+            &self.published,
+            Published {
+                size: head.size,
+                root: head.root,
+                note,
+                signed_at: now_micros(),
+            },
+        );
+        Ok(())
+    }
+
     fn sequence(&mut self, jobs: Vec<Job<E>>) -> Result<(), StoreError> {
+        let shared = self.store.shared();
+        if shared {
+            if let Err(e) = self.sync_with_store() {
+                // Nothing was written; this node stays as it was and tries again with
+                // the next batch.
+                let _ = self.store.release();
+                tracing::error!(error = %e, "cannot take or check the shared log's head");
+                for j in jobs {
+                    let n = j.requests.len();
+                    let _ = j.reply.send(
+                        (0..n)
+                            .map(|_| Err(AppendError::Storage(e.to_string())))
+                            .collect(),
+                    );
+                }
+                return Ok(());
+            }
+        }
         let time = now_micros().max(self.state.head.last_time);
         let first_index = self.state.head.size;
         let mut overlay: Writes = BTreeMap::new();
@@ -404,6 +487,10 @@ impl<E: Send + 'static> Sequencer<E> {
         }
 
         let mut result = Ok(());
+        let mut signed: Option<(u64, String)> = None;
+        if entries.is_empty() && shared {
+            self.store.release()?;
+        }
         if !entries.is_empty() {
             let size = first_index + entries.len() as u64;
             let root = frontier.root();
@@ -422,7 +509,7 @@ impl<E: Send + 'static> Sequencer<E> {
                 first_index,
                 entries,
                 tiles: tiles.take_dirty(),
-                checkpoint: Some((size, note.clone())),
+                checkpoints: vec![(size, note.clone())],
                 head: Some(head),
                 projections,
                 vault,
@@ -435,12 +522,16 @@ impl<E: Send + 'static> Sequencer<E> {
                         frontier_tiles: tiles,
                         frontier,
                     };
-                    *self.published.write().expect("published lock") = Published {
-                        size,
-                        root,
-                        note,
-                        signed_at: now_micros(),
-                    };
+                    signed = Some((size, note.clone()));
+                    publish(
+                        &self.published,
+                        Published {
+                            size,
+                            root,
+                            note,
+                            signed_at: now_micros(),
+                        },
+                    );
                     (self.metrics)(size as usize - first_index as usize);
                 }
                 Err(e) => {
@@ -452,19 +543,32 @@ impl<E: Send + 'static> Sequencer<E> {
                             }
                         }
                     }
-                    result = Err(e);
+                    if shared {
+                        // The transaction rolled back (or, if the connection died while
+                        // committing, may have landed): the next round re-reads the head.
+                        tracing::error!(error = %e, "batch not committed to the shared log");
+                    } else {
+                        result = Err(e);
+                    }
                 }
             }
         }
 
-        // Receipts: all proofs of this batch against the one checkpoint, sharing tiles and nodes.
-        let published = self.published.read().expect("published lock").clone();
+        // Receipts: all proofs of this batch against the one checkpoint, sharing tiles
+        // and nodes (this batch's own checkpoint; for a batch of replays only, the latest).
+        let (proof_size, proof_note) = match signed {
+            Some(s) => s,
+            None => {
+                let p = self.published.read().expect("published lock");
+                (p.size, p.note.clone())
+            }
+        };
         let store = self.store.clone();
         let mut reader = TileReader::with_cache(|id| store.tile(id), &self.cache);
         let leaf_of =
             |index: u64, reader: &mut TileReader<_>| -> Result<(Hash, Vec<Hash>), String> {
                 let leaf = merkle::NodeSource::node(reader, 0, index).map_err(|e| e.to_string())?;
-                let proof = merkle::inclusion_proof(reader, index, published.size)
+                let proof = merkle::inclusion_proof(reader, index, proof_size)
                     .map_err(|e| e.to_string())?;
                 Ok((leaf, proof))
             };
@@ -482,8 +586,8 @@ impl<E: Send + 'static> Sequencer<E> {
                     Ok(Receipt {
                         index: i,
                         leaf_hash,
-                        tree_size: published.size,
-                        checkpoint: published.note.clone(),
+                        tree_size: proof_size,
+                        checkpoint: proof_note.clone(),
                         inclusion_proof,
                         appended,
                     })

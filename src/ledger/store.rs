@@ -73,8 +73,9 @@ pub struct CommitBatch {
     pub first_index: u64,
     pub entries: Vec<Vec<u8>>,
     pub tiles: Vec<(TileId, Vec<u8>)>,
-    /// (tree size, signed note) of the checkpoint this batch yields.
-    pub checkpoint: Option<(u64, String)>,
+    /// (tree size, signed note) of the checkpoint this batch yields (a copied log
+    /// brings several).
+    pub checkpoints: Vec<(u64, String)>,
     pub head: Option<Head>,
     /// Projection writes (`None` deletes), in the projections' own key space.
     pub projections: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
@@ -91,6 +92,21 @@ pub type Rows = Vec<(Vec<u8>, Vec<u8>)>;
 /// number of readers.
 pub trait Store: Send + Sync + 'static {
     fn head(&self) -> StoreResult<Option<Head>>;
+    /// True when other processes may append to the same log (a database shared by
+    /// several nodes): the writer then takes the head lock before every batch and
+    /// readers refresh the published checkpoint from the store.
+    fn shared(&self) -> bool {
+        false
+    }
+    /// Begin a write round: take the log-head lock (a shared backend holds it until
+    /// `commit` or `release`) and return the head as stored.
+    fn lock_head(&self) -> StoreResult<Option<Head>> {
+        self.head()
+    }
+    /// End a write round that commits nothing, releasing the head lock.
+    fn release(&self) -> StoreResult<()> {
+        Ok(())
+    }
     fn meta(&self, name: &str) -> StoreResult<Option<Vec<u8>>>;
     /// Entries `[start, end)`; fewer when the log ends earlier.
     fn entries(&self, start: u64, end: u64) -> StoreResult<Vec<Vec<u8>>>;
@@ -472,7 +488,7 @@ impl Store for SledStore {
         for (id, bytes) in batch.tiles {
             b.insert(&tile_key(id)[..], bytes);
         }
-        if let Some((size, note)) = batch.checkpoint {
+        for (size, note) in batch.checkpoints {
             b.insert(&key_u64(P_CHECKPOINT, size)[..], note.into_bytes());
         }
         for (k, v) in batch.projections {

@@ -493,8 +493,11 @@ fn subject_trail(
     }
     let mut out = Vec::new();
     let mut scanned = 0usize;
-    let chunk = (f.limit * 2).max(64);
+    // A subject's rows are mostly of one system: a page usually takes one read.
+    let chunk = f.limit + 1;
     let mut last = None;
+    // Trail rows are read only for the filters that need them.
+    let check_rows = f.model_version.is_some() || f.outcome.is_some();
     while lo < hi && scanned < MAX_SCAN {
         let rows = store.vault_range(&lo, &hi, f.newest_first, chunk)?;
         let exhausted = rows.len() < chunk;
@@ -512,15 +515,19 @@ fn subject_trail(
             if super::uncbor::<SubjectRow>(v)?.system != system {
                 continue;
             }
-            let Some(raw) = store.get(&trail_key(system, pos.0, pos.1))? else {
-                continue;
+            let keep = !check_rows || {
+                match store.get(&trail_key(system, pos.0, pos.1))? {
+                    Some(raw) => {
+                        let row: TrailRow = super::uncbor(&raw)?;
+                        f.model_version
+                            .as_ref()
+                            .is_none_or(|m| *m == row.model_version)
+                            && f.outcome.as_ref().is_none_or(|o| *o == row.output_digest)
+                    }
+                    None => false,
+                }
             };
-            let row: TrailRow = super::uncbor(&raw)?;
-            if f.model_version
-                .as_ref()
-                .is_none_or(|m| *m == row.model_version)
-                && f.outcome.as_ref().is_none_or(|o| *o == row.output_digest)
-            {
+            if keep {
                 out.push(pos.1);
                 if out.len() == f.limit {
                     return Ok((out, Some(pos)));
