@@ -4,42 +4,19 @@
 //! exactly once, with its vault data; a write that was not acknowledged is recorded
 //! whole or leaves nothing behind; and the offline `verify` must pass.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
-const BIN: &str = env!("CARGO_BIN_EXE_veritrail");
+mod common;
 
-/// Start `veritrail serve` on a free port; return the child and its base URL.
-fn start(dir: &std::path::Path) -> (Child, String) {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
-        .arg(dir)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start veritrail");
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let url = loop {
-        assert!(Instant::now() < deadline, "server did not start");
-        let line = lines
-            .next()
-            .expect("server exited before listening")
-            .unwrap();
-        if let Some(rest) = line.strip_prefix("veritrail listening on ") {
-            break rest.trim().to_owned();
-        }
-    };
-    // Keep draining stderr so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (child, url)
+use common::BIN;
+
+fn start(backend: &common::Backend) -> (Child, String) {
+    common::start_server(backend, &[])
 }
 
 fn sigterm(child: &Child) {
@@ -48,51 +25,6 @@ fn sigterm(child: &Child) {
         .status()
         .unwrap();
     assert!(status.success());
-}
-
-/// Tokens, a system and a deployed version to log decisions against: (pipeline, auditor).
-fn setup_system(url: &str, admin: &str) -> (String, String) {
-    let client = reqwest::blocking::Client::new();
-    let post = |path: &str, token: &str, body: Value| -> Value {
-        let r = client
-            .post(format!("{url}{path}"))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .unwrap();
-        assert!(r.status().is_success(), "{path}: {}", r.status());
-        r.json().unwrap()
-    };
-    let token = |name: &str, role: &str| {
-        post("/v1/tokens", admin, json!({"name": name, "role": role}))["token"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
-    let (pipeline, officer, officer2, auditor) = (
-        token("crash-pipeline", "pipeline"),
-        token("crash-officer", "officer"),
-        token("crash-officer2", "officer"),
-        token("crash-auditor", "auditor"),
-    );
-    let sys = json!({"id": "crash", "name": "Crash", "purpose": "crash test", "owner": {"name": "O", "email": "o@example.com"}, "risk_class": "limited"});
-    post("/v1/systems", &officer, sys);
-    post(
-        "/v1/systems/crash/models",
-        &pipeline,
-        json!({"version": "1", "artifact_sha256": "a".repeat(64), "training_data": {"ref": "r", "sha256": "b".repeat(64)}}),
-    );
-    post(
-        "/v1/systems/crash/models/1/reviews",
-        &officer2,
-        json!({"outcome": "approved", "rationale": "ok"}),
-    );
-    post(
-        "/v1/systems/crash/models/1/deployments",
-        &pipeline,
-        json!({}),
-    );
-    (pipeline, auditor)
 }
 
 type Acked = Arc<Mutex<Vec<(String, u64)>>>;
@@ -156,7 +88,8 @@ fn writer(
 
 #[test]
 fn kill_9_under_load_loses_no_acknowledged_write() {
-    let dir = tempfile::tempdir().unwrap();
+    let backend = common::Backend::new();
+    eprintln!("crash harness on {}", backend.name());
     let rounds = std::env::var("VERITRAIL_CRASH_ROUNDS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -166,13 +99,13 @@ fn kill_9_under_load_loses_no_acknowledged_write() {
     let mut setup: Option<(String, String)> = None;
     let mut seed = 0x2545f4914f6cdd1du64;
     for round in 0..rounds {
-        let (mut child, url) = start(dir.path());
-        let admin = std::fs::read_to_string(dir.path().join("admin-token"))
+        let (mut child, url) = start(&backend);
+        let admin = std::fs::read_to_string(backend.path().join("admin-token"))
             .unwrap()
             .trim()
             .to_owned();
         let (pipeline, auditor) = setup
-            .get_or_insert_with(|| setup_system(&url, &admin))
+            .get_or_insert_with(|| common::setup_system_http(&url, &admin))
             .clone();
         let stop = Arc::new(AtomicBool::new(false));
         let (tok, dec): (Acked, Acked) = Default::default();
@@ -231,7 +164,7 @@ fn kill_9_under_load_loses_no_acknowledged_write() {
         lost_decisions.extend(std::mem::take(&mut *lost.lock().unwrap()));
 
         // Restart: every acknowledged write is there, at its receipt's index, once.
-        let (child2, url) = start(dir.path());
+        let (child2, url) = start(&backend);
         child = child2;
         let client = reqwest::blocking::Client::new();
         let tokens: Value = client
@@ -314,8 +247,8 @@ fn kill_9_under_load_loses_no_acknowledged_write() {
         let status = child.wait().unwrap();
         assert!(status.success(), "graceful stop failed: {status:?}");
         let out = Command::new(BIN)
-            .args(["verify", "--data-dir"])
-            .arg(dir.path())
+            .arg("verify")
+            .args(backend.args())
             .output()
             .unwrap();
         assert!(

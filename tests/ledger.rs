@@ -1,11 +1,14 @@
-//! The ledger core on a real sled store in a temp dir, with real signatures.
+//! The ledger core on a real store (sled in a temp dir, or PostgreSQL on that run),
+//! with real signatures.
+
+mod common;
 
 use std::sync::Arc;
 
 use veritrail::ledger::keyfile;
 use veritrail::ledger::merkle::{self, verify_consistency, verify_inclusion};
 use veritrail::ledger::note::{Checkpoint, NoteSigner, NoteVerifier};
-use veritrail::ledger::store::{SledStore, Store};
+use veritrail::ledger::store::Store;
 use veritrail::ledger::verify::verify_store;
 use veritrail::ledger::{entry, AppendError, Command, Draft, Ledger, LedgerError, Prepared};
 
@@ -98,21 +101,21 @@ fn cmd(n: u64) -> Command<String> {
 }
 
 fn open(
-    dir: &std::path::Path,
+    backend: &common::Backend,
 ) -> (
     Ledger<String>,
     veritrail::ledger::WriterHandle,
-    Arc<SledStore>,
+    Arc<dyn Store>,
 ) {
-    let store = Arc::new(SledStore::open(dir).unwrap());
+    let store = backend.open();
     let (l, h) = Ledger::open(store.clone(), signer(), Arc::new(|_| {})).unwrap();
     (l, h, store)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_appends_get_verifiable_receipts_and_survive_reopen() {
-    let dir = tempfile::tempdir().unwrap();
-    let (ledger, writer, store) = open(dir.path());
+    let backend = common::Backend::new();
+    let (ledger, writer, store) = open(&backend);
     let v = ledger.verifier().clone();
     let mut tasks = Vec::new();
     for t in 0..16u64 {
@@ -168,7 +171,7 @@ async fn concurrent_appends_get_verifiable_receipts_and_survive_reopen() {
     writer.join();
     drop(store);
     // Reopen: recovery accepts it and appends continue the same chain.
-    let (ledger, writer, store) = open(dir.path());
+    let (ledger, writer, store) = open(&backend);
     assert_eq!(ledger.latest().size, 800);
     let r = ledger.append("tester", cmd(9)).await.unwrap();
     assert_eq!(r.index, 800);
@@ -186,8 +189,8 @@ async fn concurrent_appends_get_verifiable_receipts_and_survive_reopen() {
 
 #[tokio::test]
 async fn a_rejected_command_appends_nothing_and_others_in_the_batch_land() {
-    let dir = tempfile::tempdir().unwrap();
-    let (ledger, writer, _store) = open(dir.path());
+    let backend = common::Backend::new();
+    let (ledger, writer, _store) = open(&backend);
     let reqs = vec![
         veritrail::ledger::AppendRequest {
             actor: "a".into(),
@@ -218,8 +221,8 @@ async fn a_rejected_command_appends_nothing_and_others_in_the_batch_land() {
 #[test]
 fn written_entries_match_the_cddl_schema() {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let (ledger, writer, _s) = open(dir.path());
+    let backend = common::Backend::new();
+    let (ledger, writer, _s) = open(&backend);
     rt.block_on(async {
         for i in 0..3 {
             ledger.append("tester", cmd(i)).await.unwrap();
@@ -236,41 +239,9 @@ fn written_entries_match_the_cddl_schema() {
     writer.join();
 }
 
-/// Tamper with stored entry bundles directly in sled, as an attacker with disk access would.
-fn tamper(dir: &std::path::Path, f: impl FnOnce(&mut Vec<Vec<u8>>)) {
-    let db = sled::open(dir).unwrap();
-    let tree = db.open_tree("ledger").unwrap();
-    // Gather all entries, let `f` change them, and write them back as one bundle per old key.
-    let mut keys = Vec::new();
-    let mut entries = Vec::new();
-    for kv in tree.scan_prefix(b"e") {
-        let (k, v) = kv.unwrap();
-        keys.push(k);
-        let mut pos = 0;
-        while pos < v.len() {
-            let len = u32::from_be_bytes(v[pos..pos + 4].try_into().unwrap()) as usize;
-            entries.push(v[pos + 4..pos + 4 + len].to_vec());
-            pos += 4 + len;
-        }
-    }
-    f(&mut entries);
-    for k in keys {
-        tree.remove(k).unwrap();
-    }
-    let mut bundle = Vec::new();
-    for e in &entries {
-        bundle.extend_from_slice(&(e.len() as u32).to_be_bytes());
-        bundle.extend_from_slice(e);
-    }
-    let mut k = vec![b'e'];
-    k.extend_from_slice(&0u64.to_be_bytes());
-    tree.insert(k, bundle).unwrap();
-    db.flush().unwrap();
-}
-
-fn build_log(dir: &std::path::Path, n: u64) {
+fn build_log(backend: &common::Backend, n: u64) {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let (ledger, writer, _s) = open(dir);
+    let (ledger, writer, _s) = open(backend);
     rt.block_on(async {
         for i in 0..n {
             ledger.append("tester", cmd(i)).await.unwrap();
@@ -280,9 +251,9 @@ fn build_log(dir: &std::path::Path, n: u64) {
     writer.join();
 }
 
-fn first_bad_index(dir: &std::path::Path) -> u64 {
-    let store = SledStore::open(dir).unwrap();
-    match verify_store(&store, &signer().verifier()) {
+fn first_bad_index(backend: &common::Backend) -> u64 {
+    let store = backend.open();
+    match verify_store(&*store, &signer().verifier()) {
         Err(LedgerError::Inconsistent { index, .. }) => index,
         other => panic!("tampering not caught: {other:?}"),
     }
@@ -297,7 +268,7 @@ fn verify_catches_a_flipped_byte_a_deleted_entry_and_a_swap() {
             Box::new(|e: &mut Vec<Vec<u8>>| {
                 let last = e[5].len() - 3;
                 e[5][last] ^= 0x20;
-            }) as Box<dyn FnOnce(&mut Vec<Vec<u8>>)>,
+            }) as Box<dyn FnOnce(&mut Vec<Vec<u8>>) + Send>,
         ),
         (
             "delete",
@@ -308,21 +279,20 @@ fn verify_catches_a_flipped_byte_a_deleted_entry_and_a_swap() {
         ),
         ("swap", 3, Box::new(|e: &mut Vec<Vec<u8>>| e.swap(3, 7))),
     ] {
-        let dir = tempfile::tempdir().unwrap();
-        build_log(dir.path(), 10);
+        let backend = common::Backend::new();
+        build_log(&backend, 10);
         assert_eq!(
-            verify_store(&SledStore::open(dir.path()).unwrap(), &signer().verifier())
+            verify_store(&*backend.open(), &signer().verifier())
                 .unwrap()
                 .entries,
             10
         );
-        tamper(dir.path(), f);
-        assert_eq!(first_bad_index(dir.path()), want, "{name}");
+        backend.tamper_entries(f);
+        assert_eq!(first_bad_index(&backend), want, "{name}");
         if name == "delete" {
             // Recovery checks the tail since the previous checkpoint against the tiles and
             // the head; a deletion shortens the whole log, which that check always sees.
-            let store = Arc::new(SledStore::open(dir.path()).unwrap());
-            let err = Ledger::<String>::open(store, signer(), Arc::new(|_| {})).err();
+            let err = Ledger::<String>::open(backend.open(), signer(), Arc::new(|_| {})).err();
             assert!(
                 matches!(err, Some(LedgerError::Inconsistent { .. })),
                 "{name}: {err:?}"
@@ -333,14 +303,13 @@ fn verify_catches_a_flipped_byte_a_deleted_entry_and_a_swap() {
 
 #[test]
 fn recovery_refuses_a_tail_that_disagrees_with_the_checkpoint() {
-    let dir = tempfile::tempdir().unwrap();
-    build_log(dir.path(), 10);
-    tamper(dir.path(), |e| {
+    let backend = common::Backend::new();
+    build_log(&backend, 10);
+    backend.tamper_entries(|e| {
         let last = e[9].len() - 3;
         e[9][last] ^= 0x20;
     });
-    let store = Arc::new(SledStore::open(dir.path()).unwrap());
-    match Ledger::<String>::open(store, signer(), Arc::new(|_| {})) {
+    match Ledger::<String>::open(backend.open(), signer(), Arc::new(|_| {})) {
         Err(LedgerError::Inconsistent { index, reason }) => assert_eq!(index, 9, "{reason}"),
         Err(e) => panic!("wrong error {e}"),
         Ok(_) => panic!("opened a tampered log"),

@@ -2,29 +2,14 @@
 //! audited across runs, then a server whose storage was tampered with, a forked state
 //! and a wrong key — each an alert with a non-zero exit.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
-const BIN: &str = env!("CARGO_BIN_EXE_veritrail");
+mod common;
 
-fn start(dir: &std::path::Path) -> (Child, String) {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
-        .arg(dir)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let url = loop {
-        let line = lines.next().expect("server exited early").unwrap();
-        if let Some(rest) = line.strip_prefix("veritrail listening on ") {
-            break rest.trim().to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    (child, url)
+use common::BIN;
+
+fn start(backend: &common::Backend) -> (Child, String) {
+    common::start_server(backend, &[])
 }
 
 fn stop(mut child: Child) {
@@ -66,11 +51,11 @@ fn audit(url: &str, key: &str, token: &str, state: &std::path::Path) -> (i32, St
 
 #[test]
 fn monitor_follows_a_live_log_and_alerts_on_tampering() {
-    let dir = tempfile::tempdir().unwrap();
+    let backend = common::Backend::new();
     let work = tempfile::tempdir().unwrap();
     let state = work.path().join("audit-state.json");
-    let (child, url) = start(dir.path());
-    let admin = std::fs::read_to_string(dir.path().join("admin-token"))
+    let (child, url) = start(&backend);
+    let admin = std::fs::read_to_string(backend.path().join("admin-token"))
         .unwrap()
         .trim()
         .to_owned();
@@ -136,17 +121,11 @@ fn monitor_follows_a_live_log_and_alerts_on_tampering() {
     stop(child);
 
     // Tamper with an early entry on disk (the server still starts: recovery checks the tail).
-    {
-        let db = sled::open(dir.path().join("ledger")).unwrap();
-        let tree = db.open_tree("ledger").unwrap();
-        let (k, v) = tree.scan_prefix(b"e").nth(5).unwrap().unwrap();
-        let mut v = v.to_vec();
-        let n = v.len();
-        v[n - 3] ^= 0x01; // inside the entry's body
-        tree.insert(k, v).unwrap();
-        db.flush().unwrap();
-    }
-    let (child, url) = start(dir.path());
+    backend.tamper_entries(|e| {
+        let n = e[5].len();
+        e[5][n - 3] ^= 0x01; // inside the entry's body
+    });
+    let (child, url) = start(&backend);
     let (code, out) = audit(&url, &key, &auditor, &work.path().join("fresh.json"));
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("ALERT: rewrite"), "{out}");
@@ -158,8 +137,8 @@ fn monitor_follows_a_live_log_and_alerts_on_tampering() {
     stop(child);
     // And the offline verify names the entry.
     let out = Command::new(BIN)
-        .args(["verify", "--data-dir"])
-        .arg(dir.path())
+        .arg("verify")
+        .args(backend.args())
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));

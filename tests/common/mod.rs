@@ -1,6 +1,10 @@
-//! Shared test harness: a real service on a temp dir (sled, real key, real signatures),
+//! Shared test harness: a real service (real key, real signatures) on the backend of
+//! this run (sled on a temp dir, or a fresh PostgreSQL database: see `backend`),
 //! driven through actix's test service.
 #![allow(dead_code)]
+
+pub mod backend;
+pub use backend::Backend;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{Service, ServiceResponse};
@@ -12,7 +16,7 @@ pub struct TestApp<S> {
     pub svc: S,
     pub admin: String,
     pub state: veritrail::api::State,
-    pub dir: tempfile::TempDir,
+    pub backend: Backend,
 }
 
 pub async fn spawn() -> TestApp<
@@ -34,8 +38,13 @@ pub async fn spawn_with(
         Error = actix_web::Error,
     >,
 > {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = startup::open(dir.path(), &opts).await.unwrap();
+    let backend = Backend::new();
+    let opts = OpenOpts {
+        database_url: backend.url.clone(),
+        database_connections: 2,
+        ..opts
+    };
+    let svc = startup::open(backend.path(), &opts).await.unwrap();
     let admin = svc.admin_token.clone().unwrap();
     let state = svc.state.clone();
     let app = test::init_service(veritrail::api::app(svc.state.clone())).await;
@@ -45,7 +54,7 @@ pub async fn spawn_with(
         svc: app,
         admin,
         state,
-        dir,
+        backend,
     }
 }
 
@@ -221,4 +230,82 @@ pub fn hashes(v: &Value) -> Vec<[u8; 32]> {
                 .unwrap()
         })
         .collect()
+}
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_veritrail");
+
+/// Start the real `veritrail serve` on a free port against `backend` (extra
+/// environment in `env`); return the child and its base URL.
+pub fn start_server(backend: &Backend, env: &[(&str, &str)]) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(BIN)
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .args(backend.args())
+        .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start veritrail");
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let url = loop {
+        assert!(std::time::Instant::now() < deadline, "server did not start");
+        let line = lines
+            .next()
+            .expect("server exited before listening")
+            .unwrap();
+        if let Some(rest) = line.strip_prefix("veritrail listening on ") {
+            break rest.trim().to_owned();
+        }
+    };
+    // Keep draining stderr so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, url)
+}
+
+/// Tokens, a system and a deployed version to log decisions against: (pipeline, auditor).
+pub fn setup_system_http(url: &str, admin: &str) -> (String, String) {
+    let client = reqwest::blocking::Client::new();
+    let post = |path: &str, token: &str, body: Value| -> Value {
+        let r = client
+            .post(format!("{url}{path}"))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .unwrap();
+        assert!(r.status().is_success(), "{path}: {}", r.status());
+        r.json().unwrap()
+    };
+    let token = |name: &str, role: &str| {
+        post("/v1/tokens", admin, json!({"name": name, "role": role}))["token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (pipeline, officer, officer2, auditor) = (
+        token("crash-pipeline", "pipeline"),
+        token("crash-officer", "officer"),
+        token("crash-officer2", "officer"),
+        token("crash-auditor", "auditor"),
+    );
+    let sys = json!({"id": "crash", "name": "Crash", "purpose": "crash test", "owner": {"name": "O", "email": "o@example.com"}, "risk_class": "limited"});
+    post("/v1/systems", &officer, sys);
+    post(
+        "/v1/systems/crash/models",
+        &pipeline,
+        json!({"version": "1", "artifact_sha256": "a".repeat(64), "training_data": {"ref": "r", "sha256": "b".repeat(64)}}),
+    );
+    post(
+        "/v1/systems/crash/models/1/reviews",
+        &officer2,
+        json!({"outcome": "approved", "rationale": "ok"}),
+    );
+    post(
+        "/v1/systems/crash/models/1/deployments",
+        &pipeline,
+        json!({}),
+    );
+    (pipeline, auditor)
 }
