@@ -72,6 +72,7 @@ fn main() {
         while n < total {
             let reqs: Vec<AppendRequest<String>> = (n..(n + batch).min(total))
                 .map(|i| AppendRequest {
+                    reads: Vec::new(),
                     actor: "pipeline".into(),
                     command: Box::new(move |_s| {
                         Ok(Prepared::Append(Draft {

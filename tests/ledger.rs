@@ -194,10 +194,12 @@ async fn a_rejected_command_appends_nothing_and_others_in_the_batch_land() {
     let reqs = vec![
         veritrail::ledger::AppendRequest {
             actor: "a".into(),
+            reads: Vec::new(),
             command: cmd(1),
         },
         veritrail::ledger::AppendRequest {
             actor: "a".into(),
+            reads: Vec::new(),
             command: Box::new(|s| {
                 s.put(b"k".to_vec(), b"must not land".to_vec());
                 Err("refused".to_string())
@@ -205,6 +207,7 @@ async fn a_rejected_command_appends_nothing_and_others_in_the_batch_land() {
         },
         veritrail::ledger::AppendRequest {
             actor: "a".into(),
+            reads: Vec::new(),
             command: cmd(2),
         },
     ];

@@ -69,11 +69,13 @@ async fn record(
     validate_slug("system_id", &id)?;
     let d = body.0.validate()?;
     let decision_id = d.decision_id().to_owned();
+    let reads = decisions::record_reads(&id, &decision_id);
     let receipt = state
         .ledger
-        .append(
+        .append_reading(
             &caller.name,
             decisions::record_command(id, d, (fresh_salt(), fresh_salt())),
+            reads,
         )
         .await?;
     let fresh = receipt.appended;
@@ -150,6 +152,7 @@ async fn record_batch(
                 slots.push(i);
                 requests.push(AppendRequest {
                     actor: caller.name.clone(),
+                    reads: decisions::record_reads(&id, d.decision_id()),
                     command: decisions::record_command(id.clone(), d, (fresh_salt(), fresh_salt())),
                 });
                 results.push(BatchItem {

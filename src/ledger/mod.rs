@@ -230,10 +230,22 @@ impl<E: Send + 'static> Ledger<E> {
         actor: &str,
         command: Command<E>,
     ) -> Result<Receipt, AppendError<E>> {
+        self.append_reading(actor, command, Vec::new()).await
+    }
+
+    /// Append one request that will read the projection rows `reads` (see
+    /// [`AppendRequest::reads`]) and wait for its receipt.
+    pub async fn append_reading(
+        &self,
+        actor: &str,
+        command: Command<E>,
+        reads: Vec<Vec<u8>>,
+    ) -> Result<Receipt, AppendError<E>> {
         let mut r = self
             .append_many(vec![AppendRequest {
                 actor: actor.to_owned(),
                 command,
+                reads,
             }])
             .await;
         r.pop().unwrap_or(Err(AppendError::Unavailable))

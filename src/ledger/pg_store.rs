@@ -29,17 +29,48 @@ fn pg(e: postgres::Error) -> StoreError {
     StoreError::Backend(format!("postgres: {e}"))
 }
 
-/// One connection, reopened when it breaks (outside a transaction only).
+type Params<'a> = &'a [&'a (dyn postgres::types::ToSql + Sync)];
+
+/// One connection, reopened when it breaks (outside a transaction only), with its
+/// prepared statements (a statement prepared per query would cost a round trip more).
 struct Conn {
     url: String,
     client: Option<Client>,
     /// Inside the writer's transaction (between `lock_head` and `commit`/`release`).
     in_tx: bool,
+    statements: std::collections::HashMap<String, postgres::Statement>,
 }
 
 impl Conn {
+    fn statement(&mut self, sql: &str) -> StoreResult<postgres::Statement> {
+        if let Some(s) = self.statements.get(sql) {
+            if self.client.as_ref().is_some_and(|c| !c.is_closed()) {
+                return Ok(s.clone());
+            }
+        }
+        let s = self.client()?.prepare(sql).map_err(pg)?;
+        self.statements.insert(sql.to_owned(), s.clone());
+        Ok(s)
+    }
+
+    fn query(&mut self, sql: &str, params: Params<'_>) -> StoreResult<Vec<postgres::Row>> {
+        let s = self.statement(sql)?;
+        self.client()?.query(&s, params).map_err(pg)
+    }
+
+    fn query_opt(&mut self, sql: &str, params: Params<'_>) -> StoreResult<Option<postgres::Row>> {
+        let s = self.statement(sql)?;
+        self.client()?.query_opt(&s, params).map_err(pg)
+    }
+
+    fn execute(&mut self, sql: &str, params: Params<'_>) -> StoreResult<u64> {
+        let s = self.statement(sql)?;
+        self.client()?.execute(&s, params).map_err(pg)
+    }
+
     fn client(&mut self) -> StoreResult<&mut Client> {
         if self.client.as_ref().is_none_or(|c| c.is_closed()) {
+            self.statements.clear();
             if self.in_tx {
                 // The transaction (and its lock) died with the connection: whatever it
                 // staged is gone, and nothing may be written outside a transaction.
@@ -72,6 +103,7 @@ impl Workers {
                 url: url.to_owned(),
                 client: None,
                 in_tx: false,
+                statements: Default::default(),
             };
             std::thread::Builder::new()
                 .name(format!("{name}-{i}"))
@@ -149,7 +181,7 @@ impl Table {
     fn get(self, w: &Workers, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
         let key = key.to_vec();
         let sql = format!("SELECT v FROM {} WHERE k = $1", self.0);
-        w.call(move |c| Ok(c.query_opt(&sql, &[&key])?.map(|r| r.get(0))))
+        w.run(move |c| Ok(c.query_opt(&sql, &[&key])?.map(|r| r.get(0))))
     }
 
     /// Rows with `lo <= k` (or `lo < k` when `lo_excl`) and `k < hi`, ordered, at most `n`.
@@ -176,12 +208,14 @@ impl Table {
         } else {
             " ORDER BY k"
         };
-        sql += &format!(" LIMIT {}", limit(n));
-        w.call(move |c| {
-            let params: Vec<&(dyn postgres::types::ToSql + Sync)> = args
+        sql += &format!(" LIMIT ${}", args.len() + 1);
+        let n = limit(n);
+        w.run(move |c| {
+            let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> = args
                 .iter()
                 .map(|a| a as &(dyn postgres::types::ToSql + Sync))
                 .collect();
+            params.push(&n);
             Ok(c.query(&sql, &params)?
                 .into_iter()
                 .map(|r| (r.get(0), r.get(1)))
@@ -229,9 +263,9 @@ impl Table {
     /// Upserts and deletes, inside the caller's transaction.
     fn write(
         self,
-        c: &mut Client,
+        c: &mut Conn,
         rows: std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>>,
-    ) -> Result<(), postgres::Error> {
+    ) -> StoreResult<()> {
         let (mut pk, mut pv, mut del) = (Vec::new(), Vec::new(), Vec::new());
         for (k, v) in rows {
             match v {
@@ -340,10 +374,12 @@ impl PgStore {
 }
 
 const HEAD_SQL: &str = "SELECT size, root, last_time, last_leaf FROM veritrail_head WHERE id = 1";
+const LOCK_HEAD_SQL: &str =
+    "SELECT size, root, last_time, last_leaf FROM veritrail_head WHERE id = 1 FOR UPDATE";
 
 impl Store for PgStore {
     fn head(&self) -> StoreResult<Option<Head>> {
-        let row = self.readers.call(|c| c.query_opt(HEAD_SQL, &[]))?;
+        let row = self.readers.run(|c| c.query_opt(HEAD_SQL, &[]))?;
         Self::head_row(row)
     }
 
@@ -358,17 +394,16 @@ impl Store for PgStore {
                 conn.client()?.batch_execute("ROLLBACK").map_err(pg)?;
                 conn.in_tx = false;
             }
-            let c = conn.client()?;
-            c.batch_execute("BEGIN").map_err(pg)?;
+            conn.client()?.batch_execute("BEGIN").map_err(pg)?;
             conn.in_tx = true;
-            let c = conn.client()?;
-            let sql = format!("{HEAD_SQL} FOR UPDATE");
-            match c.query_opt(&sql, &[]) {
+            match conn.query_opt(LOCK_HEAD_SQL, &[]) {
                 Ok(row) => Ok(row),
                 Err(e) => {
-                    let _ = c.batch_execute("ROLLBACK");
+                    if let Some(c) = conn.client.as_mut() {
+                        let _ = c.batch_execute("ROLLBACK");
+                    }
                     conn.in_tx = false;
-                    Err(pg(e))
+                    Err(e)
                 }
             }
         })?;
@@ -389,7 +424,7 @@ impl Store for PgStore {
 
     fn meta(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
         let name = name.to_owned();
-        self.readers.call(move |c| {
+        self.readers.run(move |c| {
             Ok(
                 c.query_opt("SELECT value FROM veritrail_meta WHERE name = $1", &[&name])?
                     .map(|r| r.get(0)),
@@ -402,7 +437,7 @@ impl Store for PgStore {
             return Ok(Vec::new());
         }
         let (s, e) = (idx(start)?, idx(end.min(i64::MAX as u64))?);
-        let rows: Vec<(i64, Vec<u8>)> = self.readers.call(move |c| {
+        let rows: Vec<(i64, Vec<u8>)> = self.readers.run(move |c| {
             Ok(c.query(
                 "SELECT idx, bytes FROM veritrail_entry WHERE idx >= $1 AND idx < $2 ORDER BY idx",
                 &[&s, &e],
@@ -426,7 +461,7 @@ impl Store for PgStore {
         const CHUNK: i64 = 4096;
         let mut from = idx(start)?;
         loop {
-            let rows: Vec<(i64, Vec<u8>)> = self.readers.call(move |c| {
+            let rows: Vec<(i64, Vec<u8>)> = self.readers.run(move |c| {
                 Ok(c.query(
                     "SELECT idx, bytes FROM veritrail_entry WHERE idx >= $1 ORDER BY idx LIMIT $2",
                     &[&from, &CHUNK],
@@ -450,7 +485,7 @@ impl Store for PgStore {
 
     fn tile(&self, (level, index): TileId) -> StoreResult<Option<Vec<u8>>> {
         let (l, i) = (i16::from(level), idx(index)?);
-        self.readers.call(move |c| {
+        self.readers.run(move |c| {
             Ok(c.query_opt(
                 "SELECT hashes FROM veritrail_tile WHERE level = $1 AND idx = $2",
                 &[&l, &i],
@@ -461,7 +496,7 @@ impl Store for PgStore {
 
     fn checkpoint(&self, size: u64) -> StoreResult<Option<String>> {
         let s = idx(size)?;
-        self.readers.call(move |c| {
+        self.readers.run(move |c| {
             Ok(c.query_opt(
                 "SELECT note FROM veritrail_checkpoint WHERE size = $1",
                 &[&s],
@@ -472,7 +507,7 @@ impl Store for PgStore {
 
     fn checkpoints(&self, from: u64, n: usize) -> StoreResult<Vec<(u64, String)>> {
         let (f, n) = (idx(from)?, limit(n));
-        self.readers.call(move |c| {
+        self.readers.run(move |c| {
             Ok(c.query(
                 "SELECT size, note FROM veritrail_checkpoint WHERE size >= $1 ORDER BY size LIMIT $2",
                 &[&f, &n],
@@ -489,7 +524,7 @@ impl Store for PgStore {
 
     fn previous_checkpoint(&self, size: u64) -> StoreResult<Option<u64>> {
         let s = idx(size)?;
-        self.readers.call(move |c| {
+        self.readers.run(move |c| {
             Ok(c.query_opt(
                 "SELECT size FROM veritrail_checkpoint WHERE size < $1 ORDER BY size DESC LIMIT 1",
                 &[&s],
@@ -500,6 +535,20 @@ impl Store for PgStore {
 
     fn get(&self, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
         PROJECTION.get(&self.readers, key)
+    }
+
+    fn get_many(&self, keys: &[Vec<u8>]) -> StoreResult<Vec<Option<Vec<u8>>>> {
+        let want = keys.to_vec();
+        let found: std::collections::HashMap<Vec<u8>, Vec<u8>> = self.readers.run(move |c| {
+            Ok(c.query(
+                "SELECT k, v FROM veritrail_projection WHERE k = ANY($1)",
+                &[&want],
+            )?
+            .into_iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect())
+        })?;
+        Ok(keys.iter().map(|k| found.get(k).cloned()).collect())
     }
 
     fn scan(
@@ -553,8 +602,8 @@ impl Store for PgStore {
                 conn.client()?.batch_execute("BEGIN").map_err(pg)?;
                 conn.in_tx = true;
             }
-            let result = (|| -> Result<(), postgres::Error> {
-                let c = conn.client.as_mut().expect("in a transaction");
+            let result = (|| -> StoreResult<()> {
+                let c = &mut *conn;
                 if !batch.entries.is_empty() {
                     let first = batch.first_index as i64;
                     let idxs: Vec<i64> =
@@ -612,14 +661,14 @@ impl Store for PgStore {
                         ],
                     )?;
                 }
-                c.batch_execute("COMMIT")
+                c.client()?.batch_execute("COMMIT").map_err(pg)
             })();
             conn.in_tx = false;
             if let Err(e) = result {
                 if let Some(c) = conn.client.as_mut() {
                     let _ = c.batch_execute("ROLLBACK");
                 }
-                return Err(pg(e));
+                return Err(e);
             }
             Ok(())
         })

@@ -45,6 +45,9 @@ pub type Command<E> = Box<dyn FnOnce(&mut Staging<'_>) -> Result<Prepared, E> + 
 pub struct AppendRequest<E> {
     pub actor: String,
     pub command: Command<E>,
+    /// Projection keys the command will read, if known: on a shared store the writer
+    /// fetches those of the whole batch in one call instead of a round trip each.
+    pub reads: Vec<Vec<u8>>,
 }
 
 /// Why an append produced no receipt.
@@ -114,7 +117,13 @@ pub struct Staging<'a> {
     index: u64,
     time: u64,
     actor: &'a str,
+    /// Rows this batch already read from the store (the writer holds the head for the
+    /// whole batch, so they cannot change underneath it); staged writes still win.
+    reads: Option<&'a ReadCache>,
 }
+
+/// Store reads of one batch, by namespaced key.
+pub(crate) type ReadCache = std::cell::RefCell<std::collections::HashMap<Vec<u8>, Option<Vec<u8>>>>;
 
 impl<'a> Staging<'a> {
     /// A staging area outside the writer, for rebuilding projections from the log.
@@ -132,6 +141,7 @@ impl<'a> Staging<'a> {
             index,
             time,
             actor,
+            reads: None,
         }
     }
 
@@ -157,18 +167,34 @@ impl<'a> Staging<'a> {
         self.own.get(k).or_else(|| self.batch.get(k))
     }
 
-    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        match self.staged(&ns_key(NS_PROJECTION, key)) {
-            Some(v) => Ok(v.clone()),
-            None => self.store.get(key),
+    /// A read through the staged writes, then this batch's earlier reads, then the store.
+    fn read(
+        &self,
+        ns: u8,
+        key: &[u8],
+        from_store: impl FnOnce() -> Result<Option<Vec<u8>>, StoreError>,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let k = ns_key(ns, key);
+        if let Some(v) = self.staged(&k) {
+            return Ok(v.clone());
         }
+        let Some(cache) = self.reads else {
+            return from_store();
+        };
+        if let Some(v) = cache.borrow().get(&k) {
+            return Ok(v.clone());
+        }
+        let v = from_store()?;
+        cache.borrow_mut().insert(k, v.clone());
+        Ok(v)
+    }
+
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.read(NS_PROJECTION, key, || self.store.get(key))
     }
 
     pub fn vault_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        match self.staged(&ns_key(NS_VAULT, key)) {
-            Some(v) => Ok(v.clone()),
-            None => self.store.vault_get(key),
-        }
+        self.read(NS_VAULT, key, || self.store.vault_get(key))
     }
 
     /// Projection rows under `prefix`, ascending, with this batch's staged writes applied.
@@ -427,6 +453,21 @@ impl<E: Send + 'static> Sequencer<E> {
         let mut tiles = self.state.frontier_tiles.clone();
         let mut frontier = self.state.frontier.clone();
         let mut prev = self.state.head.last_leaf;
+        let reads = ReadCache::default();
+        if shared {
+            let keys: std::collections::BTreeSet<&Vec<u8>> = jobs
+                .iter()
+                .flat_map(|j| j.requests.iter().flat_map(|r| r.reads.iter()))
+                .collect();
+            if !keys.is_empty() {
+                let keys: Vec<Vec<u8>> = keys.into_iter().cloned().collect();
+                let values = self.store.get_many(&keys)?;
+                let mut cache = reads.borrow_mut();
+                for (k, v) in keys.into_iter().zip(values) {
+                    cache.insert(ns_key(NS_PROJECTION, &k), v);
+                }
+            }
+        }
         let mut outcomes: Vec<Vec<Outcome<E>>> = Vec::with_capacity(jobs.len());
         let mut replies = Vec::with_capacity(jobs.len());
 
@@ -441,6 +482,7 @@ impl<E: Send + 'static> Sequencer<E> {
                     index,
                     time,
                     actor: &req.actor,
+                    reads: Some(&reads),
                 };
                 let result = (req.command)(&mut staging);
                 let own = std::mem::take(&mut staging.own);

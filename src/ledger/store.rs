@@ -121,6 +121,10 @@ pub trait Store: Send + Sync + 'static {
     /// The size of the last stored checkpoint below `size`.
     fn previous_checkpoint(&self, size: u64) -> StoreResult<Option<u64>>;
     fn get(&self, key: &[u8]) -> StoreResult<Option<Vec<u8>>>;
+    /// Several projection rows at once, in the order of `keys`.
+    fn get_many(&self, keys: &[Vec<u8>]) -> StoreResult<Vec<Option<Vec<u8>>>> {
+        keys.iter().map(|k| self.get(k)).collect()
+    }
     /// Rows whose key starts with `prefix`, strictly after (or, reversed, before) `cursor`, at most `limit`.
     fn scan(
         &self,

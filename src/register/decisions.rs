@@ -240,6 +240,15 @@ pub(crate) fn trail_key(system: &str, occurred_at: u64, index: u64) -> Vec<u8> {
 
 const DAY_MICROS: u64 = 86_400_000_000;
 
+/// The projection rows [`record_command`] reads (the system and the decision id), so
+/// a shared store can fetch those of a whole batch at once.
+pub fn record_reads(system: &str, decision_id: &str) -> Vec<Vec<u8>> {
+    vec![
+        super::systems::system_key(system),
+        id_key(system, decision_id),
+    ]
+}
+
 /// Log a decision: the gate (registered, active system; its deployed version), then
 /// idempotency (same decision again: the original entry; a different one: 409).
 pub fn record_command(
