@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::io::Write;
 use std::sync::Arc;
 
 use veritrail::ledger::keyfile;
@@ -317,4 +318,48 @@ fn recovery_refuses_a_tail_that_disagrees_with_the_checkpoint() {
         Err(e) => panic!("wrong error {e}"),
         Ok(_) => panic!("opened a tampered log"),
     }
+}
+
+#[test]
+fn bytes_after_the_last_durable_batch_are_cut_on_open() {
+    // A crash between appending a batch's bundle to its segment file and committing the
+    // tree that points to it leaves bytes nobody acknowledged: they are cut on open,
+    // and the log continues from its head.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger");
+    let open_at = |p: &std::path::Path| {
+        let store: Arc<dyn Store> = Arc::new(veritrail::ledger::store::SledStore::open(p).unwrap());
+        Ledger::<String>::open(store, signer(), Arc::new(|_| {})).unwrap()
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (ledger, writer) = open_at(&path);
+    rt.block_on(async {
+        for i in 0..5 {
+            ledger.append("tester", cmd(i)).await.unwrap();
+        }
+    });
+    drop(ledger);
+    writer.join();
+    let seg = std::fs::read_dir(path.join("entries"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let len = std::fs::metadata(&seg).unwrap().len();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&seg)
+        .unwrap()
+        .write_all(&[0xab; 1000])
+        .unwrap();
+    let (ledger, writer) = open_at(&path);
+    assert_eq!(std::fs::metadata(&seg).unwrap().len(), len);
+    assert_eq!(ledger.latest().size, 5);
+    let r = rt.block_on(ledger.append("tester", cmd(5))).unwrap();
+    assert_eq!(r.index, 5);
+    assert_eq!(ledger.entries(0, 10).unwrap().len(), 6);
+    verify_store(&**ledger.store(), &signer().verifier()).unwrap();
+    drop(ledger);
+    writer.join();
 }

@@ -16,6 +16,7 @@ pub mod keyfile;
 pub mod merkle;
 pub mod note;
 pub mod pg_store;
+pub mod segments;
 pub mod sequencer;
 pub mod store;
 pub mod tiles;

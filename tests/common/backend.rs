@@ -192,24 +192,18 @@ pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
     hits
 }
 
-/// Tamper with stored entry bundles directly in sled: gather all entries, let `f`
-/// change them, and write them back as one bundle.
+/// Tamper with the stored entries of a sled log: read them all, let `f` change them,
+/// and write them back as one bundle stored inline in the tree (the form older logs
+/// used, which the store still reads), removing the segment files.
 fn tamper_sled(path: &Path, f: impl FnOnce(&mut Vec<Vec<u8>>)) {
+    let mut entries = {
+        let store = SledStore::open(path).unwrap();
+        store.entries(0, u64::MAX).unwrap()
+    };
+    f(&mut entries);
     let db = sled::open(path).unwrap();
     let tree = db.open_tree("ledger").unwrap();
-    let mut keys = Vec::new();
-    let mut entries = Vec::new();
-    for kv in tree.scan_prefix(b"e") {
-        let (k, v) = kv.unwrap();
-        keys.push(k);
-        let mut pos = 0;
-        while pos < v.len() {
-            let len = u32::from_be_bytes(v[pos..pos + 4].try_into().unwrap()) as usize;
-            entries.push(v[pos + 4..pos + 4 + len].to_vec());
-            pos += 4 + len;
-        }
-    }
-    f(&mut entries);
+    let keys: Vec<_> = tree.scan_prefix(b"e").map(|kv| kv.unwrap().0).collect();
     for k in keys {
         tree.remove(k).unwrap();
     }
@@ -222,4 +216,6 @@ fn tamper_sled(path: &Path, f: impl FnOnce(&mut Vec<Vec<u8>>)) {
     k.extend_from_slice(&0u64.to_be_bytes());
     tree.insert(k, bundle).unwrap();
     db.flush().unwrap();
+    drop(db);
+    std::fs::remove_dir_all(path.join("entries")).unwrap();
 }
