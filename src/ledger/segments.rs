@@ -11,8 +11,10 @@
 //! bytes. Bytes a crash left after the last location are cut off when the files are
 //! opened (they were never acknowledged).
 //!
-//! Files: `<ledger>/entries/<first index, 20 digits>.seg`, each a run of bundles
-//! (`(u32 BE length ‖ entry bytes)*`), a new file after [`SEGMENT_BYTES`].
+//! Files: `<ledger>/entries/<first index, 20 digits>.seg`, each a run of batch records,
+//! a new file after [`SEGMENT_BYTES`]. A record is the batch's entries back to back,
+//! then the end offset of each within the record (u32 BE each), so one entry is read
+//! with two small reads and a batch with one.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -30,16 +32,17 @@ pub const SEGMENT_BYTES: u64 = 256 << 20;
 /// entry of over 4 GiB.
 pub const LOCATION_TAG: u8 = 0xff;
 
-/// Where a bundle is: (file's first index, offset, length).
+/// Where a batch record is: (file's first index, offset, length, entries).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Location {
     pub file: u64,
     pub offset: u64,
     pub len: u32,
+    pub count: u32,
 }
 
 impl Location {
-    pub const LEN: usize = 1 + 8 + 8 + 4;
+    pub const LEN: usize = 1 + 8 + 8 + 4 + 4;
 
     pub fn to_bytes(self) -> Vec<u8> {
         let mut v = Vec::with_capacity(Self::LEN);
@@ -47,7 +50,13 @@ impl Location {
         v.extend_from_slice(&self.file.to_be_bytes());
         v.extend_from_slice(&self.offset.to_be_bytes());
         v.extend_from_slice(&self.len.to_be_bytes());
+        v.extend_from_slice(&self.count.to_be_bytes());
         v
+    }
+
+    /// Where the table of end offsets starts, within the record.
+    fn table(self) -> u64 {
+        u64::from(self.len) - 4 * u64::from(self.count)
     }
 
     /// A location, or `None` for a value that is a bundle itself (older logs).
@@ -59,7 +68,9 @@ impl Location {
             file: u64::from_be_bytes(b[1..9].try_into().ok()?),
             offset: u64::from_be_bytes(b[9..17].try_into().ok()?),
             len: u32::from_be_bytes(b[17..21].try_into().ok()?),
+            count: u32::from_be_bytes(b[21..25].try_into().ok()?),
         })
+        .filter(|l| 4 * u64::from(l.count) <= u64::from(l.len))
     }
 }
 
@@ -150,8 +161,27 @@ impl Segments {
         Ok(())
     }
 
-    /// Append one bundle of the batch starting at `first_index` and make it durable.
-    pub fn append(&self, first_index: u64, bundle: &[u8]) -> StoreResult<Location> {
+    /// Append the entries of the batch starting at `first_index` as one record and
+    /// make it durable.
+    pub fn append(&self, first_index: u64, entries: &[Vec<u8>]) -> StoreResult<Location> {
+        let body: usize = entries.iter().map(Vec::len).sum();
+        let mut record = Vec::with_capacity(body + 4 * entries.len());
+        for e in entries {
+            record.extend_from_slice(e);
+        }
+        let mut end = 0usize;
+        for e in entries {
+            end += e.len();
+            let end = u32::try_from(end)
+                .map_err(|_| StoreError::Backend("a batch of entries over 4 GiB".into()))?;
+            record.extend_from_slice(&end.to_be_bytes());
+        }
+        let count = u32::try_from(entries.len())
+            .map_err(|_| StoreError::Backend("too many entries in a batch".into()))?;
+        self.append_record(first_index, &record, count)
+    }
+
+    fn append_record(&self, first_index: u64, bundle: &[u8], count: u32) -> StoreResult<Location> {
         let mut guard = self.tail.lock().expect("segment tail");
         let roll = match guard.as_ref() {
             None => true,
@@ -201,14 +231,14 @@ impl Segments {
             file: t.file,
             offset: t.len,
             len,
+            count,
         };
         t.len += u64::from(len);
         Ok(loc)
     }
 
-    /// The bundle at `loc`.
-    pub fn read(&self, loc: Location) -> StoreResult<Vec<u8>> {
-        let file = {
+    fn file(&self, loc: Location) -> StoreResult<Arc<File>> {
+        Ok({
             let cached = self
                 .readers
                 .read()
@@ -227,16 +257,76 @@ impl Segments {
                     f
                 }
             }
-        };
-        let mut buf = vec![0u8; loc.len as usize];
-        file.read_exact_at(&mut buf, loc.offset).map_err(|e| {
-            StoreError::Corrupt(format!(
-                "entry segment {} lacks bytes {}..{}: {e}",
-                loc.file,
-                loc.offset,
-                loc.offset + u64::from(loc.len)
-            ))
-        })?;
+        })
+    }
+
+    /// `len` bytes at `at` within the record at `loc`.
+    fn read_at(&self, loc: Location, at: u64, len: usize) -> StoreResult<Vec<u8>> {
+        let mut buf = vec![0u8; len];
+        self.file(loc)?
+            .read_exact_at(&mut buf, loc.offset + at)
+            .map_err(|e| {
+                StoreError::Corrupt(format!(
+                    "entry segment {} lacks bytes {}..{}: {e}",
+                    loc.file,
+                    loc.offset + at,
+                    loc.offset + at + len as u64
+                ))
+            })?;
         Ok(buf)
+    }
+
+    /// Entry `j` of the record at `loc` (two small reads).
+    pub fn read_entry(&self, loc: Location, j: u64) -> StoreResult<Option<Vec<u8>>> {
+        if j >= u64::from(loc.count) {
+            return Ok(None);
+        }
+        let table = loc.table();
+        let (start, end) = if j == 0 {
+            let b = self.read_at(loc, table, 4)?;
+            (0, u32::from_be_bytes(b[..4].try_into().expect("4 bytes")))
+        } else {
+            let b = self.read_at(loc, table + 4 * (j - 1), 8)?;
+            (
+                u32::from_be_bytes(b[..4].try_into().expect("4 bytes")),
+                u32::from_be_bytes(b[4..].try_into().expect("4 bytes")),
+            )
+        };
+        if start > end || u64::from(end) > table {
+            return Err(StoreError::Corrupt(format!(
+                "entry segment {}: bad offsets in the record at {}",
+                loc.file, loc.offset
+            )));
+        }
+        self.read_at(loc, u64::from(start), (end - start) as usize)
+            .map(Some)
+    }
+
+    /// Every entry of the record at `loc`, in order, to `f` (position, bytes) until it says false.
+    pub fn walk(&self, loc: Location, mut f: impl FnMut(u64, &[u8]) -> bool) -> StoreResult<()> {
+        let record = self.read_at(loc, 0, loc.len as usize)?;
+        let table = loc.table() as usize;
+        let bad = || {
+            StoreError::Corrupt(format!(
+                "entry segment {}: bad offsets in the record at {}",
+                loc.file, loc.offset
+            ))
+        };
+        let mut start = 0usize;
+        for j in 0..loc.count as usize {
+            let end = u32::from_be_bytes(
+                record[table + 4 * j..table + 4 * j + 4]
+                    .try_into()
+                    .expect("4 bytes"),
+            ) as usize;
+            if end < start || end > table {
+                return Err(bad());
+            }
+            if !f(j as u64, &record[start..end]) {
+                return Ok(());
+            }
+            start = end;
+        }
+        Ok(())
     }
 }

@@ -182,16 +182,6 @@ fn proj_key(key: &[u8]) -> Vec<u8> {
     prefixed(P_PROJECTION, key)
 }
 
-/// Entries of one batch, stored as one value: `(u32 BE length ‖ bytes)*`.
-fn bundle(entries: &[Vec<u8>]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(entries.iter().map(|e| e.len() + 4).sum());
-    for e in entries {
-        v.extend_from_slice(&(e.len() as u32).to_be_bytes());
-        v.extend_from_slice(e);
-    }
-    v
-}
-
 /// Walk a bundle; `f(position, bytes)`; stops when `f` says false. Errors on a malformed bundle.
 fn walk_bundle(b: &[u8], mut f: impl FnMut(u64, &[u8]) -> bool) -> StoreResult<u64> {
     let mut pos = 0usize;
@@ -261,12 +251,12 @@ impl SledStore {
         })
     }
 
-    /// The bundle bytes an entry row stands for (a location, or the bundle inline).
-    fn bundle_bytes(&self, v: sled::IVec) -> StoreResult<std::borrow::Cow<'static, [u8]>> {
-        Ok(match Location::parse(&v) {
-            Some(loc) => std::borrow::Cow::Owned(self.segments.read(loc)?),
-            None => std::borrow::Cow::Owned(v.to_vec()),
-        })
+    /// Walk the entries an entry row stands for (a segment record, or a bundle inline).
+    fn walk_row(&self, row: &[u8], f: impl FnMut(u64, &[u8]) -> bool) -> StoreResult<()> {
+        match Location::parse(row) {
+            Some(loc) => self.segments.walk(loc, f),
+            None => walk_bundle(row, f).map(|_| ()),
+        }
     }
 
     pub fn db(&self) -> &sled::Db {
@@ -312,9 +302,15 @@ impl Store for SledStore {
             let Some((first, row)) = self.bundle_for(start)? else {
                 return Ok(Vec::new());
             };
-            let bundle = self.bundle_bytes(row)?;
+            if let Some(loc) = Location::parse(&row) {
+                return Ok(self
+                    .segments
+                    .read_entry(loc, start - first)?
+                    .into_iter()
+                    .collect());
+            }
             let mut found = None;
-            walk_bundle(&bundle, |i, e| {
+            walk_bundle(&row, |i, e| {
                 if first + i == start {
                     found = Some(e.to_vec());
                     return false;
@@ -335,8 +331,7 @@ impl Store for SledStore {
         for kv in self.tree.range(lo..hi) {
             let (k, v) = kv?;
             let base = u64::from_be_bytes(k[1..9].try_into().unwrap());
-            let v = self.bundle_bytes(v)?;
-            walk_bundle(&v, |i, e| {
+            self.walk_row(&v, |i, e| {
                 let idx = base + i;
                 if idx >= start && idx < end {
                     out.push(e.to_vec());
@@ -358,8 +353,7 @@ impl Store for SledStore {
         for kv in self.tree.range(&lo[..]..&hi[..]) {
             let (k, v) = kv?;
             let base = u64::from_be_bytes(k[1..9].try_into().unwrap());
-            let v = self.bundle_bytes(v)?;
-            walk_bundle(&v, |i, e| {
+            self.walk_row(&v, |i, e| {
                 let idx = base + i;
                 if idx >= start {
                     go_on = f(idx, e);
@@ -514,9 +508,7 @@ impl Store for SledStore {
         // One bundle per batch, appended (and synced) to a segment file before the tree
         // points to it; the tree keeps its location (see segments.rs for why).
         if !batch.entries.is_empty() {
-            let loc = self
-                .segments
-                .append(batch.first_index, &bundle(&batch.entries))?;
+            let loc = self.segments.append(batch.first_index, &batch.entries)?;
             b.insert(&key_u64(P_ENTRY, batch.first_index)[..], loc.to_bytes());
         }
         for (id, bytes) in batch.tiles {
