@@ -80,7 +80,10 @@ impl Conn {
                     "postgres: the connection holding the log-head lock was lost".into(),
                 ));
             }
-            self.client = Some(Client::connect(&self.url, NoTls).map_err(pg)?);
+            let mut c = Client::connect(&self.url, NoTls).map_err(pg)?;
+            c.batch_execute("SET plan_cache_mode = force_custom_plan")
+                .map_err(pg)?;
+            self.client = Some(c);
         }
         Ok(self.client.as_mut().expect("connected above"))
     }
