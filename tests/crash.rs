@@ -19,14 +19,6 @@ fn start(backend: &common::Backend) -> (Child, String) {
     common::start_server(backend, &[])
 }
 
-fn sigterm(child: &Child) {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
 type Acked = Arc<Mutex<Vec<(String, u64)>>>;
 
 /// Where a writer thread sends and what it remembers: acknowledged writes go to
@@ -243,9 +235,7 @@ fn kill_9_under_load_loses_no_acknowledged_write() {
             );
         }
         // Stop it gracefully this time, then the offline check.
-        sigterm(&child);
-        let status = child.wait().unwrap();
-        assert!(status.success(), "graceful stop failed: {status:?}");
+        common::stop_server(&mut child);
         let out = Command::new(BIN)
             .arg("verify")
             .args(backend.args())

@@ -22,14 +22,6 @@ fn veritrail(args: &[&str]) -> (bool, String) {
     )
 }
 
-fn stop(mut child: std::process::Child) {
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(child.wait().unwrap().success());
-}
-
 #[test]
 fn a_log_copied_to_postgres_and_back_keeps_its_root() {
     let Some(server) = common::backend::server_url() else {
@@ -44,7 +36,7 @@ fn a_log_copied_to_postgres_and_back_keeps_its_root() {
         dir: tempfile::tempdir().unwrap(),
         url: None,
     };
-    let (child, url) = common::start_server(&sled, &[]);
+    let (mut child, url) = common::start_server(&sled, &[]);
     let admin = std::fs::read_to_string(sled.path().join("admin-token"))
         .unwrap()
         .trim()
@@ -78,7 +70,7 @@ fn a_log_copied_to_postgres_and_back_keeps_its_root() {
         .text()
         .unwrap();
     let root = checkpoint.lines().nth(2).unwrap().to_owned();
-    stop(child);
+    common::stop_server(&mut child);
 
     // sled -> PostgreSQL (the key comes from the data dir's key file).
     let pg_url = common::backend::fresh_database(&server);
@@ -106,7 +98,8 @@ fn a_log_copied_to_postgres_and_back_keeps_its_root() {
         url: Some(pg_url),
     };
     let pem = std::fs::read_to_string(sled.path().join("signing-key.pem")).unwrap();
-    let (child, url) = common::start_server(&pg, &[("VERITRAIL_SIGNING_KEY_PEM", pem.as_str())]);
+    let (mut child, url) =
+        common::start_server(&pg, &[("VERITRAIL_SIGNING_KEY_PEM", pem.as_str())]);
     assert_eq!(
         client
             .get(format!("{url}/v1/log/checkpoint"))
@@ -139,7 +132,7 @@ fn a_log_copied_to_postgres_and_back_keeps_its_root() {
         .send()
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
-    stop(child);
+    common::stop_server(&mut child);
 }
 
 fn hex_of_b64(b64: &str) -> String {

@@ -12,25 +12,6 @@ fn start(backend: &common::Backend) -> (Child, String) {
     common::start_server(backend, &[])
 }
 
-fn stop(mut child: Child) {
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(child.wait().unwrap().success());
-}
-
-fn post(url: &str, token: &str, path: &str, body: serde_json::Value) -> serde_json::Value {
-    let r = reqwest::blocking::Client::new()
-        .post(format!("{url}{path}"))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .unwrap();
-    assert!(r.status().is_success(), "{path}: {}", r.status());
-    r.json().unwrap()
-}
-
 fn audit(url: &str, key: &str, token: &str, state: &std::path::Path) -> (i32, String) {
     let out = Command::new(BIN)
         .args([
@@ -54,7 +35,7 @@ fn monitor_follows_a_live_log_and_alerts_on_tampering() {
     let backend = common::Backend::new();
     let work = tempfile::tempdir().unwrap();
     let state = work.path().join("audit-state.json");
-    let (child, url) = start(&backend);
+    let (mut child, url) = start(&backend);
     let admin = std::fs::read_to_string(backend.path().join("admin-token"))
         .unwrap()
         .trim()
@@ -64,7 +45,7 @@ fn monitor_follows_a_live_log_and_alerts_on_tampering() {
         .json()
         .unwrap();
     let key = key["verifier_key"].as_str().unwrap().to_owned();
-    let auditor = post(
+    let auditor = common::post_json(
         &url,
         &admin,
         "/v1/tokens",
@@ -74,7 +55,7 @@ fn monitor_follows_a_live_log_and_alerts_on_tampering() {
         .unwrap()
         .to_owned();
     for i in 0..30 {
-        post(
+        common::post_json(
             &url,
             &admin,
             "/v1/tokens",
@@ -85,7 +66,7 @@ fn monitor_follows_a_live_log_and_alerts_on_tampering() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("OK: 32 entries"), "{out}");
     for i in 30..40 {
-        post(
+        common::post_json(
             &url,
             &admin,
             "/v1/tokens",
@@ -118,14 +99,14 @@ fn monitor_follows_a_live_log_and_alerts_on_tampering() {
     let (code, out) = audit(&url, &key, &auditor, &forged_path);
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("ALERT: fork"), "{out}");
-    stop(child);
+    common::stop_server(&mut child);
 
     // Tamper with an early entry on disk (the server still starts: recovery checks the tail).
     backend.tamper_entries(|e| {
         let n = e[5].len();
         e[5][n - 3] ^= 0x01; // inside the entry's body
     });
-    let (child, url) = start(&backend);
+    let (mut child, url) = start(&backend);
     let (code, out) = audit(&url, &key, &auditor, &work.path().join("fresh.json"));
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("ALERT: rewrite"), "{out}");
@@ -134,7 +115,7 @@ fn monitor_follows_a_live_log_and_alerts_on_tampering() {
     // The rewrite is caught by any monitor that reads the entry again, as above.
     let (code, out) = audit(&url, &key, &auditor, &state);
     assert_eq!(code, 0, "{out}");
-    stop(child);
+    common::stop_server(&mut child);
     // And the offline verify names the entry.
     let out = Command::new(BIN)
         .arg("verify")

@@ -9,7 +9,7 @@
 mod common;
 
 use std::collections::HashMap;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -73,14 +73,6 @@ fn checkpoint(url: &str) -> String {
         .unwrap()
         .text()
         .unwrap()
-}
-
-fn stop(child: &mut Child) {
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(child.wait().unwrap().success(), "graceful stop failed");
 }
 
 #[test]
@@ -190,8 +182,8 @@ fn two_nodes_one_log_survive_a_kill_9() {
     let size: u64 = cp_a.lines().nth(1).unwrap().parse().unwrap();
     assert!(size as usize > seen.len());
 
-    stop(&mut node_a);
-    stop(&mut node_b);
+    common::stop_server(&mut node_a);
+    common::stop_server(&mut node_b);
     let out = Command::new(common::BIN)
         .arg("verify")
         .args(a.args())

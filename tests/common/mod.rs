@@ -267,17 +267,7 @@ pub fn start_server(backend: &Backend, env: &[(&str, &str)]) -> (std::process::C
 
 /// Tokens, a system and a deployed version to log decisions against: (pipeline, auditor).
 pub fn setup_system_http(url: &str, admin: &str) -> (String, String) {
-    let client = reqwest::blocking::Client::new();
-    let post = |path: &str, token: &str, body: Value| -> Value {
-        let r = client
-            .post(format!("{url}{path}"))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .unwrap();
-        assert!(r.status().is_success(), "{path}: {}", r.status());
-        r.json().unwrap()
-    };
+    let post = |path: &str, token: &str, body: Value| post_json(url, token, path, body);
     let token = |name: &str, role: &str| {
         post("/v1/tokens", admin, json!({"name": name, "role": role}))["token"]
             .as_str()
@@ -308,4 +298,26 @@ pub fn setup_system_http(url: &str, admin: &str) -> (String, String) {
         json!({}),
     );
     (pipeline, auditor)
+}
+
+/// POST JSON to a real server; the call must succeed. The answer's JSON.
+pub fn post_json(url: &str, token: &str, path: &str, body: Value) -> Value {
+    let r = reqwest::blocking::Client::new()
+        .post(format!("{url}{path}"))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .unwrap();
+    assert!(r.status().is_success(), "{path}: {}", r.status());
+    r.json().unwrap()
+}
+
+/// Stop a real server with SIGTERM; it must exit cleanly.
+pub fn stop_server(child: &mut std::process::Child) {
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(child.wait().unwrap().success(), "graceful stop failed");
 }
