@@ -1,6 +1,6 @@
 //! Several nodes, one log: two `veritrail serve` processes on one PostgreSQL database
-//! take decisions concurrently; one is killed with `kill -9` mid-load and the other
-//! keeps serving. Afterwards every acknowledged decision is in the log exactly once,
+//! take decisions concurrently (and `veritrail verify` checks the database meanwhile);
+//! one is killed with `kill -9` mid-load and the other keeps serving. Afterwards every acknowledged decision is in the log exactly once,
 //! the log verifies, and both nodes serve the same checkpoint.
 //!
 //! Needs a PostgreSQL server: scripts/test starts a throwaway cluster and sets
@@ -105,7 +105,20 @@ fn two_nodes_one_log_survive_a_kill_9() {
     let (acked_a, acked_b): (Log, Log) = Default::default();
     let mut threads = writers(&url_a, &pipeline, "a", 4, &stop_all, &acked_a);
     threads.extend(writers(&url_b, &pipeline, "b", 4, &stop_all, &acked_b));
-    std::thread::sleep(Duration::from_millis(1500));
+    std::thread::sleep(Duration::from_millis(1000));
+    // The offline check runs against the shared database while both nodes write: it
+    // checks the log as of the head it reads first.
+    let out = Command::new(common::BIN)
+        .arg("verify")
+        .args(a.args())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "verify under load: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    std::thread::sleep(Duration::from_millis(500));
     node_a.kill().unwrap(); // SIGKILL
     node_a.wait().unwrap();
     let b_at_kill = acked_b.lock().unwrap().len();
