@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 
 use super::vault::{self, DecisionVault, Opening};
 use super::{
-    append, cbor, draft, from_value, get, key, parse_sha256, parse_time, validate_ident,
+    append, cbor_packed, draft, from_value, get, key, parse_sha256, parse_time, validate_ident,
     validate_text, DECISION_RECORDED,
 };
 use crate::error::{AppError, ErrorCode};
@@ -200,7 +200,6 @@ pub struct DecisionRef {
 pub struct TrailRow {
     pub index: u64,
     pub model_version: String,
-    pub decision_id: String,
     /// The first 8 bytes of SHA-256 of the output's canonical JSON, for outcome filters.
     #[serde(with = "serde_bytes")]
     pub output_digest: Vec<u8>,
@@ -319,10 +318,10 @@ pub fn record_command(
         }
         let (body, vault_row) = d.seal(&system, salts.0, salts.1, expires_at)?;
         let index = s.index();
-        s.vault_put(vault::decision_key(index), cbor(&vault_row));
+        s.vault_put(vault::decision_key(index), cbor_packed(&vault_row));
         s.vault_put(
             vault::subject_key(&d.req.subject_ref, d.occurred_at, index),
-            cbor(&SubjectRow {
+            cbor_packed(&SubjectRow {
                 system: system.clone(),
             }),
         );
@@ -341,17 +340,16 @@ pub(crate) fn project(
     let b: DecisionBody = from_value(body)?;
     s.put(
         id_key(system, &b.decision_id),
-        cbor(&DecisionRef {
+        cbor_packed(&DecisionRef {
             index,
             fingerprint: fingerprint(body),
         }),
     );
     s.put(
         trail_key(system, b.occurred_at, index),
-        cbor(&TrailRow {
+        cbor_packed(&TrailRow {
             index,
             model_version: b.model_version,
-            decision_id: b.decision_id,
             output_digest: output_digest(&b.output),
         }),
     );
