@@ -307,25 +307,8 @@ impl<E> Ledger<E> {
         if head.size <= self.published.read().expect("published lock").size {
             return Ok(());
         }
-        let note = self.store.checkpoint(head.size)?.ok_or_else(|| {
-            LedgerError::Invalid(format!("no checkpoint stored at size {}", head.size))
-        })?;
-        let cp = Checkpoint::open(&note, &self.verifier)
-            .map_err(|e| LedgerError::Invalid(format!("stored checkpoint: {e}")))?;
-        if cp.size != head.size || cp.root != head.root {
-            return Err(LedgerError::Invalid(
-                "the stored head disagrees with its checkpoint".into(),
-            ));
-        }
-        sequencer::publish(
-            &self.published,
-            Published {
-                size: head.size,
-                root: head.root,
-                note,
-                signed_at: sequencer::now_micros(),
-            },
-        );
+        let checkpoint = sequencer::stored_checkpoint(&*self.store, &self.verifier, head)?;
+        sequencer::publish(&self.published, checkpoint);
         Ok(())
     }
 

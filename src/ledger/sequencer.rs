@@ -197,14 +197,10 @@ impl<'a> Staging<'a> {
         self.read(NS_VAULT, key, || self.store.vault_get(key))
     }
 
-    /// Projection rows under `prefix`, ascending, with this batch's staged writes applied.
-    pub fn scan(&self, prefix: &[u8]) -> Result<super::store::Rows, StoreError> {
-        let mut rows: BTreeMap<Vec<u8>, Vec<u8>> = self
-            .store
-            .scan(prefix, None, false, usize::MAX)?
-            .into_iter()
-            .collect();
-        let full = ns_key(NS_PROJECTION, prefix);
+    /// Stored rows under `prefix` of namespace `ns`, with this batch's staged writes applied.
+    fn overlay(&self, ns: u8, prefix: &[u8], stored: super::store::Rows) -> super::store::Rows {
+        let mut rows: BTreeMap<Vec<u8>, Vec<u8>> = stored.into_iter().collect();
+        let full = ns_key(ns, prefix);
         for layer in [self.batch, &self.own] {
             for (k, v) in layer
                 .range(full.clone()..)
@@ -216,7 +212,13 @@ impl<'a> Staging<'a> {
                 };
             }
         }
-        Ok(rows.into_iter().collect())
+        rows.into_iter().collect()
+    }
+
+    /// Projection rows under `prefix`, ascending, with this batch's staged writes applied.
+    pub fn scan(&self, prefix: &[u8]) -> Result<super::store::Rows, StoreError> {
+        let stored = self.store.scan(prefix, None, false, usize::MAX)?;
+        Ok(self.overlay(NS_PROJECTION, prefix, stored))
     }
 
     pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
@@ -229,24 +231,8 @@ impl<'a> Staging<'a> {
 
     /// Vault rows under `prefix`, ascending, with this batch's staged writes applied.
     pub fn vault_scan(&self, prefix: &[u8]) -> Result<super::store::Rows, StoreError> {
-        let mut rows: BTreeMap<Vec<u8>, Vec<u8>> = self
-            .store
-            .vault_scan(prefix, usize::MAX)?
-            .into_iter()
-            .collect();
-        let full = ns_key(NS_VAULT, prefix);
-        for layer in [self.batch, &self.own] {
-            for (k, v) in layer
-                .range(full.clone()..)
-                .take_while(|(k, _)| k.starts_with(&full))
-            {
-                match v {
-                    Some(v) => rows.insert(k[1..].to_vec(), v.clone()),
-                    None => rows.remove(&k[1..]),
-                };
-            }
-        }
-        Ok(rows.into_iter().collect())
+        let stored = self.store.vault_scan(prefix, usize::MAX)?;
+        Ok(self.overlay(NS_VAULT, prefix, stored))
     }
 
     /// Delete from the vault (crypto-shredding: the entry's commitment stays, the value and salt go).
@@ -271,6 +257,31 @@ pub(crate) struct WriterState {
     pub head: Head,
     pub frontier_tiles: TileBuilder,
     pub frontier: Frontier,
+}
+
+/// The stored checkpoint at `head`, once its signature verifies and it names the head.
+pub(crate) fn stored_checkpoint(
+    store: &dyn Store,
+    verifier: &super::note::NoteVerifier,
+    head: Head,
+) -> Result<Published, StoreError> {
+    let corrupt = StoreError::Corrupt;
+    let note = store
+        .checkpoint(head.size)?
+        .ok_or_else(|| corrupt(format!("no checkpoint stored at size {}", head.size)))?;
+    let cp = Checkpoint::open(&note, verifier)
+        .map_err(|e| corrupt(format!("stored checkpoint at size {}: {e}", head.size)))?;
+    if cp.size != head.size || cp.root != head.root {
+        return Err(corrupt(
+            "the stored head disagrees with its checkpoint".into(),
+        ));
+    }
+    Ok(Published {
+        size: head.size,
+        root: head.root,
+        note,
+        signed_at: now_micros(),
+    })
 }
 
 /// Publish a checkpoint to readers unless a larger one already is.
@@ -375,27 +386,9 @@ impl<E: Send + 'static> Sequencer<E> {
             }
         }
         let state = super::writer_state(&*self.store, head).map_err(|e| corrupt(e.to_string()))?;
-        let note = self
-            .store
-            .checkpoint(head.size)?
-            .ok_or_else(|| corrupt(format!("no checkpoint stored at size {}", head.size)))?;
-        let cp = Checkpoint::open(&note, &self.signer.verifier())
-            .map_err(|e| corrupt(format!("stored checkpoint at size {}: {e}", head.size)))?;
-        if cp.size != head.size || cp.root != head.root {
-            return Err(corrupt(
-                "the stored head disagrees with its checkpoint".into(),
-            ));
-        }
+        let checkpoint = stored_checkpoint(&*self.store, &self.signer.verifier(), head)?;
         self.state = state;
-        publish(
-            &self.published,
-            Published {
-                size: head.size,
-                root: head.root,
-                note,
-                signed_at: now_micros(),
-            },
-        );
+        publish(&self.published, checkpoint);
         Ok(())
     }
 

@@ -558,8 +558,10 @@ impl Store for SledStore {
         if removed > 0 {
             self.tree.apply_batch(b)?;
             self.db.flush()?;
+            // Opening the store already cut the files back to the last location; only
+            // removed rows move it.
+            self.segments.cut_after(Self::last_location(&self.tree)?)?;
         }
-        self.segments.cut_after(Self::last_location(&self.tree)?)?;
         Ok(removed)
     }
 
