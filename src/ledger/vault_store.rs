@@ -8,14 +8,16 @@
 //! until [`SledVault::compact`] rewrites the live rows into a fresh database and
 //! removes the old files: that is when erased data leaves the disk.
 //!
-//! Decision rows (`d/ ‖ index`, one per decision, the largest rows) are not sled keys of
-//! their own: a batch's rows are packed into chunks of consecutive indexes, sled key
-//! `D/ ‖ first index`, with a table to slice one row out without decoding the rest
-//! (see [`chunk`]). sled's cost is per key (tree descent, node splits, index-node
-//! copies), so a key per decision was the largest cost of logging a batch. The chunks
-//! are invisible above this module: `get`, `scan`, `range`, puts and deletes take and
-//! give `d/` rows as before. Chunks cover disjoint index ranges in key order; a row is
-//! found in the chunk with the greatest first index at or below its own.
+//! Per-decision rows of two kinds are not sled keys of their own: decision rows
+//! (`d/ ‖ index`, the largest) and expiry rows (`x/ ‖ expires_at ‖ index`). A batch's
+//! rows of a kind are packed into chunks of consecutive indexes, sled key `D/ ‖ first
+//! index` (or `X/`), with a table to slice one row out without decoding the rest (see
+//! [`chunk`]). sled's cost is per key (tree descent, node splits, index-node copies), so
+//! a key per row was the largest cost of logging a batch. The chunks are invisible above
+//! this module: `get`, `scan`, `range`, puts and deletes take and give `d/` and `x/` rows
+//! as before, with one difference: a kind holds one row per index (a put replaces the
+//! row of the same index). A kind's chunks cover disjoint index ranges in key order; a
+//! row is found in the chunk with the greatest first index at or below its own.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -39,73 +41,158 @@ struct Pending {
     restores: Vec<(serde_bytes::ByteBuf, serde_bytes::ByteBuf)>,
 }
 
-/// The row key prefix of decision rows, and the sled key prefix of their chunks.
-const ROW: &[u8] = b"d/";
-const CHUNK: &[u8] = b"D/";
+/// A kind of row kept in chunks: its row key prefix, its chunk key prefix, its row
+/// keys' length (the index is their last 8 bytes), and whether row keys sort as their
+/// indexes do (then a range reads only the chunks it covers).
+struct Kind {
+    row: &'static [u8],
+    chunk: &'static [u8],
+    key_len: usize,
+    by_index: bool,
+}
+
+const KINDS: [Kind; 2] = [
+    Kind {
+        row: b"d/",
+        chunk: b"D/",
+        key_len: 10,
+        by_index: true,
+    },
+    Kind {
+        row: b"x/",
+        chunk: b"X/",
+        key_len: 18,
+        by_index: false,
+    },
+];
+
 /// A chunk is closed once its rows reach this many bytes (sled stores values above
 /// 128 KiB as separate files).
 const CHUNK_BYTES: usize = 48 << 10;
 
-fn row_index(key: &[u8]) -> Option<u64> {
-    match key.strip_prefix(ROW) {
-        Some(rest) if rest.len() == 8 => Some(u64::from_be_bytes(rest.try_into().ok()?)),
-        _ => None,
+/// The kind (its position in [`KINDS`]) and index of a chunked row's key.
+fn kind_of(key: &[u8]) -> Option<(usize, u64)> {
+    let k = KINDS
+        .iter()
+        .position(|k| key.len() == k.key_len && key.starts_with(k.row))?;
+    Some((k, u64::from_be_bytes(key[key.len() - 8..].try_into().ok()?)))
+}
+
+fn is_chunk_key(key: &[u8]) -> bool {
+    KINDS.iter().any(|k| key.starts_with(k.chunk))
+}
+
+impl Kind {
+    fn chunk_key(&self, first: u64) -> [u8; 10] {
+        let mut k = [0u8; 10];
+        k[..2].copy_from_slice(self.chunk);
+        k[2..].copy_from_slice(&first.to_be_bytes());
+        k
+    }
+
+    /// A row as a chunk keeps it: the key's middle (between prefix and index), the value.
+    fn payload(&self, key: &[u8], value: &[u8]) -> Vec<u8> {
+        let mid = &key[self.row.len()..key.len() - 8];
+        [&[mid.len() as u8][..], mid, value].concat()
+    }
+
+    /// A payload back into its row: `(key, value)`.
+    fn unpack(&self, index: u64, payload: &[u8]) -> StoreResult<(Vec<u8>, Vec<u8>)> {
+        let n = *payload.first().ok_or_else(chunk::corrupt)? as usize;
+        let mid = payload.get(1..1 + n).ok_or_else(chunk::corrupt)?;
+        let key = [self.row, mid, &index.to_be_bytes()[..]].concat();
+        Ok((key, payload[1 + n..].to_vec()))
+    }
+
+    /// A chunk of rows `(index, payload)`, indexes ascending.
+    fn pack(&self, rows: &[(u64, &[u8])]) -> StoreResult<Vec<u8>> {
+        let mut keys = rows.iter().map(|(i, p)| self.unpack(*i, p).map(|(k, _)| k));
+        let first = keys.next().transpose()?.unwrap_or_default();
+        let (mut min, mut max) = (first.clone(), first);
+        for k in keys {
+            let k = k?;
+            if k < min {
+                min = k;
+            } else if k > max {
+                max = k;
+            }
+        }
+        Ok(chunk::encode(&min, &max, rows))
+    }
+
+    /// Whether `[lo, hi)` meets this kind's key space.
+    fn meets(&self, lo: &[u8], hi: &[u8]) -> bool {
+        let end = [self.row[0], self.row[1] + 1];
+        hi > self.row && lo < &end[..]
+    }
+
+    /// The index a bound falls at within this kind's key space (its 8 bytes after the
+    /// prefix, zero-padded), clamped: a bound below the space gives 0, above it `u64::MAX`.
+    /// Meaningful for kinds whose keys sort as their indexes.
+    fn bound_index(&self, bound: &[u8]) -> u64 {
+        if bound <= self.row {
+            return 0;
+        }
+        if !bound.starts_with(self.row) {
+            return u64::MAX;
+        }
+        let mut b = [0u8; 8];
+        let rest = &bound[self.row.len()..];
+        let n = rest.len().min(8);
+        b[..n].copy_from_slice(&rest[..n]);
+        u64::from_be_bytes(b)
     }
 }
 
-fn row_key(index: u64) -> Vec<u8> {
-    [ROW, &index.to_be_bytes()[..]].concat()
-}
-
-fn chunk_key(first: u64) -> [u8; 10] {
-    let mut k = [0u8; 10];
-    k[..2].copy_from_slice(CHUNK);
-    k[2..].copy_from_slice(&first.to_be_bytes());
-    k
-}
-
-/// The index a bound falls at within the `d/` key space (its 8 bytes after the prefix,
-/// zero-padded), clamped to the space: a bound below it gives 0, above it `u64::MAX`.
-fn bound_index(bound: &[u8]) -> u64 {
-    if bound <= ROW {
-        return 0;
-    }
-    if !bound.starts_with(ROW) {
-        return u64::MAX;
-    }
-    let mut b = [0u8; 8];
-    let rest = &bound[ROW.len()..];
-    let n = rest.len().min(8);
-    b[..n].copy_from_slice(&rest[..n]);
-    u64::from_be_bytes(b)
-}
-
-/// A chunk's bytes: `u32 count`, `count × (u64 index, u32 end offset)`, then the rows'
-/// bytes back to back; indexes ascending. All integers big-endian.
+/// A chunk's bytes: its least and greatest row keys (each `u16 length ‖ key`), `u32
+/// count`, `count × (u64 index, u32 end offset)`, then the rows' bytes back to back;
+/// indexes ascending. All integers big-endian.
 pub mod chunk {
     use super::{StoreError, StoreResult};
 
     const ENTRY: usize = 12;
 
-    fn corrupt() -> StoreError {
+    pub(super) fn corrupt() -> StoreError {
         StoreError::Corrupt("malformed vault chunk".into())
     }
 
-    pub fn encode<'a>(rows: impl IntoIterator<Item = (u64, &'a [u8])>) -> Vec<u8> {
-        let rows: Vec<(u64, &[u8])> = rows.into_iter().collect();
+    pub fn encode(min: &[u8], max: &[u8], rows: &[(u64, &[u8])]) -> Vec<u8> {
         let body: usize = rows.iter().map(|(_, v)| v.len()).sum();
-        let mut out = Vec::with_capacity(4 + ENTRY * rows.len() + body);
+        let mut out = Vec::with_capacity(8 + min.len() + max.len() + ENTRY * rows.len() + body);
+        for k in [min, max] {
+            out.extend_from_slice(&(k.len() as u16).to_be_bytes());
+            out.extend_from_slice(k);
+        }
         out.extend_from_slice(&(rows.len() as u32).to_be_bytes());
         let mut end = 0u32;
-        for (index, v) in &rows {
+        for (index, v) in rows {
             end += v.len() as u32;
             out.extend_from_slice(&index.to_be_bytes());
             out.extend_from_slice(&end.to_be_bytes());
         }
-        for (_, v) in &rows {
+        for (_, v) in rows {
             out.extend_from_slice(v);
         }
         out
+    }
+
+    fn key_at(raw: &[u8], at: usize) -> StoreResult<(&[u8], usize)> {
+        let n = u16::from_be_bytes(raw.get(at..at + 2).ok_or_else(corrupt)?.try_into().unwrap())
+            as usize;
+        let k = raw.get(at + 2..at + 2 + n).ok_or_else(corrupt)?;
+        Ok((k, at + 2 + n))
+    }
+
+    /// The chunk's least and greatest row keys, and its table and rows.
+    fn parts(raw: &[u8]) -> StoreResult<(&[u8], &[u8], &[u8])> {
+        let (min, at) = key_at(raw, 0)?;
+        let (max, at) = key_at(raw, at)?;
+        Ok((min, max, &raw[at..]))
+    }
+
+    /// The least and greatest row keys in the chunk.
+    pub fn bounds(raw: &[u8]) -> StoreResult<(&[u8], &[u8])> {
+        parts(raw).map(|(min, max, _)| (min, max))
     }
 
     fn count(raw: &[u8]) -> StoreResult<usize> {
@@ -137,6 +224,7 @@ pub mod chunk {
 
     /// The row of `index`, if the chunk holds it (a binary search of the table).
     pub fn find(raw: &[u8], index: u64) -> StoreResult<Option<&[u8]>> {
+        let raw = parts(raw)?.2;
         let n = count(raw)?;
         let (mut lo, mut hi) = (0, n);
         while lo < hi {
@@ -152,6 +240,7 @@ pub mod chunk {
 
     /// Every row, in index order.
     pub fn rows(raw: &[u8]) -> StoreResult<Vec<(u64, &[u8])>> {
+        let raw = parts(raw)?.2;
         let n = count(raw)?;
         (0..n)
             .map(|i| Ok((entry(raw, i).0, row(raw, n, i)?)))
@@ -163,9 +252,9 @@ pub struct SledVault {
     path: PathBuf,
     cache_bytes: u64,
     db: RwLock<sled::Db>,
-    /// The highest index any chunk has held since start (at least that of the last
-    /// chunk's last row): a row above it starts a new chunk without a lookup.
-    highest: std::sync::Mutex<Option<u64>>,
+    /// Per kind, the highest index any chunk has held since start (at least that of the
+    /// last chunk's last row): a row above it starts a new chunk without a lookup.
+    highest: std::sync::Mutex<[Option<u64>; KINDS.len()]>,
 }
 
 fn open_db(path: &Path, cache_bytes: u64) -> StoreResult<sled::Db> {
@@ -185,6 +274,17 @@ fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
         }
     }
     None
+}
+
+/// Chunked rows as `(index, payload)`.
+type Payloads = Vec<(u64, Vec<u8>)>;
+
+fn sort_rows(rows: &mut Rows, reverse: bool) {
+    if reverse {
+        rows.sort_by(|a, b| b.0.cmp(&a.0));
+    } else {
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+    }
 }
 
 fn sibling(path: &Path, suffix: &str) -> PathBuf {
@@ -211,7 +311,7 @@ impl SledVault {
             }
         }
         let db = open_db(path, cache_bytes)?;
-        let highest = Self::last_chunk_index(&db)?;
+        let highest = Self::last_indexes(&db)?;
         Ok(Self {
             path: path.to_owned(),
             cache_bytes,
@@ -220,80 +320,13 @@ impl SledVault {
         })
     }
 
-    fn last_chunk_index(db: &sled::Db) -> StoreResult<Option<u64>> {
-        let Some(kv) = db.scan_prefix(CHUNK).next_back() else {
-            return Ok(None);
-        };
-        let (_, v) = kv?;
-        Ok(chunk::rows(&v)?.last().map(|(i, _)| *i))
-    }
-
-    /// The chunk that holds `index` if any chunk does: `(first index, bytes)`.
-    fn chunk_of(db: &sled::Db, index: u64) -> StoreResult<Option<(u64, sled::IVec)>> {
-        let Some(kv) = db
-            .range(&chunk_key(0)[..]..=&chunk_key(index)[..])
-            .next_back()
-        else {
-            return Ok(None);
-        };
-        let (k, v) = kv?;
-        let first = u64::from_be_bytes(
-            k[CHUNK.len()..]
-                .try_into()
-                .map_err(|_| StoreError::Corrupt("malformed vault chunk key".into()))?,
-        );
-        Ok(Some((first, v)))
-    }
-
-    /// Decision rows with keys in `[lo, hi)` from the chunks, in order, at most `limit`.
-    fn chunk_rows(
-        db: &sled::Db,
-        lo: &[u8],
-        hi: &[u8],
-        reverse: bool,
-        limit: usize,
-    ) -> StoreResult<Rows> {
-        let mut out = Vec::new();
-        let row_end = [b'd', b'/' + 1];
-        if hi <= ROW || lo >= &row_end[..] || limit == 0 {
-            return Ok(out);
-        }
-        let (from, to) = (bound_index(lo), bound_index(hi));
-        // Chunks from the one holding `from` (or before it) up to the one holding `to`.
-        let start = match Self::chunk_of(db, from)? {
-            Some((first, _)) => first,
-            None => 0,
-        };
-        let chunks = db.range(&chunk_key(start)[..]..=&chunk_key(to)[..]);
-        let take =
-            |kv: sled::Result<(sled::IVec, sled::IVec)>, out: &mut Rows| -> StoreResult<bool> {
+    /// Per kind, the index of the last chunk's last row.
+    fn last_indexes(db: &sled::Db) -> StoreResult<[Option<u64>; KINDS.len()]> {
+        let mut out = [None; KINDS.len()];
+        for (k, kind) in KINDS.iter().enumerate() {
+            if let Some(kv) = db.scan_prefix(kind.chunk).next_back() {
                 let (_, v) = kv?;
-                let mut rows = chunk::rows(&v)?;
-                if reverse {
-                    rows.reverse();
-                }
-                for (index, row) in rows {
-                    let k = row_key(index);
-                    if k.as_slice() >= lo && k.as_slice() < hi {
-                        out.push((k, row.to_vec()));
-                        if out.len() == limit {
-                            return Ok(false);
-                        }
-                    }
-                }
-                Ok(true)
-            };
-        if reverse {
-            for kv in chunks.rev() {
-                if !take(kv, &mut out)? {
-                    break;
-                }
-            }
-        } else {
-            for kv in chunks {
-                if !take(kv, &mut out)? {
-                    break;
-                }
+                out[k] = chunk::rows(&v)?.last().map(|(i, _)| *i);
             }
         }
         Ok(out)
@@ -303,12 +336,96 @@ impl SledVault {
         self.db.read().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The chunk of `kind` that covers `index` if any does: `(first index, bytes)`.
+    fn chunk_of(db: &sled::Db, kind: &Kind, index: u64) -> StoreResult<Option<(u64, sled::IVec)>> {
+        let Some(kv) = db
+            .range(&kind.chunk_key(0)[..]..=&kind.chunk_key(index)[..])
+            .next_back()
+        else {
+            return Ok(None);
+        };
+        let (k, v) = kv?;
+        let first = u64::from_be_bytes(
+            k[kind.chunk.len()..]
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("malformed vault chunk key".into()))?,
+        );
+        Ok(Some((first, v)))
+    }
+
+    /// Rows of `kind` with keys in `[lo, hi)` from its chunks, in order, at most `limit`.
+    fn chunk_rows(
+        db: &sled::Db,
+        kind: &Kind,
+        lo: &[u8],
+        hi: &[u8],
+        reverse: bool,
+        limit: usize,
+    ) -> StoreResult<Rows> {
+        let mut out = Vec::new();
+        if !kind.meets(lo, hi) {
+            return Ok(out);
+        }
+        // Keys that sort as indexes: the chunks from the one covering `lo` to the one
+        // covering `hi`, stopping at `limit`. Others: every chunk of the kind, then a sort.
+        let (start, end) = if kind.by_index {
+            let start = Self::chunk_of(db, kind, kind.bound_index(lo))?.map_or(0, |(f, _)| f);
+            (start, kind.bound_index(hi))
+        } else {
+            (0, u64::MAX)
+        };
+        let chunks = db.range(&kind.chunk_key(start)[..]..=&kind.chunk_key(end)[..]);
+        let mut take = |kv: sled::Result<(sled::IVec, sled::IVec)>| -> StoreResult<bool> {
+            let (_, v) = kv?;
+            let (min, max) = chunk::bounds(&v)?;
+            if max < lo || min >= hi {
+                return Ok(true);
+            }
+            let mut rows = chunk::rows(&v)?;
+            if reverse {
+                rows.reverse();
+            }
+            for (index, payload) in rows {
+                let (k, v) = kind.unpack(index, payload)?;
+                if k.as_slice() >= lo && k.as_slice() < hi {
+                    out.push((k, v));
+                    if kind.by_index && out.len() == limit {
+                        return Ok(false);
+                    }
+                }
+            }
+            Ok(true)
+        };
+        if reverse {
+            for kv in chunks.rev() {
+                if !take(kv)? {
+                    break;
+                }
+            }
+        } else {
+            for kv in chunks {
+                if !take(kv)? {
+                    break;
+                }
+            }
+        }
+        if !kind.by_index {
+            sort_rows(&mut out, reverse);
+            out.truncate(limit);
+        }
+        Ok(out)
+    }
+
     pub fn get(&self, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
         let db = self.db();
-        if let Some(index) = row_index(key) {
-            if let Some((_, raw)) = Self::chunk_of(&db, index)? {
-                if let Some(row) = chunk::find(&raw, index)? {
-                    return Ok(Some(row.to_vec()));
+        if let Some((k, index)) = kind_of(key) {
+            let kind = &KINDS[k];
+            if let Some((_, raw)) = Self::chunk_of(&db, kind, index)? {
+                if let Some(payload) = chunk::find(&raw, index)? {
+                    let (row_key, value) = kind.unpack(index, payload)?;
+                    if row_key == key {
+                        return Ok(Some(value));
+                    }
                 }
             }
             // A row of its own, as vaults written before chunks hold them.
@@ -324,7 +441,7 @@ impl SledVault {
     }
 
     /// Rows with keys in `[lo, hi)`, ascending (or descending), at most `limit`: sled's
-    /// own keys but chunks, merged with the decision rows the chunks hold.
+    /// own keys but chunks, merged with the rows the chunks hold.
     pub fn range(&self, lo: &[u8], hi: &[u8], reverse: bool, limit: usize) -> StoreResult<Rows> {
         let db = self.db();
         let mut out = Vec::new();
@@ -333,7 +450,7 @@ impl SledVault {
         }
         let mut push = |kv: sled::Result<(sled::IVec, sled::IVec)>| -> StoreResult<bool> {
             let (k, v) = kv?;
-            if !k.starts_with(CHUNK) {
+            if !is_chunk_key(&k) {
                 out.push((k.to_vec(), v.to_vec()));
             }
             Ok(out.len() < limit)
@@ -351,17 +468,16 @@ impl SledVault {
                 }
             }
         }
-        let rows = Self::chunk_rows(&db, lo, hi, reverse, limit)?;
-        if rows.is_empty() {
-            return Ok(out);
+        let mut chunked = false;
+        for kind in &KINDS {
+            let rows = Self::chunk_rows(&db, kind, lo, hi, reverse, limit)?;
+            chunked |= !rows.is_empty();
+            out.extend(rows);
         }
-        out.extend(rows);
-        if reverse {
-            out.sort_by(|a, b| b.0.cmp(&a.0));
-        } else {
-            out.sort_by(|a, b| a.0.cmp(&b.0));
+        if chunked {
+            sort_rows(&mut out, reverse);
+            out.truncate(limit);
         }
-        out.truncate(limit);
         Ok(out)
     }
 
@@ -380,71 +496,81 @@ impl SledVault {
             deletes: Vec::new(),
             restores: Vec::new(),
         };
-        // Decision rows above every chunk (a new batch's) go into new chunks; any other
-        // joins the chunk that covers its index (the first chunk below all, if none does).
-        let mut fresh: Vec<(u64, &[u8])> = Vec::new();
-        let mut older: BTreeMap<Option<u64>, Vec<(u64, &[u8])>> = BTreeMap::new();
-        for (k, v) in writes {
-            match (row_index(k), v) {
-                (Some(i), Some(v)) if highest.is_none_or(|h| i > h) => fresh.push((i, v)),
-                (Some(i), Some(v)) => {
-                    let first = Self::chunk_of(&db, i)?.map(|(first, _)| first);
-                    older.entry(first).or_default().push((i, v));
+        // Chunked rows above every chunk of their kind (a new batch's) go into new chunks;
+        // any other joins the chunk that covers its index (a new chunk below all, if none).
+        let mut fresh: [Payloads; KINDS.len()] = Default::default();
+        let mut older: BTreeMap<(usize, Option<u64>), Payloads> = BTreeMap::new();
+        for (key, v) in writes {
+            match (kind_of(key), v) {
+                (Some((k, i)), Some(v)) => {
+                    let payload = KINDS[k].payload(key, v);
+                    if highest[k].is_none_or(|h| i > h) {
+                        fresh[k].push((i, payload));
+                    } else {
+                        let first = Self::chunk_of(&db, &KINDS[k], i)?.map(|(first, _)| first);
+                        older.entry((k, first)).or_default().push((i, payload));
+                    }
                 }
-                (_, Some(v)) => {
-                    b.insert(k.as_slice(), v.as_slice());
-                    p.puts.push(serde_bytes::ByteBuf::from(k.clone()));
+                (None, Some(v)) => {
+                    b.insert(key.as_slice(), v.as_slice());
+                    p.puts.push(serde_bytes::ByteBuf::from(key.clone()));
                 }
-                (_, None) => p.deletes.push(serde_bytes::ByteBuf::from(k.clone())),
+                (_, None) => p.deletes.push(serde_bytes::ByteBuf::from(key.clone())),
             }
         }
-        for (first, rows) in older {
-            let (key, merged) = match first {
+        for ((k, first), rows) in older {
+            let kind = &KINDS[k];
+            let mut merged: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+            let key = match first {
                 Some(first) => {
-                    let old = db.get(chunk_key(first))?.ok_or_else(|| {
+                    let key = kind.chunk_key(first);
+                    let old = db.get(key)?.ok_or_else(|| {
                         StoreError::Corrupt("vault chunk vanished while writing".into())
                     })?;
-                    let mut merged: BTreeMap<u64, Vec<u8>> = chunk::rows(&old)?
-                        .into_iter()
-                        .map(|(i, r)| (i, r.to_vec()))
-                        .collect();
-                    merged.extend(rows.into_iter().map(|(i, r)| (i, r.to_vec())));
+                    for (i, r) in chunk::rows(&old)? {
+                        merged.insert(i, r.to_vec());
+                    }
                     p.restores.push((
-                        serde_bytes::ByteBuf::from(chunk_key(first).to_vec()),
+                        serde_bytes::ByteBuf::from(key.to_vec()),
                         serde_bytes::ByteBuf::from(old.to_vec()),
                     ));
-                    (chunk_key(first), merged)
+                    key
                 }
                 None => {
-                    let key = chunk_key(rows[0].0);
+                    let key = kind.chunk_key(rows.iter().map(|(i, _)| *i).min().unwrap_or(0));
                     p.puts.push(serde_bytes::ByteBuf::from(key.to_vec()));
-                    let merged = rows.into_iter().map(|(i, r)| (i, r.to_vec())).collect();
-                    (key, merged)
+                    key
                 }
             };
-            b.insert(
-                &key[..],
-                chunk::encode(merged.iter().map(|(i, r)| (*i, r.as_slice()))),
-            );
+            merged.extend(rows);
+            let rows: Vec<(u64, &[u8])> = merged.iter().map(|(i, r)| (*i, r.as_slice())).collect();
+            b.insert(&key[..], kind.pack(&rows)?);
         }
-        let mut rest = fresh.as_slice();
-        while let Some((first, _)) = rest.first() {
-            let mut bytes = 0;
-            let n = rest
-                .iter()
-                .take_while(|(_, r)| {
-                    let open = bytes == 0 || bytes + r.len() <= CHUNK_BYTES;
-                    bytes += r.len();
-                    open
-                })
-                .count();
-            let key = chunk_key(*first);
-            b.insert(&key[..], chunk::encode(rest[..n].iter().copied()));
-            p.puts.push(serde_bytes::ByteBuf::from(key.to_vec()));
-            rest = &rest[n..];
-        }
-        if let Some((last, _)) = fresh.last() {
-            *highest = Some(*last);
+        for (k, mut rows) in fresh.into_iter().enumerate() {
+            if !KINDS[k].by_index {
+                rows.sort_by_key(|(i, _)| *i);
+            }
+            let mut rest = rows.as_slice();
+            while let Some((first, _)) = rest.first() {
+                let mut bytes = 0;
+                let n = rest
+                    .iter()
+                    .take_while(|(_, r)| {
+                        let open = bytes == 0 || bytes + r.len() <= CHUNK_BYTES;
+                        bytes += r.len();
+                        open
+                    })
+                    .count();
+                let key = KINDS[k].chunk_key(*first);
+                let chunk: Vec<(u64, &[u8])> =
+                    rest[..n].iter().map(|(i, r)| (*i, r.as_slice())).collect();
+                b.insert(&key[..], KINDS[k].pack(&chunk)?);
+                p.puts.push(serde_bytes::ByteBuf::from(key.to_vec()));
+                rest = &rest[n..];
+            }
+            if let Some((last, _)) = rows.last() {
+                highest[k] = Some(*last);
+            }
         }
         b.insert(MARKER, serde_cbor::to_vec(&p).expect("marker encodes"));
         db.apply_batch(b)?;
@@ -452,32 +578,42 @@ impl SledVault {
         Ok(())
     }
 
-    /// Delete rows: sled keys directly, decision rows by rewriting (or removing) the
+    /// Delete rows: sled keys directly, chunked rows by rewriting (or removing) the
     /// chunks that hold them.
     fn delete_rows<'a>(
         db: &sled::Db,
         keys: impl IntoIterator<Item = &'a [u8]>,
         b: &mut sled::Batch,
     ) -> StoreResult<()> {
-        let mut by_chunk: BTreeMap<u64, (sled::IVec, Vec<u64>)> = BTreeMap::new();
-        for k in keys {
-            if let Some(i) = row_index(k) {
-                if let Some((first, raw)) = Self::chunk_of(db, i)? {
-                    by_chunk.entry(first).or_insert((raw, Vec::new())).1.push(i);
+        let mut by_chunk: BTreeMap<(usize, u64), (sled::IVec, Vec<u64>)> = BTreeMap::new();
+        for key in keys {
+            if let Some((k, i)) = kind_of(key) {
+                if let Some((first, raw)) = Self::chunk_of(db, &KINDS[k], i)? {
+                    let found = chunk::find(&raw, i)?
+                        .map(|payload| KINDS[k].unpack(i, payload))
+                        .transpose()?;
+                    if found.is_some_and(|(row_key, _)| row_key == key) {
+                        by_chunk
+                            .entry((k, first))
+                            .or_insert((raw, Vec::new()))
+                            .1
+                            .push(i);
+                    }
                 }
             }
-            // (A decision row may also be a key of its own, written before chunks.)
-            b.remove(k);
+            // (A chunked kind's row may also be a key of its own, written before chunks.)
+            b.remove(key);
         }
-        for (first, (raw, gone)) in by_chunk {
+        for ((k, first), (raw, gone)) in by_chunk {
             let kept: Vec<(u64, &[u8])> = chunk::rows(&raw)?
                 .into_iter()
                 .filter(|(i, _)| !gone.contains(i))
                 .collect();
+            let key = KINDS[k].chunk_key(first);
             if kept.is_empty() {
-                b.remove(&chunk_key(first)[..]);
+                b.remove(&key[..]);
             } else {
-                b.insert(&chunk_key(first)[..], chunk::encode(kept));
+                b.insert(&key[..], KINDS[k].pack(&kept)?);
             }
         }
         Ok(())
@@ -522,9 +658,7 @@ impl SledVault {
         b.remove(MARKER);
         db.apply_batch(b)?;
         db.flush()?;
-        drop(db);
-        *self.highest.lock().unwrap_or_else(|e| e.into_inner()) =
-            Self::last_chunk_index(&self.db())?;
+        *self.highest.lock().unwrap_or_else(|e| e.into_inner()) = Self::last_indexes(&db)?;
         Ok(n)
     }
 
@@ -566,5 +700,170 @@ impl SledVault {
         }
         *guard = open_db(&self.path, self.cache_bytes)?;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(i: u64) -> Vec<u8> {
+        [b"d/", &i.to_be_bytes()[..]].concat()
+    }
+    fn x(e: u64, i: u64) -> Vec<u8> {
+        [b"x/", &e.to_be_bytes()[..], &i.to_be_bytes()[..]].concat()
+    }
+    fn s(sub: u8, i: u64) -> Vec<u8> {
+        [
+            b"s/",
+            &[sub; 32][..],
+            &i.to_be_bytes()[..],
+            &i.to_be_bytes()[..],
+        ]
+        .concat()
+    }
+
+    type Model = BTreeMap<Vec<u8>, Vec<u8>>;
+    type Writes = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+
+    /// Apply a batch to the vault (both halves) and to the model.
+    fn apply(v: &SledVault, model: &mut Model, first: u64, w: Writes) {
+        v.prepare(first, &w).unwrap();
+        v.finish(&w).unwrap();
+        for (k, val) in w {
+            match val {
+                Some(val) => model.insert(k, val),
+                None => model.remove(&k),
+            };
+        }
+    }
+
+    fn check(v: &SledVault, model: &Model) {
+        let all: Rows = model.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        assert_eq!(
+            v.range(&[0x01], &[0xff; 64], false, usize::MAX).unwrap(),
+            all
+        );
+        for (k, val) in model {
+            assert_eq!(v.get(k).unwrap().as_ref(), Some(val), "get {k:?}");
+        }
+        for prefix in [&b"d/"[..], b"x/", b"s/"] {
+            let want: Rows = all
+                .iter()
+                .filter(|(k, _)| k.starts_with(prefix))
+                .cloned()
+                .collect();
+            assert_eq!(v.scan(prefix, usize::MAX).unwrap(), want);
+            // Pages of 7 both ways, as migrate and the trails read.
+            for reverse in [false, true] {
+                let (mut lo, mut hi) = (prefix.to_vec(), successor(prefix).unwrap());
+                let mut got = Vec::new();
+                loop {
+                    let page = v.range(&lo, &hi, reverse, 7).unwrap();
+                    let Some((last, _)) = page.last() else { break };
+                    if reverse {
+                        hi = last.clone();
+                    } else {
+                        lo = [last.as_slice(), &[0]].concat();
+                    }
+                    got.extend(page);
+                }
+                if reverse {
+                    got.reverse();
+                }
+                assert_eq!(got, want, "pages of {prefix:?}, reverse {reverse}");
+            }
+        }
+    }
+
+    #[test]
+    fn chunked_rows_read_as_rows_through_puts_rewrites_deletes_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vault");
+        let mut model = Model::new();
+        let mut next = 0u64;
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let mut rand = move |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        for round in 0..3 {
+            let v = SledVault::open(&path, 1 << 20).unwrap();
+            for _ in 0..20 {
+                let mut w = Writes::new();
+                let first = next;
+                // New decisions, large enough rows that some batches take several chunks.
+                for _ in 0..rand(300) {
+                    let len = 1 + rand(600) as usize;
+                    w.insert(d(next), Some(vec![next as u8; len]));
+                    w.insert(x(1_000 + rand(50), next), Some(Vec::new()));
+                    w.insert(s(rand(5) as u8, next), Some(b"sys".to_vec()));
+                    next += 1;
+                }
+                // Rewrites and deletes of older rows.
+                let old: Vec<Vec<u8>> = model.keys().cloned().collect();
+                for _ in 0..rand(6) {
+                    if old.is_empty() {
+                        break;
+                    }
+                    let k = old[rand(old.len() as u64) as usize].clone();
+                    if w.contains_key(&k) {
+                        continue;
+                    }
+                    if rand(2) == 0 {
+                        w.insert(k, None);
+                    } else {
+                        w.insert(k, Some(b"rewritten".to_vec()));
+                    }
+                }
+                apply(&v, &mut model, first, w);
+            }
+            check(&v, &model);
+            // A legacy row of its own (as written before chunks), read and deleted.
+            if round == 0 {
+                v.db().insert(d(1_000_000), b"legacy".to_vec()).unwrap();
+                model.insert(d(1_000_000), b"legacy".to_vec());
+                check(&v, &model);
+                let mut w = Writes::new();
+                w.insert(d(1_000_000), None);
+                apply(&v, &mut model, next, w);
+                check(&v, &model);
+            }
+        }
+    }
+
+    #[test]
+    fn recovery_removes_new_chunks_and_restores_rewritten_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = SledVault::open(&dir.path().join("vault"), 1 << 20).unwrap();
+        let mut model = Model::new();
+        let mut w = Writes::new();
+        for i in 0..10 {
+            w.insert(d(i), Some(vec![1; 10]));
+            w.insert(x(100, i), Some(Vec::new()));
+        }
+        apply(&v, &mut model, 0, w);
+        // A batch whose entries never land: new rows and a rewrite of row 3.
+        let mut w = Writes::new();
+        w.insert(d(3), Some(b"changed".to_vec()));
+        for i in 10..20 {
+            w.insert(d(i), Some(vec![2; 10]));
+            w.insert(x(50, i), Some(Vec::new()));
+        }
+        v.prepare(10, &w).unwrap();
+        assert_eq!(v.get(&d(3)).unwrap().unwrap(), b"changed");
+        assert!(v.recover(10).unwrap() > 0);
+        check(&v, &model);
+        // A batch whose entries landed: its deletes are applied.
+        let mut w = Writes::new();
+        w.insert(d(4), None);
+        w.insert(x(100, 4), None);
+        v.prepare(10, &w).unwrap();
+        v.recover(11).unwrap();
+        model.remove(&d(4));
+        model.remove(&x(100, 4));
+        check(&v, &model);
     }
 }
