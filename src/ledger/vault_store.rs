@@ -468,15 +468,29 @@ impl SledVault {
                 }
             }
         }
-        let mut chunked = false;
-        for kind in &KINDS {
-            let rows = Self::chunk_rows(&db, kind, lo, hi, reverse, limit)?;
-            chunked |= !rows.is_empty();
-            out.extend(rows);
-        }
-        if chunked {
-            sort_rows(&mut out, reverse);
-            out.truncate(limit);
+        // Kinds whose keys sort as indexes first (they read only what they cover); then
+        // the others, unless the page is already full with keys before theirs.
+        for by_index in [true, false] {
+            for kind in KINDS.iter().filter(|k| k.by_index == by_index) {
+                if out.len() >= limit {
+                    let last = &out[limit - 1].0;
+                    let end = [kind.row[0], kind.row[1] + 1];
+                    let beyond = if reverse {
+                        last.as_slice() >= &end[..]
+                    } else {
+                        last.as_slice() < kind.row
+                    };
+                    if beyond {
+                        continue;
+                    }
+                }
+                let rows = Self::chunk_rows(&db, kind, lo, hi, reverse, limit)?;
+                if !rows.is_empty() {
+                    out.extend(rows);
+                    sort_rows(&mut out, reverse);
+                    out.truncate(limit);
+                }
+            }
         }
         Ok(out)
     }
