@@ -20,6 +20,7 @@ pub mod segments;
 pub mod sequencer;
 pub mod store;
 pub mod tiles;
+pub mod trail_chunks;
 pub mod vault_store;
 pub mod verify;
 

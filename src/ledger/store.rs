@@ -12,6 +12,7 @@ use std::path::Path;
 use super::merkle::Hash;
 use super::segments::{Location, Segments};
 use super::tiles::TileId;
+use super::trail_chunks::{self, Chunk, P_CHUNK};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -178,6 +179,18 @@ fn prefixed(prefix: u8, key: &[u8]) -> Vec<u8> {
     k
 }
 
+/// The least key above every key that starts with `prefix` (none if there is none).
+fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
 fn proj_key(key: &[u8]) -> Vec<u8> {
     prefixed(P_PROJECTION, key)
 }
@@ -213,7 +226,12 @@ pub struct SledStore {
     vault: std::sync::Arc<super::vault_store::SledVault>,
     /// Entry bundles live in files; the tree holds their locations.
     segments: std::sync::Arc<Segments>,
+    /// Per trail group (`trail\0 ‖ system ‖ \0`), the greatest row key its chunks hold
+    /// (`None`: no chunk), as far as read or written since open (see trail_chunks).
+    trail_edges: std::sync::Arc<std::sync::Mutex<TrailEdges>>,
 }
+
+type TrailEdges = std::collections::HashMap<Vec<u8>, Option<Vec<u8>>>;
 
 impl SledStore {
     pub fn open(path: &Path) -> StoreResult<Self> {
@@ -238,7 +256,157 @@ impl SledStore {
             tree,
             vault,
             segments,
+            trail_edges: Default::default(),
         })
+    }
+
+    /// (trail chunks, trail rows that are keys of their own), for tests.
+    #[cfg(test)]
+    pub(crate) fn trail_layout(&self) -> (usize, usize) {
+        let own = proj_key(b"trail\0");
+        (
+            self.tree.scan_prefix([P_CHUNK]).count(),
+            self.tree.scan_prefix(own).count(),
+        )
+    }
+
+    /// The greatest row key of `group`'s chunks.
+    fn trail_edge(&self, edges: &mut TrailEdges, group: &[u8]) -> StoreResult<Option<Vec<u8>>> {
+        if let Some(e) = edges.get(group) {
+            return Ok(e.clone());
+        }
+        let edge = match self
+            .tree
+            .scan_prefix(trail_chunks::chunk_key(group))
+            .next_back()
+        {
+            Some(kv) => Some(Chunk::parse(&kv?.1)?.max.to_vec()),
+            None => None,
+        };
+        edges.insert(group.to_vec(), edge.clone());
+        Ok(edge)
+    }
+
+    /// The chunk whose range holds trail row `key`, if one does: `(sled key, bytes)`.
+    fn trail_chunk_of(&self, key: &[u8]) -> StoreResult<Option<(sled::IVec, sled::IVec)>> {
+        let Some(group) = trail_chunks::group(key) else {
+            return Ok(None);
+        };
+        let lo = trail_chunks::chunk_key(group);
+        let hi = trail_chunks::chunk_key(key);
+        match self.tree.range(lo..=hi).next_back() {
+            Some(kv) => {
+                let (k, v) = kv?;
+                let holds = key <= Chunk::parse(&v)?.max;
+                Ok(holds.then_some((k, v)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Projection rows with keys in `[lo, hi)` (`hi` `None`: to the end), ascending or
+    /// descending, at most `limit`: rows of their own merged with chunked trail rows.
+    fn projection_rows(
+        &self,
+        lo: &[u8],
+        hi: Option<&[u8]>,
+        reverse: bool,
+        limit: usize,
+    ) -> StoreResult<Rows> {
+        let mut out = Vec::new();
+        if hi.is_some_and(|h| lo >= h) || limit == 0 {
+            return Ok(out);
+        }
+        let (rlo, rhi) = (
+            proj_key(lo),
+            hi.map(proj_key).unwrap_or_else(|| vec![P_PROJECTION + 1]),
+        );
+        let it = self.tree.range(rlo..rhi);
+        let rows: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> = if reverse {
+            Box::new(it.rev())
+        } else {
+            Box::new(it)
+        };
+        for kv in rows.take(limit) {
+            let (k, v) = kv?;
+            out.push((k[1..].to_vec(), v.to_vec()));
+        }
+        if trail_chunks::meets(lo, hi) {
+            let chunked = self.chunked_trail_rows(lo, hi, reverse, limit)?;
+            if !chunked.is_empty() {
+                out.extend(chunked);
+                if reverse {
+                    out.sort_by(|a, b| b.0.cmp(&a.0));
+                } else {
+                    out.sort_by(|a, b| a.0.cmp(&b.0));
+                }
+                out.dedup_by(|a, b| a.0 == b.0);
+                out.truncate(limit);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Chunked trail rows in `[lo, hi)`, in order, at most `limit`: chunks are disjoint
+    /// and sort as their rows, so this reads from the chunk holding `lo` (or `hi`) on
+    /// and stops at the first chunk beyond the other bound.
+    fn chunked_trail_rows(
+        &self,
+        lo: &[u8],
+        hi: Option<&[u8]>,
+        reverse: bool,
+        limit: usize,
+    ) -> StoreResult<Rows> {
+        let mut out = Vec::new();
+        let within = |k: &[u8]| k >= lo && hi.is_none_or(|h| k < h);
+        let space = [P_CHUNK];
+        let end = [P_CHUNK + 1];
+        if reverse {
+            let upper = hi
+                .map(trail_chunks::chunk_key)
+                .unwrap_or_else(|| end.to_vec());
+            for kv in self.tree.range(&space[..]..&upper[..]).rev() {
+                let (_, raw) = kv?;
+                let c = Chunk::parse(&raw)?;
+                if c.max < lo {
+                    break;
+                }
+                for (k, v) in c.rows()?.into_iter().rev() {
+                    if within(&k) {
+                        out.push((k, v.to_vec()));
+                        if out.len() == limit {
+                            return Ok(out);
+                        }
+                    }
+                }
+            }
+        } else {
+            let floor = self
+                .tree
+                .range(&space[..]..=&trail_chunks::chunk_key(lo)[..])
+                .next_back()
+                .transpose()?;
+            let start = match floor {
+                Some((k, _)) => k.to_vec(),
+                None => trail_chunks::chunk_key(lo),
+            };
+            for kv in self.tree.range(&start[..]..&end[..]) {
+                let (_, raw) = kv?;
+                let c = Chunk::parse(&raw)?;
+                if hi.is_some_and(|h| c.min >= h) {
+                    break;
+                }
+                for (k, v) in c.rows()? {
+                    if within(&k) {
+                        out.push((k, v.to_vec()));
+                        if out.len() == limit {
+                            return Ok(out);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// The location of the last entry bundle, if it lives in a segment file.
@@ -396,22 +564,7 @@ impl Store for SledStore {
     }
 
     fn range(&self, lo: &[u8], hi: &[u8], reverse: bool, limit: usize) -> StoreResult<Rows> {
-        let (lo, hi) = (proj_key(lo), proj_key(hi));
-        if lo >= hi {
-            return Ok(Vec::new());
-        }
-        let it = self.tree.range(lo..hi);
-        let rows: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> = if reverse {
-            Box::new(it.rev())
-        } else {
-            Box::new(it)
-        };
-        let mut out = Vec::new();
-        for kv in rows.take(limit) {
-            let (k, v) = kv?;
-            out.push((k[1..].to_vec(), v.to_vec()));
-        }
-        Ok(out)
+        self.projection_rows(lo, Some(hi), reverse, limit)
     }
 
     fn previous_checkpoint(&self, size: u64) -> StoreResult<Option<u64>> {
@@ -424,6 +577,11 @@ impl Store for SledStore {
     }
 
     fn get(&self, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
+        if let Some((_, raw)) = self.trail_chunk_of(key)? {
+            if let Some(v) = Chunk::parse(&raw)?.find(key)? {
+                return Ok(Some(v.to_vec()));
+            }
+        }
         Ok(self.tree.get(proj_key(key))?.map(|v| v.to_vec()))
     }
 
@@ -434,47 +592,21 @@ impl Store for SledStore {
         reverse: bool,
         limit: usize,
     ) -> StoreResult<Rows> {
-        let full = proj_key(prefix);
-        let mut out = Vec::new();
-        let strip = |k: &[u8]| k[1..].to_vec();
+        let end = successor(prefix);
         match (cursor, reverse) {
-            (None, false) => {
-                for kv in self.tree.scan_prefix(&full).take(limit) {
-                    let (k, v) = kv?;
-                    out.push((strip(&k), v.to_vec()));
-                }
-            }
-            (None, true) => {
-                for kv in self.tree.scan_prefix(&full).rev().take(limit) {
-                    let (k, v) = kv?;
-                    out.push((strip(&k), v.to_vec()));
-                }
-            }
+            (None, _) => self.projection_rows(prefix, end.as_deref(), reverse, limit),
             (Some(c), false) => {
-                let after = proj_key(c);
-                for kv in self
-                    .tree
-                    .range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))
-                {
-                    let (k, v) = kv?;
-                    if !k.starts_with(&full) || out.len() >= limit {
-                        break;
-                    }
-                    out.push((strip(&k), v.to_vec()));
-                }
+                let after = [c, &[0][..]].concat().max(prefix.to_vec());
+                self.projection_rows(&after, end.as_deref(), false, limit)
             }
             (Some(c), true) => {
-                let before = proj_key(c);
-                for kv in self.tree.range(full.clone()..before).rev() {
-                    let (k, v) = kv?;
-                    if !k.starts_with(&full) || out.len() >= limit {
-                        break;
-                    }
-                    out.push((strip(&k), v.to_vec()));
-                }
+                let before = match end {
+                    Some(e) if e.as_slice() < c => e,
+                    _ => c.to_vec(),
+                };
+                self.projection_rows(prefix, Some(&before), true, limit)
             }
         }
-        Ok(out)
     }
 
     fn vault_get(&self, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
@@ -517,11 +649,57 @@ impl Store for SledStore {
         for (size, note) in batch.checkpoints {
             b.insert(&key_u64(P_CHECKPOINT, size)[..], note.into_bytes());
         }
+        // Trail rows above their system's right edge go into new chunks; the rest are
+        // keys of their own (see trail_chunks).
+        let mut edges = self.trail_edges.lock().unwrap_or_else(|e| e.into_inner());
+        let mut fresh: BTreeMap<Vec<u8>, Rows> = BTreeMap::new();
+        let mut gone: BTreeMap<Vec<u8>, Vec<Vec<u8>>> = BTreeMap::new();
         for (k, v) in batch.projections {
-            match v {
-                Some(v) => b.insert(proj_key(&k), v),
-                None => b.remove(proj_key(&k)),
+            match (trail_chunks::group(&k), v) {
+                (Some(g), Some(v)) => {
+                    if self.trail_edge(&mut edges, g)?.is_none_or(|e| k > e) {
+                        fresh.entry(g.to_vec()).or_default().push((k, v));
+                    } else {
+                        b.insert(proj_key(&k), v);
+                    }
+                }
+                (Some(_), None) => {
+                    if let Some((ck, _)) = self.trail_chunk_of(&k)? {
+                        gone.entry(ck.to_vec()).or_default().push(k.clone());
+                    }
+                    b.remove(proj_key(&k));
+                }
+                (None, Some(v)) => b.insert(proj_key(&k), v),
+                (None, None) => b.remove(proj_key(&k)),
             }
+        }
+        for (ck, keys) in gone {
+            let raw = self
+                .tree
+                .get(&ck)?
+                .ok_or_else(|| StoreError::Corrupt("trail chunk vanished".into()))?;
+            let c = Chunk::parse(&raw)?;
+            let kept: Vec<(Vec<u8>, &[u8])> = c
+                .rows()?
+                .into_iter()
+                .filter(|(k, _)| !keys.contains(k))
+                .collect();
+            let kept: Vec<(&[u8], &[u8])> = kept.iter().map(|(k, v)| (k.as_slice(), *v)).collect();
+            b.remove(&ck[..]);
+            for (key, bytes) in trail_chunks::chunks(&kept) {
+                b.insert(key, bytes);
+            }
+        }
+        let mut new_edges = Vec::new();
+        for (g, rows) in fresh {
+            let rows: Vec<(&[u8], &[u8])> = rows
+                .iter()
+                .map(|(k, v)| (k.as_slice(), v.as_slice()))
+                .collect();
+            for (key, bytes) in trail_chunks::chunks(&rows) {
+                b.insert(key, bytes);
+            }
+            new_edges.push((g, rows[rows.len() - 1].0.to_vec()));
         }
         for (name, v) in batch.meta {
             let mut k = vec![P_META];
@@ -535,6 +713,10 @@ impl Store for SledStore {
         }
         self.tree.apply_batch(b)?;
         self.db.flush()?;
+        for (g, edge) in new_edges {
+            edges.insert(g, Some(edge));
+        }
+        drop(edges);
         // Deletes go after the entries; a batch of puts only leaves its marker, which
         // recovery reads as settled once the log is at least as long.
         if vault.values().any(Option::is_none) {
@@ -567,12 +749,16 @@ impl Store for SledStore {
 
     fn clear_projections(&self) -> StoreResult<()> {
         let mut b = sled::Batch::default();
-        for kv in self.tree.scan_prefix([P_PROJECTION]) {
-            let (k, _) = kv?;
-            b.remove(k);
+        let mut edges = self.trail_edges.lock().unwrap_or_else(|e| e.into_inner());
+        for prefix in [P_PROJECTION, P_CHUNK] {
+            for kv in self.tree.scan_prefix([prefix]) {
+                let (k, _) = kv?;
+                b.remove(k);
+            }
         }
         self.tree.apply_batch(b)?;
         self.db.flush()?;
+        edges.clear();
         Ok(())
     }
 }

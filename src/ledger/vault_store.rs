@@ -66,9 +66,10 @@ const KINDS: [Kind; 2] = [
     },
 ];
 
-/// A chunk is closed once its rows reach this many bytes (sled stores values above
-/// 128 KiB as separate files).
-const CHUNK_BYTES: usize = 48 << 10;
+/// A chunk is closed once its rows reach this many bytes. sled keeps up to 16 values in
+/// a leaf and writes a leaf above 128 KiB to a file of its own, rewritten as the leaf
+/// changes: chunks stay small enough for a leaf of them to fit below that.
+const CHUNK_BYTES: usize = 7 << 10;
 
 /// The kind (its position in [`KINDS`]) and index of a chunked row's key.
 fn kind_of(key: &[u8]) -> Option<(usize, u64)> {
@@ -570,8 +571,8 @@ impl SledVault {
                 let n = rest
                     .iter()
                     .take_while(|(_, r)| {
-                        let open = bytes == 0 || bytes + r.len() <= CHUNK_BYTES;
-                        bytes += r.len();
+                        let open = bytes == 0 || bytes + 12 + r.len() <= CHUNK_BYTES;
+                        bytes += 12 + r.len();
                         open
                     })
                     .count();

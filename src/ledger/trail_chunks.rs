@@ -1,0 +1,349 @@
+//! sled backend: the trail index's rows (`trail\0 ‖ system ‖ \0 ‖ occurred_at ‖ index`,
+//! one per decision) packed into chunks, one or a few per batch and system, instead of
+//! a sled key each.
+//!
+//! Measured with batches of 1,000: the trail row's sled key cost about 317 bytes of disk
+//! per decision (sled rewrites a node on every insert and keeps the old copy until it
+//! cleans the segment) and a tenth of the writer's time; a chunk is written once.
+//!
+//! A chunk holds rows of one system with keys above every row of that system's earlier
+//! chunks (the usual case: decisions arrive roughly in the order they happened). A row
+//! at or below that right edge (a late decision) stays a sled key of its own, as every
+//! row did before chunks; reads merge both. So a system's chunks cover disjoint key
+//! ranges in key order, chunks of all systems sort as their rows do, and a range reads
+//! exactly the chunks it meets. Everything above the store sees rows.
+
+use super::store::{StoreError, StoreResult};
+
+/// The sled key prefix of chunks (beside `p`, the projection rows').
+pub(crate) const P_CHUNK: u8 = b'q';
+/// A chunk is closed once its rows reach this many bytes. sled keeps up to 16 values in
+/// a leaf and writes a leaf above 128 KiB to a file of its own, rewritten as the leaf
+/// changes: chunks stay small enough for a leaf of them to fit below that.
+const CHUNK_BYTES: usize = 7 << 10;
+const PREFIX: &[u8] = b"trail\0";
+const SUFFIX: usize = 16;
+const ENTRY: usize = SUFFIX + 4;
+
+/// The group (`trail\0 ‖ system ‖ \0`) of a trail row key, or `None` for another key.
+pub(crate) fn group(key: &[u8]) -> Option<&[u8]> {
+    let rest = key.strip_prefix(PREFIX)?;
+    if rest.len() < SUFFIX + 2 {
+        return None;
+    }
+    let g = &key[..key.len() - SUFFIX];
+    let system = &g[PREFIX.len()..g.len() - 1];
+    (g.last() == Some(&0) && !system.contains(&0)).then_some(g)
+}
+
+/// Whether `[lo, hi)` (projection keys; `hi` `None` for no bound) meets trail rows.
+pub(crate) fn meets(lo: &[u8], hi: Option<&[u8]>) -> bool {
+    let end = b"trail\x01";
+    lo < &end[..] && hi.is_none_or(|h| h > PREFIX)
+}
+
+pub(crate) fn chunk_key(first_row: &[u8]) -> Vec<u8> {
+    [&[P_CHUNK][..], first_row].concat()
+}
+
+fn corrupt() -> StoreError {
+    StoreError::Corrupt("malformed trail chunk".into())
+}
+
+/// A chunk's bytes: its least and greatest row keys (each `u16 length ‖ key`), `u32
+/// count`, `count × (16-byte key suffix, u32 end offset)`, then the values back to back;
+/// keys ascending, all of one group. Integers big-endian.
+pub(crate) fn encode(rows: &[(&[u8], &[u8])]) -> Vec<u8> {
+    let (min, max) = (rows[0].0, rows[rows.len() - 1].0);
+    let body: usize = rows.iter().map(|(_, v)| v.len()).sum();
+    let mut out = Vec::with_capacity(8 + min.len() + max.len() + ENTRY * rows.len() + body);
+    for k in [min, max] {
+        out.extend_from_slice(&(k.len() as u16).to_be_bytes());
+        out.extend_from_slice(k);
+    }
+    out.extend_from_slice(&(rows.len() as u32).to_be_bytes());
+    let mut end = 0u32;
+    for (k, v) in rows {
+        end += v.len() as u32;
+        out.extend_from_slice(&k[k.len() - SUFFIX..]);
+        out.extend_from_slice(&end.to_be_bytes());
+    }
+    for (_, v) in rows {
+        out.extend_from_slice(v);
+    }
+    out
+}
+
+/// Closed chunks of `rows` (sorted, one group): `(sled key, bytes)`.
+pub(crate) fn chunks(rows: &[(&[u8], &[u8])]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut rest = rows;
+    while !rest.is_empty() {
+        let mut bytes = 0;
+        let n = rest
+            .iter()
+            .take_while(|(_, v)| {
+                let open = bytes == 0 || bytes + ENTRY + v.len() <= CHUNK_BYTES;
+                bytes += ENTRY + v.len();
+                open
+            })
+            .count();
+        out.push((chunk_key(rest[0].0), encode(&rest[..n])));
+        rest = &rest[n..];
+    }
+    out
+}
+
+/// A parsed chunk, borrowing its bytes.
+pub(crate) struct Chunk<'a> {
+    pub min: &'a [u8],
+    pub max: &'a [u8],
+    count: usize,
+    table: &'a [u8],
+    values: &'a [u8],
+}
+
+fn key_at(raw: &[u8], at: usize) -> StoreResult<(&[u8], usize)> {
+    let n = raw.get(at..at + 2).ok_or_else(corrupt)?;
+    let n = u16::from_be_bytes([n[0], n[1]]) as usize;
+    Ok((raw.get(at + 2..at + 2 + n).ok_or_else(corrupt)?, at + 2 + n))
+}
+
+impl<'a> Chunk<'a> {
+    pub fn parse(raw: &'a [u8]) -> StoreResult<Self> {
+        let (min, at) = key_at(raw, 0)?;
+        let (max, at) = key_at(raw, at)?;
+        let n = raw.get(at..at + 4).ok_or_else(corrupt)?;
+        let count = u32::from_be_bytes(n.try_into().unwrap()) as usize;
+        let table = raw
+            .get(at + 4..at + 4 + ENTRY * count)
+            .ok_or_else(corrupt)?;
+        let values = &raw[at + 4 + ENTRY * count..];
+        if count == 0 || min.len() < SUFFIX || group(min).is_none() {
+            return Err(corrupt());
+        }
+        Ok(Self {
+            min,
+            max,
+            count,
+            table,
+            values,
+        })
+    }
+
+    fn group(&self) -> &'a [u8] {
+        &self.min[..self.min.len() - SUFFIX]
+    }
+
+    fn suffix(&self, i: usize) -> &'a [u8] {
+        &self.table[ENTRY * i..ENTRY * i + SUFFIX]
+    }
+
+    fn end(&self, i: usize) -> usize {
+        let e = &self.table[ENTRY * i + SUFFIX..ENTRY * (i + 1)];
+        u32::from_be_bytes(e.try_into().unwrap()) as usize
+    }
+
+    fn value(&self, i: usize) -> StoreResult<&'a [u8]> {
+        let start = if i == 0 { 0 } else { self.end(i - 1) };
+        self.values.get(start..self.end(i)).ok_or_else(corrupt)
+    }
+
+    /// The value of row `key`, if the chunk holds it (a binary search of the table).
+    pub fn find(&self, key: &[u8]) -> StoreResult<Option<&'a [u8]>> {
+        if key.len() != self.min.len() || !key.starts_with(self.group()) {
+            return Ok(None);
+        }
+        let want = &key[key.len() - SUFFIX..];
+        let (mut lo, mut hi) = (0, self.count);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            match self.suffix(mid).cmp(want) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return self.value(mid).map(Some),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Every row, keys ascending.
+    pub fn rows(&self) -> StoreResult<Vec<(Vec<u8>, &'a [u8])>> {
+        (0..self.count)
+            .map(|i| Ok(([self.group(), self.suffix(i)].concat(), self.value(i)?)))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(system: &str, t: u64, i: u64) -> Vec<u8> {
+        [
+            PREFIX,
+            system.as_bytes(),
+            &[0],
+            &t.to_be_bytes()[..],
+            &i.to_be_bytes()[..],
+        ]
+        .concat()
+    }
+
+    use crate::ledger::store::{CommitBatch, Rows, SledStore, Store};
+    use std::collections::BTreeMap;
+
+    type Model = BTreeMap<Vec<u8>, Vec<u8>>;
+
+    fn commit(store: &SledStore, model: &mut Model, w: BTreeMap<Vec<u8>, Option<Vec<u8>>>) {
+        for (k, v) in &w {
+            match v {
+                Some(v) => model.insert(k.clone(), v.clone()),
+                None => model.remove(k),
+            };
+        }
+        store
+            .commit(CommitBatch {
+                projections: w,
+                ..Default::default()
+            })
+            .unwrap();
+    }
+
+    fn check(store: &SledStore, model: &Model) {
+        let all: Rows = model.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        assert_eq!(store.scan(b"", None, false, usize::MAX).unwrap(), all);
+        for (k, v) in model {
+            assert_eq!(store.get(k).unwrap().as_ref(), Some(v));
+        }
+        for system in ["a", "b", "bb"] {
+            let prefix = [PREFIX, system.as_bytes(), &[0]].concat();
+            let want: Rows = all
+                .iter()
+                .filter(|(k, _)| k.starts_with(&prefix))
+                .cloned()
+                .collect();
+            for reverse in [false, true] {
+                // Pages of 9 by cursor (scan) and by bounds (range), as the trail reads.
+                let mut got = Vec::new();
+                let mut cursor: Option<Vec<u8>> = None;
+                loop {
+                    let page = store.scan(&prefix, cursor.as_deref(), reverse, 9).unwrap();
+                    let Some((last, _)) = page.last() else { break };
+                    cursor = Some(last.clone());
+                    got.extend(page);
+                }
+                let mut want = want.clone();
+                if reverse {
+                    want.reverse();
+                }
+                assert_eq!(got, want, "scan pages of {system}, reverse {reverse}");
+            }
+            // A time window.
+            let (lo, hi) = (row(system, 1_005, 0), row(system, 1_010, 0));
+            let win: Rows = want
+                .iter()
+                .filter(|(k, _)| *k >= lo && *k < hi)
+                .cloned()
+                .collect();
+            assert_eq!(store.range(&lo, &hi, false, usize::MAX).unwrap(), win);
+            let mut rev = win.clone();
+            rev.reverse();
+            assert_eq!(
+                store.range(&lo, &hi, true, 4).unwrap(),
+                rev[..rev.len().min(4)]
+            );
+        }
+    }
+
+    #[test]
+    fn chunked_trail_rows_read_as_rows_with_late_rows_deletes_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut model = Model::new();
+        let mut index = 0u64;
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rand = move |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        for _round in 0..3 {
+            let store = SledStore::open(dir.path()).unwrap();
+            for batch in 0..30u64 {
+                let mut w = BTreeMap::new();
+                // Other projection rows beside the trail's.
+                w.insert(
+                    format!("dec\0a\0{batch}-{index}").into_bytes(),
+                    Some(vec![1]),
+                );
+                for _ in 0..rand(120) {
+                    let system = ["a", "b", "bb"][rand(3) as usize];
+                    // Mostly in time order; some late (below the right edge).
+                    let t = 1_000 + index / 40 - if rand(8) == 0 { rand(30) } else { 0 };
+                    let len = 1 + rand(900) as usize;
+                    w.insert(row(system, t, index), Some(vec![index as u8; len]));
+                    index += 1;
+                }
+                if rand(4) == 0 {
+                    let trail: Vec<Vec<u8>> = model
+                        .keys()
+                        .filter(|k| group(k).is_some())
+                        .cloned()
+                        .collect();
+                    if !trail.is_empty() {
+                        w.insert(trail[rand(trail.len() as u64) as usize].clone(), None);
+                    }
+                }
+                commit(&store, &mut model, w);
+            }
+            check(&store, &model);
+            // Most rows went into chunks, the late ones stayed keys of their own.
+            let (chunks, own) = store.trail_layout();
+            assert!(
+                chunks >= 30 && own > 0 && own * 4 < index as usize,
+                "{chunks} {own}"
+            );
+        }
+        let store = SledStore::open(dir.path()).unwrap();
+        store.clear_projections().unwrap();
+        assert!(store.scan(b"", None, false, usize::MAX).unwrap().is_empty());
+        let mut model = Model::new();
+        let mut w = BTreeMap::new();
+        w.insert(row("a", 5, 1), Some(vec![5]));
+        commit(&store, &mut model, w);
+        check(&store, &model);
+    }
+
+    #[test]
+    fn groups_are_trail_rows_only() {
+        assert_eq!(group(&row("s", 1, 2)), Some(&b"trail\0s\0"[..]));
+        assert_eq!(group(b"trail\0s\0short"), None);
+        assert_eq!(group(&[b"dec\0s\0".as_slice(), &[7; 16]].concat()), None);
+    }
+
+    #[test]
+    fn a_chunk_finds_and_lists_its_rows() {
+        let keys: Vec<Vec<u8>> = (0..50).map(|i| row("sys", 10 + i / 7, i)).collect();
+        let vals: Vec<Vec<u8>> = (0..50).map(|i| vec![i as u8; i as usize]).collect();
+        let rows: Vec<(&[u8], &[u8])> = keys
+            .iter()
+            .zip(&vals)
+            .map(|(k, v)| (k.as_slice(), v.as_slice()))
+            .collect();
+        let raw = encode(&rows);
+        let c = Chunk::parse(&raw).unwrap();
+        assert_eq!((c.min, c.max), (keys[0].as_slice(), keys[49].as_slice()));
+        for (k, v) in &rows {
+            assert_eq!(c.find(k).unwrap(), Some(*v));
+        }
+        assert_eq!(c.find(&row("sys", 10, 100)).unwrap(), None);
+        assert_eq!(c.find(&row("syt", 10, 1)).unwrap(), None);
+        let listed = c.rows().unwrap();
+        assert_eq!(listed.len(), 50);
+        assert!(listed
+            .iter()
+            .zip(&rows)
+            .all(|(a, b)| a.0 == b.0 && a.1 == b.1));
+    }
+}
