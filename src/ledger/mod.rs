@@ -10,6 +10,7 @@
 //! - the log never signs two inconsistent checkpoints: each batch extends the tree the
 //!   last checkpoint committed to.
 
+pub mod chunk;
 pub mod entry;
 pub mod export;
 pub mod keyfile;

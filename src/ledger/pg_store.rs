@@ -19,7 +19,7 @@ use std::sync::{mpsc, Arc, Mutex};
 
 use postgres::{Client, NoTls};
 
-use super::store::{CommitBatch, Head, Rows, Store, StoreError, StoreResult};
+use super::store::{successor, CommitBatch, Head, Rows, Store, StoreError, StoreResult};
 use super::tiles::TileId;
 
 /// Schema migrations, in order: (version, SQL).
@@ -146,18 +146,6 @@ impl Workers {
     ) -> StoreResult<R> {
         self.run(move |conn| f(conn.client()?).map_err(pg))
     }
-}
-
-/// The smallest key greater than every key that starts with `prefix`, if any.
-fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
-    let mut k = prefix.to_vec();
-    while let Some(last) = k.pop() {
-        if last < 0xff {
-            k.push(last + 1);
-            return Some(k);
-        }
-    }
-    None
 }
 
 fn limit(n: usize) -> i64 {

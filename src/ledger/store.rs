@@ -180,7 +180,7 @@ fn prefixed(prefix: u8, key: &[u8]) -> Vec<u8> {
 }
 
 /// The least key above every key that starts with `prefix` (none if there is none).
-fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
     let mut end = prefix.to_vec();
     while let Some(last) = end.pop() {
         if last < 0xff {
@@ -359,6 +359,22 @@ impl SledStore {
     ) -> StoreResult<Rows> {
         let mut out = Vec::new();
         let within = |k: &[u8]| k >= lo && hi.is_none_or(|h| k < h);
+        // A chunk's rows in `[lo, hi)` into `out`; false once `limit` is reached.
+        let take = |c: &Chunk, out: &mut Rows| -> StoreResult<bool> {
+            let mut rows = c.rows()?;
+            if reverse {
+                rows.reverse();
+            }
+            for (k, v) in rows {
+                if within(&k) {
+                    out.push((k, v.to_vec()));
+                    if out.len() == limit {
+                        return Ok(false);
+                    }
+                }
+            }
+            Ok(true)
+        };
         let space = [P_CHUNK];
         let end = [P_CHUNK + 1];
         if reverse {
@@ -366,18 +382,10 @@ impl SledStore {
                 .map(trail_chunks::chunk_key)
                 .unwrap_or_else(|| end.to_vec());
             for kv in self.tree.range(&space[..]..&upper[..]).rev() {
-                let (_, raw) = kv?;
+                let raw = kv?.1;
                 let c = Chunk::parse(&raw)?;
-                if c.max < lo {
+                if c.max < lo || !take(&c, &mut out)? {
                     break;
-                }
-                for (k, v) in c.rows()?.into_iter().rev() {
-                    if within(&k) {
-                        out.push((k, v.to_vec()));
-                        if out.len() == limit {
-                            return Ok(out);
-                        }
-                    }
                 }
             }
         } else {
@@ -391,18 +399,10 @@ impl SledStore {
                 None => trail_chunks::chunk_key(lo),
             };
             for kv in self.tree.range(&start[..]..&end[..]) {
-                let (_, raw) = kv?;
+                let raw = kv?.1;
                 let c = Chunk::parse(&raw)?;
-                if hi.is_some_and(|h| c.min >= h) {
+                if hi.is_some_and(|h| c.min >= h) || !take(&c, &mut out)? {
                     break;
-                }
-                for (k, v) in c.rows()? {
-                    if within(&k) {
-                        out.push((k, v.to_vec()));
-                        if out.len() == limit {
-                            return Ok(out);
-                        }
-                    }
                 }
             }
         }

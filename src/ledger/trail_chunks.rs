@@ -13,6 +13,7 @@
 //! ranges in key order, chunks of all systems sort as their rows do, and a range reads
 //! exactly the chunks it meets. Everything above the store sees rows.
 
+use super::chunk;
 use super::store::{StoreError, StoreResult};
 
 /// The sled key prefix of chunks (beside `p`, the projection rows').
@@ -22,8 +23,8 @@ pub(crate) const P_CHUNK: u8 = b'q';
 /// changes: chunks stay small enough for a leaf of them to fit below that.
 const CHUNK_BYTES: usize = 7 << 10;
 const PREFIX: &[u8] = b"trail\0";
+/// A row key's last 16 bytes (occurred_at ‖ index): the chunk's table key.
 const SUFFIX: usize = 16;
-const ENTRY: usize = SUFFIX + 4;
 
 /// The group (`trail\0 ‖ system ‖ \0`) of a trail row key, or `None` for another key.
 pub(crate) fn group(key: &[u8]) -> Option<&[u8]> {
@@ -46,88 +47,42 @@ pub(crate) fn chunk_key(first_row: &[u8]) -> Vec<u8> {
     [&[P_CHUNK][..], first_row].concat()
 }
 
-fn corrupt() -> StoreError {
-    StoreError::Corrupt("malformed trail chunk".into())
-}
-
-/// A chunk's bytes: its least and greatest row keys (each `u16 length ‖ key`), `u32
-/// count`, `count × (16-byte key suffix, u32 end offset)`, then the values back to back;
-/// keys ascending, all of one group. Integers big-endian.
-pub(crate) fn encode(rows: &[(&[u8], &[u8])]) -> Vec<u8> {
-    let (min, max) = (rows[0].0, rows[rows.len() - 1].0);
-    let body: usize = rows.iter().map(|(_, v)| v.len()).sum();
-    let mut out = Vec::with_capacity(8 + min.len() + max.len() + ENTRY * rows.len() + body);
-    for k in [min, max] {
-        out.extend_from_slice(&(k.len() as u16).to_be_bytes());
-        out.extend_from_slice(k);
-    }
-    out.extend_from_slice(&(rows.len() as u32).to_be_bytes());
-    let mut end = 0u32;
-    for (k, v) in rows {
-        end += v.len() as u32;
-        out.extend_from_slice(&k[k.len() - SUFFIX..]);
-        out.extend_from_slice(&end.to_be_bytes());
-    }
-    for (_, v) in rows {
-        out.extend_from_slice(v);
-    }
-    out
-}
-
-/// Closed chunks of `rows` (sorted, one group): `(sled key, bytes)`.
+/// Closed chunks of `rows` (sorted, one group): `(sled key, bytes)`, in the shared
+/// format (see `ledger::chunk`) with the key suffix as table key.
 pub(crate) fn chunks(rows: &[(&[u8], &[u8])]) -> Vec<(Vec<u8>, Vec<u8>)> {
     let mut out = Vec::new();
     let mut rest = rows;
     while !rest.is_empty() {
-        let mut bytes = 0;
-        let n = rest
+        let n = chunk::fill(rest, SUFFIX, CHUNK_BYTES, |(_, v)| v.len());
+        let part = &rest[..n];
+        let table: Vec<(&[u8], &[u8])> = part
             .iter()
-            .take_while(|(_, v)| {
-                let open = bytes == 0 || bytes + ENTRY + v.len() <= CHUNK_BYTES;
-                bytes += ENTRY + v.len();
-                open
-            })
-            .count();
-        out.push((chunk_key(rest[0].0), encode(&rest[..n])));
+            .map(|(k, v)| (&k[k.len() - SUFFIX..], *v))
+            .collect();
+        let bytes = chunk::encode(part[0].0, part[n - 1].0, &table);
+        out.push((chunk_key(part[0].0), bytes));
         rest = &rest[n..];
     }
     out
 }
 
-/// A parsed chunk, borrowing its bytes.
+/// A parsed trail chunk, borrowing its bytes.
 pub(crate) struct Chunk<'a> {
     pub min: &'a [u8],
     pub max: &'a [u8],
-    count: usize,
-    table: &'a [u8],
-    values: &'a [u8],
-}
-
-fn key_at(raw: &[u8], at: usize) -> StoreResult<(&[u8], usize)> {
-    let n = raw.get(at..at + 2).ok_or_else(corrupt)?;
-    let n = u16::from_be_bytes([n[0], n[1]]) as usize;
-    Ok((raw.get(at + 2..at + 2 + n).ok_or_else(corrupt)?, at + 2 + n))
+    inner: chunk::Chunk<'a>,
 }
 
 impl<'a> Chunk<'a> {
     pub fn parse(raw: &'a [u8]) -> StoreResult<Self> {
-        let (min, at) = key_at(raw, 0)?;
-        let (max, at) = key_at(raw, at)?;
-        let n = raw.get(at..at + 4).ok_or_else(corrupt)?;
-        let count = u32::from_be_bytes(n.try_into().unwrap()) as usize;
-        let table = raw
-            .get(at + 4..at + 4 + ENTRY * count)
-            .ok_or_else(corrupt)?;
-        let values = &raw[at + 4 + ENTRY * count..];
-        if count == 0 || min.len() < SUFFIX || group(min).is_none() {
-            return Err(corrupt());
+        let inner = chunk::Chunk::parse(raw, SUFFIX)?;
+        if inner.is_empty() || group(inner.min).is_none() {
+            return Err(StoreError::Corrupt("malformed trail chunk".into()));
         }
         Ok(Self {
-            min,
-            max,
-            count,
-            table,
-            values,
+            min: inner.min,
+            max: inner.max,
+            inner,
         })
     }
 
@@ -135,43 +90,23 @@ impl<'a> Chunk<'a> {
         &self.min[..self.min.len() - SUFFIX]
     }
 
-    fn suffix(&self, i: usize) -> &'a [u8] {
-        &self.table[ENTRY * i..ENTRY * i + SUFFIX]
-    }
-
-    fn end(&self, i: usize) -> usize {
-        let e = &self.table[ENTRY * i + SUFFIX..ENTRY * (i + 1)];
-        u32::from_be_bytes(e.try_into().unwrap()) as usize
-    }
-
-    fn value(&self, i: usize) -> StoreResult<&'a [u8]> {
-        let start = if i == 0 { 0 } else { self.end(i - 1) };
-        self.values.get(start..self.end(i)).ok_or_else(corrupt)
-    }
-
-    /// The value of row `key`, if the chunk holds it (a binary search of the table).
+    /// The value of row `key`, if the chunk holds it.
     pub fn find(&self, key: &[u8]) -> StoreResult<Option<&'a [u8]>> {
         if key.len() != self.min.len() || !key.starts_with(self.group()) {
             return Ok(None);
         }
-        let want = &key[key.len() - SUFFIX..];
-        let (mut lo, mut hi) = (0, self.count);
-        while lo < hi {
-            let mid = (lo + hi) / 2;
-            match self.suffix(mid).cmp(want) {
-                std::cmp::Ordering::Less => lo = mid + 1,
-                std::cmp::Ordering::Greater => hi = mid,
-                std::cmp::Ordering::Equal => return self.value(mid).map(Some),
-            }
-        }
-        Ok(None)
+        self.inner.find(&key[key.len() - SUFFIX..])
     }
 
     /// Every row, keys ascending.
     pub fn rows(&self) -> StoreResult<Vec<(Vec<u8>, &'a [u8])>> {
-        (0..self.count)
-            .map(|i| Ok(([self.group(), self.suffix(i)].concat(), self.value(i)?)))
-            .collect()
+        let group = self.group();
+        Ok(self
+            .inner
+            .rows()?
+            .into_iter()
+            .map(|(k, v)| ([group, k].concat(), v))
+            .collect())
     }
 }
 
@@ -331,8 +266,9 @@ mod tests {
             .zip(&vals)
             .map(|(k, v)| (k.as_slice(), v.as_slice()))
             .collect();
-        let raw = encode(&rows);
-        let c = Chunk::parse(&raw).unwrap();
+        let all = chunks(&rows);
+        assert_eq!(all.len(), 1);
+        let c = Chunk::parse(&all[0].1).unwrap();
         assert_eq!((c.min, c.max), (keys[0].as_slice(), keys[49].as_slice()));
         for (k, v) in &rows {
             assert_eq!(c.find(k).unwrap(), Some(*v));

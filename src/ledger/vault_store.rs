@@ -25,7 +25,7 @@ use std::sync::RwLock;
 
 use serde::{Deserialize, Serialize};
 
-use super::store::{Rows, StoreError, StoreResult};
+use super::store::{successor, Rows, StoreError, StoreResult};
 
 const MARKER: &[u8] = b"\x00pending";
 
@@ -145,106 +145,44 @@ impl Kind {
     }
 }
 
-/// A chunk's bytes: its least and greatest row keys (each `u16 length ‖ key`), `u32
-/// count`, `count × (u64 index, u32 end offset)`, then the rows' bytes back to back;
-/// indexes ascending. All integers big-endian.
+/// The vault's chunks in the shared format (see `ledger::chunk`), with the row's
+/// index (u64 BE) as table key and `u8 length ‖ the key's middle ‖ value` as value.
 pub mod chunk {
     use super::{StoreError, StoreResult};
-
-    const ENTRY: usize = 12;
+    use crate::ledger::chunk::{self as format, Chunk};
 
     pub(super) fn corrupt() -> StoreError {
         StoreError::Corrupt("malformed vault chunk".into())
     }
 
     pub fn encode(min: &[u8], max: &[u8], rows: &[(u64, &[u8])]) -> Vec<u8> {
-        let body: usize = rows.iter().map(|(_, v)| v.len()).sum();
-        let mut out = Vec::with_capacity(8 + min.len() + max.len() + ENTRY * rows.len() + body);
-        for k in [min, max] {
-            out.extend_from_slice(&(k.len() as u16).to_be_bytes());
-            out.extend_from_slice(k);
-        }
-        out.extend_from_slice(&(rows.len() as u32).to_be_bytes());
-        let mut end = 0u32;
-        for (index, v) in rows {
-            end += v.len() as u32;
-            out.extend_from_slice(&index.to_be_bytes());
-            out.extend_from_slice(&end.to_be_bytes());
-        }
-        for (_, v) in rows {
-            out.extend_from_slice(v);
-        }
-        out
-    }
-
-    fn key_at(raw: &[u8], at: usize) -> StoreResult<(&[u8], usize)> {
-        let n = u16::from_be_bytes(raw.get(at..at + 2).ok_or_else(corrupt)?.try_into().unwrap())
-            as usize;
-        let k = raw.get(at + 2..at + 2 + n).ok_or_else(corrupt)?;
-        Ok((k, at + 2 + n))
-    }
-
-    /// The chunk's least and greatest row keys, and its table and rows.
-    fn parts(raw: &[u8]) -> StoreResult<(&[u8], &[u8], &[u8])> {
-        let (min, at) = key_at(raw, 0)?;
-        let (max, at) = key_at(raw, at)?;
-        Ok((min, max, &raw[at..]))
+        let keys: Vec<[u8; 8]> = rows.iter().map(|(i, _)| i.to_be_bytes()).collect();
+        let rows: Vec<(&[u8], &[u8])> = keys
+            .iter()
+            .zip(rows)
+            .map(|(k, (_, v))| (&k[..], *v))
+            .collect();
+        format::encode(min, max, &rows)
     }
 
     /// The least and greatest row keys in the chunk.
     pub fn bounds(raw: &[u8]) -> StoreResult<(&[u8], &[u8])> {
-        parts(raw).map(|(min, max, _)| (min, max))
+        Chunk::parse(raw, 8).map(|c| (c.min, c.max))
     }
 
-    fn count(raw: &[u8]) -> StoreResult<usize> {
-        let n = u32::from_be_bytes(raw.get(..4).ok_or_else(corrupt)?.try_into().unwrap()) as usize;
-        if raw.len() < 4 + ENTRY * n {
-            return Err(corrupt());
-        }
-        Ok(n)
-    }
-
-    fn entry(raw: &[u8], i: usize) -> (u64, u32) {
-        let e = &raw[4 + ENTRY * i..4 + ENTRY * (i + 1)];
-        (
-            u64::from_be_bytes(e[..8].try_into().unwrap()),
-            u32::from_be_bytes(e[8..].try_into().unwrap()),
-        )
-    }
-
-    fn row(raw: &[u8], n: usize, i: usize) -> StoreResult<&[u8]> {
-        let base = 4 + ENTRY * n;
-        let start = if i == 0 {
-            0
-        } else {
-            entry(raw, i - 1).1 as usize
-        };
-        let end = entry(raw, i).1 as usize;
-        raw.get(base + start..base + end).ok_or_else(corrupt)
-    }
-
-    /// The row of `index`, if the chunk holds it (a binary search of the table).
+    /// The row of `index`, if the chunk holds it.
     pub fn find(raw: &[u8], index: u64) -> StoreResult<Option<&[u8]>> {
-        let raw = parts(raw)?.2;
-        let n = count(raw)?;
-        let (mut lo, mut hi) = (0, n);
-        while lo < hi {
-            let mid = (lo + hi) / 2;
-            match entry(raw, mid).0.cmp(&index) {
-                std::cmp::Ordering::Less => lo = mid + 1,
-                std::cmp::Ordering::Greater => hi = mid,
-                std::cmp::Ordering::Equal => return row(raw, n, mid).map(Some),
-            }
-        }
-        Ok(None)
+        Chunk::parse(raw, 8)?.find(&index.to_be_bytes())
     }
 
     /// Every row, in index order.
     pub fn rows(raw: &[u8]) -> StoreResult<Vec<(u64, &[u8])>> {
-        let raw = parts(raw)?.2;
-        let n = count(raw)?;
-        (0..n)
-            .map(|i| Ok((entry(raw, i).0, row(raw, n, i)?)))
+        let c = Chunk::parse(raw, 8)?;
+        (0..c.len())
+            .map(|i| {
+                let k: [u8; 8] = c.key(i).try_into().map_err(|_| corrupt())?;
+                Ok((u64::from_be_bytes(k), c.value(i)?))
+            })
             .collect()
     }
 }
@@ -263,18 +201,6 @@ fn open_db(path: &Path, cache_bytes: u64) -> StoreResult<sled::Db> {
         .path(path)
         .cache_capacity(cache_bytes)
         .open()?)
-}
-
-/// The least key above every key that starts with `prefix` (none if it is all 0xff).
-fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return Some(end);
-        }
-    }
-    None
 }
 
 /// Chunked rows as `(index, payload)`.
@@ -567,15 +493,7 @@ impl SledVault {
             }
             let mut rest = rows.as_slice();
             while let Some((first, _)) = rest.first() {
-                let mut bytes = 0;
-                let n = rest
-                    .iter()
-                    .take_while(|(_, r)| {
-                        let open = bytes == 0 || bytes + 12 + r.len() <= CHUNK_BYTES;
-                        bytes += 12 + r.len();
-                        open
-                    })
-                    .count();
+                let n = crate::ledger::chunk::fill(rest, 8, CHUNK_BYTES, |(_, r)| r.len());
                 let key = KINDS[k].chunk_key(*first);
                 let chunk: Vec<(u64, &[u8])> =
                     rest[..n].iter().map(|(i, r)| (*i, r.as_slice())).collect();
