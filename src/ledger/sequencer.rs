@@ -98,14 +98,19 @@ fn ns_key(ns: u8, key: &[u8]) -> Vec<u8> {
 
 /// Split staged writes into (projection writes, vault writes).
 pub(crate) fn split_writes(w: Writes) -> (Writes, Writes) {
-    let (mut p, mut v) = (BTreeMap::new(), BTreeMap::new());
-    for (k, val) in w {
-        match k.first() {
-            Some(&NS_VAULT) => v.insert(k[1..].to_vec(), val),
-            _ => p.insert(k[1..].to_vec(), val),
-        };
-    }
-    (p, v)
+    // Keys come sorted, so each side is built in bulk, not insert by insert.
+    let (v, p): (Vec<_>, Vec<_>) = w
+        .into_iter()
+        .partition(|(k, _)| k.first() == Some(&NS_VAULT));
+    let strip = |rows: Vec<(Vec<u8>, Option<Vec<u8>>)>| -> Writes {
+        rows.into_iter()
+            .map(|(mut k, val)| {
+                k.remove(0);
+                (k, val)
+            })
+            .collect()
+    };
+    (strip(p), strip(v))
 }
 
 /// The projections (and the vault) as the writer sees them while it prepares a batch:

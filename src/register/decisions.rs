@@ -7,8 +7,8 @@ use utoipa::ToSchema;
 
 use super::vault::{self, DecisionVault, Opening};
 use super::{
-    append, cbor_packed, draft, from_value, get, key, parse_sha256, parse_time, validate_ident,
-    validate_text, DECISION_RECORDED,
+    append, cbor_packed, draft, get, key, parse_sha256, parse_time, validate_ident, validate_text,
+    DECISION_RECORDED,
 };
 use crate::error::{AppError, ErrorCode};
 use crate::ledger::store::Store;
@@ -330,6 +330,48 @@ pub fn record_command(
     })
 }
 
+/// The fields of a decision body that its index rows hold.
+struct IndexedFields<'a> {
+    decision_id: &'a str,
+    model_version: &'a str,
+    occurred_at: u64,
+    output: &'a str,
+}
+
+impl<'a> IndexedFields<'a> {
+    fn of(body: &'a serde_cbor::Value) -> Result<Self, AppError> {
+        use serde_cbor::Value;
+        let Value::Map(m) = body else {
+            return Err(AppError::internal("decision body is not a map"));
+        };
+        let field = |name: &str| {
+            m.get(&Value::Text(name.to_owned())).ok_or_else(|| {
+                AppError::internal(format!("entry body does not decode: no field {name}"))
+            })
+        };
+        let text = |name: &str| match field(name)? {
+            Value::Text(t) => Ok(t.as_str()),
+            _ => Err(AppError::internal(format!(
+                "decision body: {name} is not text"
+            ))),
+        };
+        let occurred_at = match field("occurred_at")? {
+            Value::Integer(n) => u64::try_from(*n).map_err(AppError::internal)?,
+            _ => {
+                return Err(AppError::internal(
+                    "decision body: occurred_at is not an integer",
+                ))
+            }
+        };
+        Ok(Self {
+            decision_id: text("decision_id")?,
+            model_version: text("model_version")?,
+            occurred_at,
+            output: text("output")?,
+        })
+    }
+}
+
 pub(crate) fn project(
     system: &str,
     body: &serde_cbor::Value,
@@ -337,9 +379,11 @@ pub(crate) fn project(
     _time: u64,
     s: &mut Staging<'_>,
 ) -> Result<(), AppError> {
-    let b: DecisionBody = from_value(body)?;
+    // The four fields the indexes need, read in place (decoding the whole body meant a
+    // deep copy of it per decision).
+    let b = IndexedFields::of(body)?;
     s.put(
-        id_key(system, &b.decision_id),
+        id_key(system, b.decision_id),
         cbor_packed(&DecisionRef {
             index,
             fingerprint: fingerprint(body),
@@ -349,8 +393,8 @@ pub(crate) fn project(
         trail_key(system, b.occurred_at, index),
         cbor_packed(&TrailRow {
             index,
-            model_version: b.model_version,
-            output_digest: output_digest(&b.output),
+            model_version: b.model_version.to_owned(),
+            output_digest: output_digest(b.output),
         }),
     );
     Ok(())
