@@ -191,6 +191,15 @@ pub(crate) fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
+/// Rows in key order, ascending or descending.
+pub(crate) fn sort_rows(rows: &mut Rows, reverse: bool) {
+    if reverse {
+        rows.sort_by(|a, b| b.0.cmp(&a.0));
+    } else {
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+    }
+}
+
 fn proj_key(key: &[u8]) -> Vec<u8> {
     prefixed(P_PROJECTION, key)
 }
@@ -270,21 +279,26 @@ impl SledStore {
         )
     }
 
-    /// The greatest row key of `group`'s chunks.
-    fn trail_edge(&self, edges: &mut TrailEdges, group: &[u8]) -> StoreResult<Option<Vec<u8>>> {
-        if let Some(e) = edges.get(group) {
-            return Ok(e.clone());
+    /// Whether trail row `key` of `group` lies above every row of the group's chunks
+    /// (their greatest key is read once, then kept in `edges`).
+    fn above_trail_edge(
+        &self,
+        edges: &mut TrailEdges,
+        group: &[u8],
+        key: &[u8],
+    ) -> StoreResult<bool> {
+        if !edges.contains_key(group) {
+            let edge = match self
+                .tree
+                .scan_prefix(trail_chunks::chunk_key(group))
+                .next_back()
+            {
+                Some(kv) => Some(Chunk::parse(&kv?.1)?.max.to_vec()),
+                None => None,
+            };
+            edges.insert(group.to_vec(), edge);
         }
-        let edge = match self
-            .tree
-            .scan_prefix(trail_chunks::chunk_key(group))
-            .next_back()
-        {
-            Some(kv) => Some(Chunk::parse(&kv?.1)?.max.to_vec()),
-            None => None,
-        };
-        edges.insert(group.to_vec(), edge.clone());
-        Ok(edge)
+        Ok(edges[group].as_deref().is_none_or(|e| key > e))
     }
 
     /// The chunk whose range holds trail row `key`, if one does: `(sled key, bytes)`.
@@ -335,11 +349,7 @@ impl SledStore {
             let chunked = self.chunked_trail_rows(lo, hi, reverse, limit)?;
             if !chunked.is_empty() {
                 out.extend(chunked);
-                if reverse {
-                    out.sort_by(|a, b| b.0.cmp(&a.0));
-                } else {
-                    out.sort_by(|a, b| a.0.cmp(&b.0));
-                }
+                sort_rows(&mut out, reverse);
                 out.dedup_by(|a, b| a.0 == b.0);
                 out.truncate(limit);
             }
@@ -657,7 +667,7 @@ impl Store for SledStore {
         for (k, v) in batch.projections {
             match (trail_chunks::group(&k), v) {
                 (Some(g), Some(v)) => {
-                    if self.trail_edge(&mut edges, g)?.is_none_or(|e| k > e) {
+                    if self.above_trail_edge(&mut edges, g, &k)? {
                         fresh.entry(g.to_vec()).or_default().push((k, v));
                     } else {
                         b.insert(proj_key(&k), v);

@@ -25,7 +25,7 @@ use std::sync::RwLock;
 
 use serde::{Deserialize, Serialize};
 
-use super::store::{successor, Rows, StoreError, StoreResult};
+use super::store::{sort_rows, successor, Rows, StoreError, StoreResult};
 
 const MARKER: &[u8] = b"\x00pending";
 
@@ -97,28 +97,43 @@ impl Kind {
         [&[mid.len() as u8][..], mid, value].concat()
     }
 
-    /// A payload back into its row: `(key, value)`.
-    fn unpack(&self, index: u64, payload: &[u8]) -> StoreResult<(Vec<u8>, Vec<u8>)> {
+    /// A payload's key middle and value.
+    fn split(payload: &[u8]) -> StoreResult<(&[u8], &[u8])> {
         let n = *payload.first().ok_or_else(chunk::corrupt)? as usize;
         let mid = payload.get(1..1 + n).ok_or_else(chunk::corrupt)?;
-        let key = [self.row, mid, &index.to_be_bytes()[..]].concat();
-        Ok((key, payload[1 + n..].to_vec()))
+        Ok((mid, &payload[1 + n..]))
     }
 
-    /// A chunk of rows `(index, payload)`, indexes ascending.
+    fn key(&self, index: u64, mid: &[u8]) -> Vec<u8> {
+        [self.row, mid, &index.to_be_bytes()[..]].concat()
+    }
+
+    /// A payload back into its row: `(key, value)`.
+    fn unpack(&self, index: u64, payload: &[u8]) -> StoreResult<(Vec<u8>, Vec<u8>)> {
+        let (mid, value) = Self::split(payload)?;
+        Ok((self.key(index, mid), value.to_vec()))
+    }
+
+    /// A chunk of rows `(index, payload)`, indexes ascending (at least one row). Row keys
+    /// order as (middle, index), so for kinds whose keys sort as indexes the first and
+    /// last rows are the least and greatest; no row is unpacked to find them.
     fn pack(&self, rows: &[(u64, &[u8])]) -> StoreResult<Vec<u8>> {
-        let mut keys = rows.iter().map(|(i, p)| self.unpack(*i, p).map(|(k, _)| k));
-        let first = keys.next().transpose()?.unwrap_or_default();
-        let (mut min, mut max) = (first.clone(), first);
-        for k in keys {
-            let k = k?;
-            if k < min {
-                min = k;
-            } else if k > max {
-                max = k;
+        fn order<'a>(&(i, p): &(u64, &'a [u8])) -> StoreResult<(&'a [u8], u64)> {
+            Kind::split(p).map(|(mid, _)| (mid, i))
+        }
+        let (mut min, mut max) = (order(&rows[0])?, order(&rows[rows.len() - 1])?);
+        if !self.by_index {
+            for r in rows {
+                let o = order(r)?;
+                min = min.min(o);
+                max = max.max(o);
             }
         }
-        Ok(chunk::encode(&min, &max, rows))
+        Ok(chunk::encode(
+            &self.key(min.1, min.0),
+            &self.key(max.1, max.0),
+            rows,
+        ))
     }
 
     /// Whether `[lo, hi)` meets this kind's key space.
@@ -205,14 +220,6 @@ fn open_db(path: &Path, cache_bytes: u64) -> StoreResult<sled::Db> {
 
 /// Chunked rows as `(index, payload)`.
 type Payloads = Vec<(u64, Vec<u8>)>;
-
-fn sort_rows(rows: &mut Rows, reverse: bool) {
-    if reverse {
-        rows.sort_by(|a, b| b.0.cmp(&a.0));
-    } else {
-        rows.sort_by(|a, b| a.0.cmp(&b.0));
-    }
-}
 
 fn sibling(path: &Path, suffix: &str) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
