@@ -22,6 +22,7 @@ pub mod sequencer;
 pub mod store;
 pub mod tiles;
 pub mod trail_chunks;
+pub mod vault_runs;
 pub mod vault_store;
 pub mod verify;
 

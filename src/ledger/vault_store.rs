@@ -26,6 +26,7 @@ use std::sync::RwLock;
 use serde::{Deserialize, Serialize};
 
 use super::store::{sort_rows, successor, Rows, StoreError, StoreResult};
+use super::vault_runs::{self, Runs};
 
 const MARKER: &[u8] = b"\x00pending";
 
@@ -80,7 +81,7 @@ fn kind_of(key: &[u8]) -> Option<(usize, u64)> {
 }
 
 fn is_chunk_key(key: &[u8]) -> bool {
-    KINDS.iter().any(|k| key.starts_with(k.chunk))
+    KINDS.iter().any(|k| key.starts_with(k.chunk)) || key.starts_with(vault_runs::RUN)
 }
 
 impl Kind {
@@ -209,6 +210,9 @@ pub struct SledVault {
     /// Per kind, the highest index any chunk has held since start (at least that of the
     /// last chunk's last row): a row above it starts a new chunk without a lookup.
     highest: std::sync::Mutex<[Option<u64>; KINDS.len()]>,
+    /// The subject index's runs (see vault_runs). Readers hold it across the runs they
+    /// read, writers while they change them, so no read sees half a merge.
+    runs: RwLock<Runs>,
 }
 
 fn open_db(path: &Path, cache_bytes: u64) -> StoreResult<sled::Db> {
@@ -246,11 +250,13 @@ impl SledVault {
         }
         let db = open_db(path, cache_bytes)?;
         let highest = Self::last_indexes(&db)?;
+        let runs = vault_runs::load(&db)?;
         Ok(Self {
             path: path.to_owned(),
             cache_bytes,
             db: RwLock::new(db),
             highest: std::sync::Mutex::new(highest),
+            runs: RwLock::new(runs),
         })
     }
 
@@ -268,6 +274,14 @@ impl SledVault {
 
     fn db(&self) -> std::sync::RwLockReadGuard<'_, sled::Db> {
         self.db.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn runs(&self) -> std::sync::RwLockReadGuard<'_, Runs> {
+        self.runs.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn runs_mut(&self) -> std::sync::RwLockWriteGuard<'_, Runs> {
+        self.runs.write().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The chunk of `kind` that covers `index` if any does: `(first index, bytes)`.
@@ -364,7 +378,13 @@ impl SledVault {
             }
             // A row of its own, as vaults written before chunks hold them.
         }
-        Ok(db.get(key)?.map(|v| v.to_vec()))
+        if let Some(v) = db.get(key)? {
+            return Ok(Some(v.to_vec()));
+        }
+        if vault_runs::row_index(key).is_some() {
+            return vault_runs::get(&db, &self.runs(), key);
+        }
+        Ok(None)
     }
 
     pub fn scan(&self, prefix: &[u8], limit: usize) -> StoreResult<Rows> {
@@ -426,6 +446,15 @@ impl SledVault {
                 }
             }
         }
+        // The subject index's runs. A row that is also a key of its own (pushed first,
+        // and the sort is stable) keeps that key's value.
+        let rows = vault_runs::range(&db, &self.runs(), lo, hi, reverse, limit)?;
+        if !rows.is_empty() {
+            out.extend(rows);
+            sort_rows(&mut out, reverse);
+            out.dedup_by(|later, first| later.0 == first.0);
+            out.truncate(limit);
+        }
         Ok(out)
     }
 
@@ -437,6 +466,9 @@ impl SledVault {
     ) -> StoreResult<()> {
         let db = self.db();
         let mut highest = self.highest.lock().unwrap_or_else(|e| e.into_inner());
+        let mut runs = self.runs_mut();
+        let runs_highest = vault_runs::highest(&runs);
+        let mut subject_rows: Vec<(&[u8], &[u8])> = Vec::new();
         let mut b = sled::Batch::default();
         let mut p = Pending {
             first_index,
@@ -458,6 +490,12 @@ impl SledVault {
                         let first = Self::chunk_of(&db, &KINDS[k], i)?.map(|(first, _)| first);
                         older.entry((k, first)).or_default().push((i, payload));
                     }
+                }
+                (None, Some(v))
+                    if vault_runs::row_index(key)
+                        .is_some_and(|i| runs_highest.is_none_or(|h| i > h)) =>
+                {
+                    subject_rows.push((key, v));
                 }
                 (None, Some(v)) => {
                     b.insert(key.as_slice(), v.as_slice());
@@ -512,6 +550,14 @@ impl SledVault {
                 highest[k] = Some(*last);
             }
         }
+        // Merges move committed rows only; then this batch's rows are a run of their own,
+        // which recovery removes if the entries never land.
+        if !subject_rows.is_empty() {
+            vault_runs::merge(&db, &mut runs, &mut b)?;
+            for key in vault_runs::add(&mut runs, &subject_rows, &mut b) {
+                p.puts.push(serde_bytes::ByteBuf::from(key));
+            }
+        }
         b.insert(MARKER, serde_cbor::to_vec(&p).expect("marker encodes"));
         db.apply_batch(b)?;
         db.flush()?;
@@ -522,9 +568,12 @@ impl SledVault {
     /// chunks that hold them.
     fn delete_rows<'a>(
         db: &sled::Db,
+        runs: &mut Runs,
         keys: impl IntoIterator<Item = &'a [u8]>,
         b: &mut sled::Batch,
     ) -> StoreResult<()> {
+        let keys: Vec<&[u8]> = keys.into_iter().collect();
+        vault_runs::delete(db, runs, keys.iter().copied(), b)?;
         let mut by_chunk: BTreeMap<(usize, u64), (sled::IVec, Vec<u64>)> = BTreeMap::new();
         for key in keys {
             if let Some((k, i)) = kind_of(key) {
@@ -562,12 +611,13 @@ impl SledVault {
     /// Second half, once the entries are durable: apply the deletes.
     pub fn finish(&self, writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>) -> StoreResult<()> {
         let db = self.db();
+        let mut runs = self.runs_mut();
         let mut b = sled::Batch::default();
         let deletes = writes
             .iter()
             .filter(|(_, v)| v.is_none())
             .map(|(k, _)| k.as_slice());
-        Self::delete_rows(&db, deletes, &mut b)?;
+        Self::delete_rows(&db, &mut runs, deletes, &mut b)?;
         b.remove(MARKER);
         db.apply_batch(b)?;
         db.flush()?;
@@ -577,6 +627,7 @@ impl SledVault {
     /// Recovery: settle a batch a crash interrupted, given the log's durable size.
     pub fn recover(&self, log_size: u64) -> StoreResult<usize> {
         let db = self.db();
+        let mut runs = self.runs_mut();
         let Some(raw) = db.get(MARKER)? else {
             return Ok(0);
         };
@@ -592,13 +643,19 @@ impl SledVault {
             p.puts.len() + p.restores.len()
         } else {
             // The entries landed (an erasure, say): finish the deletions.
-            Self::delete_rows(&db, p.deletes.iter().map(|k| k.as_slice()), &mut b)?;
+            Self::delete_rows(
+                &db,
+                &mut runs,
+                p.deletes.iter().map(|k| k.as_slice()),
+                &mut b,
+            )?;
             p.deletes.len()
         };
         b.remove(MARKER);
         db.apply_batch(b)?;
         db.flush()?;
         *self.highest.lock().unwrap_or_else(|e| e.into_inner()) = Self::last_indexes(&db)?;
+        *runs = vault_runs::load(&db)?;
         Ok(n)
     }
 
@@ -769,6 +826,90 @@ mod tests {
                 let mut w = Writes::new();
                 w.insert(d(1_000_000), None);
                 apply(&v, &mut model, next, w);
+                check(&v, &model);
+            }
+        }
+    }
+
+    /// Physical subject index keys and runs, as (keys of their own, runs).
+    fn subject_layout(v: &SledVault) -> (usize, Runs) {
+        let own = v.db().scan_prefix(vault_runs::ROW).count();
+        (own, v.runs().clone())
+    }
+
+    #[test]
+    fn subject_index_runs_merge_delete_recover_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vault");
+        let mut model = Model::new();
+        let mut next = 0u64;
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rand = move |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        let most_runs = |rows: usize| 2 * (usize::BITS - rows.leading_zeros()) as usize + 2;
+        for round in 0..2 {
+            let v = SledVault::open(&path, 1 << 20).unwrap();
+            for batch in 0..120 {
+                let mut w = Writes::new();
+                let first = next;
+                // Batches of 1 to 40 decisions about 12 subjects.
+                for _ in 0..1 + rand(40) {
+                    w.insert(
+                        s(rand(12) as u8, next),
+                        Some(vec![next as u8; 1 + rand(30) as usize]),
+                    );
+                    next += 1;
+                }
+                // Now and then a subject erased, or single rows shredded.
+                if batch % 17 == 16 {
+                    let sub = rand(12) as u8;
+                    for k in model.keys().filter(|k| k[2] == sub) {
+                        w.insert(k.clone(), None);
+                    }
+                }
+                if batch % 5 == 4 {
+                    let old: Vec<Vec<u8>> = model.keys().cloned().collect();
+                    for _ in 0..3 {
+                        w.insert(old[rand(old.len() as u64) as usize].clone(), None);
+                    }
+                }
+                apply(&v, &mut model, first, w);
+                let (own, runs) = subject_layout(&v);
+                assert_eq!(own, 0, "every row went into a run");
+                assert!(
+                    runs.len()
+                        <= most_runs(model.len())
+                            + (next as usize) / (vault_runs::RUN_CAP as usize)
+                );
+            }
+            check(&v, &model);
+            let (_, runs) = subject_layout(&v);
+            assert!(
+                runs.len() > 1 && runs.values().any(|m| m.rows >= vault_runs::RUN_CAP),
+                "{runs:?}"
+            );
+            let live: u64 = runs.values().map(|m| m.rows).sum();
+            assert_eq!(live as usize, model.len(), "row counts follow deletes");
+            // A batch whose entries never land, after a batch that leaves runs to merge:
+            // its run goes, the merge it made stays, and no row is lost.
+            let mut w = Writes::new();
+            for _ in 0..40 {
+                w.insert(s(rand(12) as u8, next), Some(b"lost".to_vec()));
+                next += 1;
+            }
+            v.prepare(next - 40, &w).unwrap();
+            assert!(v.recover(next - 40).unwrap() > 0);
+            check(&v, &model);
+            let runs = subject_layout(&v).1;
+            drop(v);
+            if round == 0 {
+                // Reopened, the runs are read back from their metas.
+                let v = SledVault::open(&path, 1 << 20).unwrap();
+                assert_eq!(subject_layout(&v).1, runs);
                 check(&v, &model);
             }
         }

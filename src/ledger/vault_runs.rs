@@ -1,0 +1,444 @@
+//! The vault's subject index (`s/ ‖ SHA-256(subject_ref) ‖ occurred_at ‖ index`) as
+//! sorted runs: a log-structured merge inside sled.
+//!
+//! Every decision adds one subject index row, and its key falls anywhere in the index
+//! (by subject), so a sled key per row meant a tree descent, a leaf split about every
+//! eighth insert and a copy of the parent index node per decision: the largest single
+//! cost of logging a batch. Here a batch's new rows become one *run*: sorted by key and
+//! packed into chunks (the shared format of `ledger::chunk`, about 7 KiB each) under
+//! sled keys `R/ ‖ run id ‖ first row key`, next to a meta key `R/ ‖ run id` holding the
+//! run's row count and highest index. A run's id is the least index of its rows, and a
+//! new run takes only rows above every index the runs hold, so runs cover disjoint,
+//! ascending index ranges: the run of a row is the one with the greatest id at or below
+//! the row's index. Before a batch adds its run, the newest run is merged into the one
+//! before it while it holds at least half as many rows (a binary counter: about log2 of
+//! the rows over the batch size runs, each row rewritten that many times), up to runs of
+//! [`RUN_CAP`] rows, which bounds the largest merge. A merge moves committed rows only,
+//! so it needs no undo: a batch whose entries never land removes its own run alone.
+//!
+//! Reads: a range reads each run's chunks that reach it and merges them (a subject's
+//! page is a range, so it costs a seek per run); a row is found through its run, then
+//! the chunk with the greatest first key at or below it. A row below the runs' highest
+//! index (rows a migration copies in key order, say) stays a sled key of its own, as do
+//! rows written before runs; reads merge both, and such a key wins over a run's copy.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use super::chunk::{self as format, Chunk};
+use super::store::{Rows, StoreError, StoreResult};
+
+/// The subject index rows' prefix and key length.
+pub const ROW: &[u8] = b"s/";
+const KEY_LEN: usize = 2 + 32 + 8 + 8;
+/// A run's table key: the row key without its prefix.
+const WIDTH: usize = KEY_LEN - 2;
+/// Prefix of run keys (metas and chunks).
+pub const RUN: &[u8] = b"R/";
+/// Runs of at least this many rows are not merged further: a merge rewrites at most
+/// about twice this many rows (some 36 MiB) in one batch.
+#[cfg(not(test))]
+pub const RUN_CAP: u64 = 1 << 18;
+#[cfg(test)]
+pub const RUN_CAP: u64 = 64;
+/// A chunk is closed once its rows reach this many bytes (as the vault's other chunks).
+const CHUNK_BYTES: usize = 7 << 10;
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(format!("subject index run: {what}"))
+}
+
+/// What a run's meta key holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunMeta {
+    pub rows: u64,
+    /// The highest index of any row the run was written with.
+    pub last: u64,
+}
+
+impl RunMeta {
+    fn to_bytes(self) -> [u8; 16] {
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&self.rows.to_be_bytes());
+        b[8..].copy_from_slice(&self.last.to_be_bytes());
+        b
+    }
+
+    fn from_bytes(b: &[u8]) -> StoreResult<Self> {
+        let b: [u8; 16] = b.try_into().map_err(|_| corrupt("malformed meta"))?;
+        Ok(Self {
+            rows: u64::from_be_bytes(b[..8].try_into().expect("8 bytes")),
+            last: u64::from_be_bytes(b[8..].try_into().expect("8 bytes")),
+        })
+    }
+}
+
+/// The runs by id.
+pub type Runs = BTreeMap<u64, RunMeta>;
+
+/// The index of a subject index row's key, if `key` is one.
+pub fn row_index(key: &[u8]) -> Option<u64> {
+    if key.len() != KEY_LEN || !key.starts_with(ROW) {
+        return None;
+    }
+    Some(u64::from_be_bytes(key[KEY_LEN - 8..].try_into().ok()?))
+}
+
+pub fn meta_key(id: u64) -> [u8; 10] {
+    let mut k = [0u8; 10];
+    k[..2].copy_from_slice(RUN);
+    k[2..].copy_from_slice(&id.to_be_bytes());
+    k
+}
+
+fn chunk_key(id: u64, table_key: &[u8]) -> Vec<u8> {
+    [&meta_key(id)[..], table_key].concat()
+}
+
+/// Every run's meta, a seek per run.
+pub fn load(db: &sled::Db) -> StoreResult<Runs> {
+    let mut runs = Runs::new();
+    let mut from = meta_key(0).to_vec();
+    loop {
+        let Some(kv) = db.range(from.as_slice()..).next() else {
+            break;
+        };
+        let (k, v) = kv?;
+        if !k.starts_with(RUN) {
+            break;
+        }
+        if k.len() != 10 {
+            return Err(corrupt("a chunk without its meta"));
+        }
+        let id = u64::from_be_bytes(k[2..].try_into().expect("8 bytes"));
+        runs.insert(id, RunMeta::from_bytes(&v)?);
+        match id.checked_add(1) {
+            Some(next) => from = meta_key(next).to_vec(),
+            None => break,
+        }
+    }
+    Ok(runs)
+}
+
+/// The highest index any run holds.
+pub fn highest(runs: &Runs) -> Option<u64> {
+    runs.values().map(|m| m.last).max()
+}
+
+/// The run whose index range holds `index`.
+fn run_of(runs: &Runs, index: u64) -> Option<u64> {
+    let (&id, meta) = runs.range(..=index).next_back()?;
+    (index <= meta.last).then_some(id)
+}
+
+/// The chunk of run `id` whose first key is the greatest at or below `table_key`.
+fn chunk_at(
+    db: &sled::Db,
+    id: u64,
+    table_key: &[u8],
+) -> StoreResult<Option<(sled::IVec, sled::IVec)>> {
+    let lo = meta_key(id);
+    let hi = chunk_key(id, table_key);
+    match db
+        .range::<&[u8], _>((Bound::Excluded(&lo[..]), Bound::Included(hi.as_slice())))
+        .next_back()
+    {
+        Some(kv) => Ok(Some(kv?)),
+        None => Ok(None),
+    }
+}
+
+/// The value of the row `key` (a subject index key) if a run holds it.
+pub fn get(db: &sled::Db, runs: &Runs, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
+    let Some(id) = row_index(key).and_then(|i| run_of(runs, i)) else {
+        return Ok(None);
+    };
+    let table_key = &key[ROW.len()..];
+    let Some((_, raw)) = chunk_at(db, id, table_key)? else {
+        return Ok(None);
+    };
+    Ok(Chunk::parse(&raw, WIDTH)?
+        .find(table_key)?
+        .map(<[u8]>::to_vec))
+}
+
+/// A row bound in table-key space: `None` when the bound lies above every row key.
+fn table_bound(bound: &[u8]) -> Option<&[u8]> {
+    if bound <= ROW {
+        Some(&[])
+    } else if bound.starts_with(ROW) {
+        Some(&bound[ROW.len()..])
+    } else {
+        None
+    }
+}
+
+/// Rows of every run with keys in `[lo, hi)`, in order (descending if `reverse`), at
+/// most `limit`: per run, only the chunks from the one covering the near bound on.
+pub fn range(
+    db: &sled::Db,
+    runs: &Runs,
+    lo: &[u8],
+    hi: &[u8],
+    reverse: bool,
+    limit: usize,
+) -> StoreResult<Rows> {
+    let end = [ROW[0], ROW[1] + 1];
+    let mut out = Rows::new();
+    if runs.is_empty() || hi <= ROW || lo >= &end[..] || limit == 0 {
+        return Ok(out);
+    }
+    let lo_t = table_bound(lo).unwrap_or(&[]);
+    let hi_t = table_bound(hi);
+    let inside = |t: &[u8]| t >= lo_t && hi_t.is_none_or(|h| t < h);
+    for &id in runs.keys() {
+        let mut taken = 0;
+        let meta = meta_key(id);
+        let start = match (reverse, hi_t) {
+            (false, _) => chunk_at(db, id, lo_t)?.map(|(k, _)| k.to_vec()),
+            (true, Some(h)) => match chunk_at(db, id, h)? {
+                Some((k, _)) => Some(k.to_vec()),
+                // Every chunk of this run starts above `hi`.
+                None => continue,
+            },
+            (true, None) => None,
+        };
+        let lower: Bound<Vec<u8>> = match (&start, reverse) {
+            (Some(k), false) => Bound::Included(k.clone()),
+            _ => Bound::Excluded(meta.to_vec()),
+        };
+        let upper: Bound<Vec<u8>> = match (&start, reverse) {
+            (Some(k), true) => Bound::Included(k.clone()),
+            _ => match super::store::successor(&meta) {
+                Some(s) => Bound::Excluded(s),
+                None => Bound::Unbounded,
+            },
+        };
+        let chunks = db.range((lower, upper));
+        let mut take = |kv: sled::Result<(sled::IVec, sled::IVec)>| -> StoreResult<bool> {
+            let (_, raw) = kv?;
+            let c = Chunk::parse(&raw, WIDTH)?;
+            // Chunks ascend: past the far bound nothing more of this run can be in range.
+            if !reverse && hi_t.is_some_and(|h| c.min >= h) || reverse && c.max < lo_t {
+                return Ok(false);
+            }
+            let mut each = |i: usize| -> StoreResult<bool> {
+                let t = c.key(i);
+                if inside(t) {
+                    out.push(([ROW, t].concat(), c.value(i)?.to_vec()));
+                    taken += 1;
+                }
+                Ok(taken < limit)
+            };
+            if reverse {
+                for i in (0..c.len()).rev() {
+                    if !each(i)? {
+                        return Ok(false);
+                    }
+                }
+            } else {
+                for i in 0..c.len() {
+                    if !each(i)? {
+                        return Ok(false);
+                    }
+                }
+            }
+            Ok(true)
+        };
+        if reverse {
+            for kv in chunks.rev() {
+                if !take(kv)? {
+                    break;
+                }
+            }
+        } else {
+            for kv in chunks {
+                if !take(kv)? {
+                    break;
+                }
+            }
+        }
+    }
+    super::store::sort_rows(&mut out, reverse);
+    out.truncate(limit);
+    Ok(out)
+}
+
+/// Write `rows` (table key, value; keys ascending) as the chunks of run `id` and its meta.
+/// Returns the sled keys written.
+fn write_run(id: u64, rows: &[(&[u8], &[u8])], last: u64, b: &mut sled::Batch) -> Vec<Vec<u8>> {
+    let mut keys = Vec::new();
+    let mut rest = rows;
+    while let Some((first, _)) = rest.first() {
+        let n = format::fill(rest, WIDTH, CHUNK_BYTES, |(_, v)| v.len());
+        let key = chunk_key(id, first);
+        let part = &rest[..n];
+        b.insert(
+            key.as_slice(),
+            format::encode(part[0].0, part[n - 1].0, part),
+        );
+        keys.push(key);
+        rest = &rest[n..];
+    }
+    let meta = RunMeta {
+        rows: rows.len() as u64,
+        last,
+    };
+    b.insert(&meta_key(id)[..], &meta.to_bytes()[..]);
+    keys.push(meta_key(id).to_vec());
+    keys
+}
+
+/// The chunks of run `id`: (sled key, bytes), in key order.
+fn chunks_of(db: &sled::Db, id: u64) -> StoreResult<Vec<(sled::IVec, sled::IVec)>> {
+    let meta = meta_key(id);
+    db.scan_prefix(meta)
+        .filter(|kv| kv.as_ref().map_or(true, |(k, _)| k.len() != meta.len()))
+        .map(|kv| kv.map_err(StoreError::from))
+        .collect()
+}
+
+/// A row as a run's chunk holds it: (table key, value).
+type Row<'a> = (&'a [u8], &'a [u8]);
+
+/// Two runs' rows (each ascending, no key in both) as one ascending list.
+fn merge_two<'a>(x: Vec<Row<'a>>, y: Vec<Row<'a>>) -> Vec<Row<'a>> {
+    let mut out = Vec::with_capacity(x.len() + y.len());
+    let (mut x, mut y) = (x.into_iter().peekable(), y.into_iter().peekable());
+    while let (Some(p), Some(q)) = (x.peek(), y.peek()) {
+        let next = if p.0 <= q.0 { x.next() } else { y.next() };
+        out.extend(next);
+    }
+    out.extend(x);
+    out.extend(y);
+    out
+}
+
+/// Merge the newest run into the one before it while it holds at least half as many
+/// rows and that one is below the cap (a chain of such merges is one merge of the
+/// newest few runs). Committed rows only: nothing here needs undoing.
+pub fn merge(db: &sled::Db, runs: &mut Runs, b: &mut sled::Batch) -> StoreResult<()> {
+    let all: Vec<(u64, RunMeta)> = runs.iter().map(|(id, m)| (*id, *m)).collect();
+    let Some(&(_, newest)) = all.last() else {
+        return Ok(());
+    };
+    let mut merged = newest;
+    let mut from = all.len() - 1;
+    while from > 0 {
+        let before = all[from - 1].1;
+        if before.rows >= RUN_CAP || merged.rows * 2 < before.rows {
+            break;
+        }
+        merged = RunMeta {
+            rows: merged.rows + before.rows,
+            last: merged.last.max(before.last),
+        };
+        from -= 1;
+    }
+    let chosen = &all[from..];
+    if chosen.len() < 2 {
+        return Ok(());
+    }
+    // Every chunk of the chosen runs goes; their rows come back as the chunks of the
+    // first (oldest) one, whose id is the least index of them all.
+    let mut raws = Vec::with_capacity(chosen.len());
+    for &(id, _) in chosen {
+        let chunks = chunks_of(db, id)?;
+        for (k, _) in &chunks {
+            b.remove(k);
+        }
+        b.remove(&meta_key(id)[..]);
+        raws.push(chunks);
+    }
+    let mut rows: Vec<Row<'_>> = Vec::new();
+    for chunks in &raws {
+        let mut run = Vec::new();
+        for (_, raw) in chunks {
+            let c = Chunk::parse(raw, WIDTH)?;
+            for i in 0..c.len() {
+                run.push((c.key(i), c.value(i)?));
+            }
+        }
+        rows = merge_two(rows, run);
+    }
+    let id = chosen[0].0;
+    for &(gone, _) in chosen {
+        runs.remove(&gone);
+    }
+    merged.rows = rows.len() as u64;
+    runs.insert(id, merged);
+    write_run(id, &rows, merged.last, b);
+    Ok(())
+}
+
+/// Add a run of `rows` (subject index rows, every index above the runs' highest), keyed
+/// by their least index. Returns the sled keys written (to remove if the batch never lands).
+pub fn add(runs: &mut Runs, rows: &[(&[u8], &[u8])], b: &mut sled::Batch) -> Vec<Vec<u8>> {
+    if rows.is_empty() {
+        return Vec::new();
+    }
+    let index = |k: &[u8]| row_index(k).expect("a subject index row");
+    let id = rows.iter().map(|(k, _)| index(k)).min().expect("rows");
+    let last = rows.iter().map(|(k, _)| index(k)).max().expect("rows");
+    let mut sorted: Vec<(&[u8], &[u8])> = rows.iter().map(|(k, v)| (&k[ROW.len()..], *v)).collect();
+    sorted.sort_by(|p, q| p.0.cmp(q.0));
+    runs.insert(
+        id,
+        RunMeta {
+            rows: rows.len() as u64,
+            last,
+        },
+    );
+    write_run(id, &sorted, last, b)
+}
+
+/// Remove the rows `keys` (subject index keys) from the runs that hold them, rewriting
+/// (or removing) their chunks and updating the runs' row counts.
+pub fn delete<'a>(
+    db: &sled::Db,
+    runs: &mut Runs,
+    keys: impl IntoIterator<Item = &'a [u8]>,
+    b: &mut sled::Batch,
+) -> StoreResult<()> {
+    // Per chunk (by sled key): its run, its bytes, the table keys to drop.
+    type Edits<'a> = BTreeMap<Vec<u8>, (u64, sled::IVec, Vec<&'a [u8]>)>;
+    let mut by_chunk: Edits<'a> = BTreeMap::new();
+    for key in keys {
+        let Some(id) = row_index(key).and_then(|i| run_of(runs, i)) else {
+            continue;
+        };
+        let table_key = &key[ROW.len()..];
+        if let Some((ck, raw)) = chunk_at(db, id, table_key)? {
+            if Chunk::parse(&raw, WIDTH)?.find(table_key)?.is_some() {
+                by_chunk
+                    .entry(ck.to_vec())
+                    .or_insert((id, raw, Vec::new()))
+                    .2
+                    .push(table_key);
+            }
+        }
+    }
+    for (ck, (id, raw, gone)) in by_chunk {
+        let c = Chunk::parse(&raw, WIDTH)?;
+        let mut kept = Vec::with_capacity(c.len());
+        for i in 0..c.len() {
+            if !gone.contains(&c.key(i)) {
+                kept.push((c.key(i), c.value(i)?));
+            }
+        }
+        if kept.is_empty() {
+            b.remove(ck);
+        } else {
+            // The chunk keeps its sled key (at or below its rows, above the chunk before).
+            let bytes = format::encode(kept[0].0, kept[kept.len() - 1].0, &kept);
+            b.insert(ck, bytes);
+        }
+        let removed = (c.len() - kept.len()) as u64;
+        let meta = runs
+            .get_mut(&id)
+            .ok_or_else(|| corrupt("a row of no run"))?;
+        meta.rows = meta.rows.saturating_sub(removed);
+        b.insert(&meta_key(id)[..], &meta.to_bytes()[..]);
+    }
+    Ok(())
+}
