@@ -35,8 +35,10 @@ pub const ROW: &[u8] = b"dec\0";
 /// sled key prefix of runs (metas and chunks) in the log's tree.
 pub const P_RUN: u8 = b'i';
 const WIDTH: usize = 8;
+/// Runs of at least this many rows are not merged further (see vault_runs::RUN_CAP for
+/// why so small): above it, a lookup checks one more filter per 8,192 rows.
 #[cfg(not(test))]
-pub const RUN_CAP: u64 = 1 << 18;
+pub const RUN_CAP: u64 = 1 << 13;
 #[cfg(test)]
 pub const RUN_CAP: u64 = 64;
 const CHUNK_BYTES: usize = 7 << 10;
