@@ -13,7 +13,6 @@
 pub mod chunk;
 pub mod entry;
 pub mod export;
-pub mod id_runs;
 pub mod keyfile;
 pub mod merkle;
 pub mod note;

@@ -9,7 +9,6 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::id_runs::{self, P_RUN};
 use super::merkle::Hash;
 use super::segments::{Location, Segments};
 use super::tiles::TileId;
@@ -239,12 +238,6 @@ pub struct SledStore {
     /// Per trail group (`trail\0 ‖ system ‖ \0`), the greatest row key its chunks hold
     /// (`None`: no chunk), as far as read or written since open (see trail_chunks).
     trail_edges: std::sync::Arc<std::sync::Mutex<TrailEdges>>,
-    /// The decision-id index's runs (see id_runs). The writer holds it while it applies a
-    /// batch, so no read sees half a merge.
-    id_runs: std::sync::Arc<std::sync::RwLock<id_runs::Runs>>,
-    /// Whether decision-id rows written before runs (keys of their own) may remain: only
-    /// then does a lookup that no run answers read the tree as well.
-    legacy_ids: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 type TrailEdges = std::collections::HashMap<Vec<u8>, Option<Vec<u8>>>;
@@ -267,16 +260,12 @@ impl SledStore {
         )?);
         let last = Self::last_location(&tree)?;
         let segments = std::sync::Arc::new(Segments::open(&path.join("entries"), last)?);
-        let id_runs = id_runs::load(&tree)?;
-        let legacy_ids = tree.scan_prefix(proj_key(id_runs::ROW)).next().is_some();
         Ok(Self {
             db,
             tree,
             vault,
             segments,
             trail_edges: Default::default(),
-            id_runs: std::sync::Arc::new(std::sync::RwLock::new(id_runs)),
-            legacy_ids: std::sync::Arc::new(legacy_ids.into()),
         })
     }
 
@@ -313,20 +302,6 @@ impl SledStore {
     }
 
     /// The chunk whose range holds trail row `key`, if one does: `(sled key, bytes)`.
-    /// The decision-id index's runs (for tests of the layout).
-    #[cfg(test)]
-    pub(crate) fn id_runs_layout(&self) -> id_runs::Runs {
-        self.id_runs().clone()
-    }
-
-    fn id_runs(&self) -> std::sync::RwLockReadGuard<'_, id_runs::Runs> {
-        self.id_runs.read().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn id_runs_mut(&self) -> std::sync::RwLockWriteGuard<'_, id_runs::Runs> {
-        self.id_runs.write().unwrap_or_else(|e| e.into_inner())
-    }
-
     fn trail_chunk_of(&self, key: &[u8]) -> StoreResult<Option<(sled::IVec, sled::IVec)>> {
         let Some(group) = trail_chunks::group(key) else {
             return Ok(None);
@@ -374,17 +349,6 @@ impl SledStore {
             let chunked = self.chunked_trail_rows(lo, hi, reverse, limit)?;
             if !chunked.is_empty() {
                 out.extend(chunked);
-                sort_rows(&mut out, reverse);
-                out.dedup_by(|a, b| a.0 == b.0);
-                out.truncate(limit);
-            }
-        }
-        if id_runs::meets(lo, hi) {
-            let runs = id_runs::range(&self.tree, &self.id_runs(), lo, hi, reverse, limit)?;
-            if !runs.is_empty() {
-                // A run's row wins over a key of its own written before runs: first in
-                // the list, kept by the stable sort and the dedup.
-                out.splice(0..0, runs);
                 sort_rows(&mut out, reverse);
                 out.dedup_by(|a, b| a.0 == b.0);
                 out.truncate(limit);
@@ -623,14 +587,6 @@ impl Store for SledStore {
     }
 
     fn get(&self, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
-        if id_runs::is_row(key) {
-            if let Some(v) = id_runs::get(&self.tree, &self.id_runs(), key)? {
-                return Ok(Some(v));
-            }
-            if !self.legacy_ids.load(std::sync::atomic::Ordering::Relaxed) {
-                return Ok(None);
-            }
-        }
         if let Some((_, raw)) = self.trail_chunk_of(key)? {
             if let Some(v) = Chunk::parse(&raw)?.find(key)? {
                 return Ok(Some(v.to_vec()));
@@ -708,11 +664,7 @@ impl Store for SledStore {
         let mut edges = self.trail_edges.lock().unwrap_or_else(|e| e.into_inner());
         let mut fresh: BTreeMap<Vec<u8>, Rows> = BTreeMap::new();
         let mut gone: BTreeMap<Vec<u8>, Vec<Vec<u8>>> = BTreeMap::new();
-        // Decision-id rows go into a run of this batch (see id_runs).
-        let (ids, projections): (Vec<_>, Vec<_>) = std::mem::take(&mut batch.projections)
-            .into_iter()
-            .partition(|(k, _)| id_runs::is_row(k));
-        for (k, v) in projections {
+        for (k, v) in batch.projections {
             match (trail_chunks::group(&k), v) {
                 (Some(g), Some(v)) => {
                     if self.above_trail_edge(&mut edges, g, &k)? {
@@ -759,22 +711,6 @@ impl Store for SledStore {
             }
             new_edges.push((g, rows[rows.len() - 1].0.to_vec()));
         }
-        let mut runs = self.id_runs_mut();
-        if !ids.is_empty() {
-            let deleted: Vec<&[u8]> = ids
-                .iter()
-                .filter(|(_, v)| v.is_none())
-                .map(|(k, _)| k.as_slice())
-                .collect();
-            for k in &deleted {
-                b.remove(proj_key(k));
-            }
-            let put: Vec<(&[u8], &[u8])> = ids
-                .iter()
-                .filter_map(|(k, v)| Some((k.as_slice(), v.as_deref()?)))
-                .collect();
-            id_runs::apply(&self.tree, &mut runs, &put, &deleted, &mut b)?;
-        }
         for (name, v) in batch.meta {
             let mut k = vec![P_META];
             k.extend_from_slice(name.as_bytes());
@@ -785,12 +721,7 @@ impl Store for SledStore {
         if let Some(head) = batch.head {
             b.insert(K_HEAD, head.to_bytes());
         }
-        if let Err(e) = self.tree.apply_batch(b) {
-            // The runs as they stand on disk, not as this batch would have left them.
-            *runs = id_runs::load(&self.tree)?;
-            return Err(e.into());
-        }
-        drop(runs);
+        self.tree.apply_batch(b)?;
         self.db.flush()?;
         for (g, edge) in new_edges {
             edges.insert(g, Some(edge));
@@ -829,8 +760,7 @@ impl Store for SledStore {
     fn clear_projections(&self) -> StoreResult<()> {
         let mut b = sled::Batch::default();
         let mut edges = self.trail_edges.lock().unwrap_or_else(|e| e.into_inner());
-        let mut runs = self.id_runs_mut();
-        for prefix in [P_PROJECTION, P_CHUNK, P_RUN] {
+        for prefix in [P_PROJECTION, P_CHUNK] {
             for kv in self.tree.scan_prefix([prefix]) {
                 let (k, _) = kv?;
                 b.remove(k);
@@ -839,9 +769,6 @@ impl Store for SledStore {
         self.tree.apply_batch(b)?;
         self.db.flush()?;
         edges.clear();
-        runs.clear();
-        self.legacy_ids
-            .store(false, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 }
