@@ -102,6 +102,65 @@ fn path<S: NodeSource>(
     Ok(())
 }
 
+/// Inclusion proofs of many leaves in one tree, sharing the roots of the imperfect
+/// subtrees on the tree's right edge: every proof needs some of them, and each is a
+/// chain of hashes, so a batch's receipts hashed them again for every proof.
+pub struct Proofs {
+    size: u64,
+    edge: std::collections::HashMap<(u64, u64), Hash>,
+}
+
+impl Proofs {
+    /// Proofs against the tree of `size` leaves.
+    pub fn new(size: u64) -> Self {
+        Self {
+            size,
+            edge: Default::default(),
+        }
+    }
+
+    /// The inclusion proof of leaf `index` (`index < size`), as [`inclusion_proof`].
+    pub fn of<S: NodeSource>(&mut self, src: &mut S, index: u64) -> Result<Vec<Hash>, S::Error> {
+        debug_assert!(index < self.size);
+        let mut out = Vec::with_capacity(64 - self.size.leading_zeros() as usize);
+        let (mut m, mut start, mut n) = (index, 0, self.size);
+        // `path` unrolled: from the root down, the sibling of each step, pushed in reverse.
+        let mut siblings = Vec::with_capacity(out.capacity());
+        while n > 1 {
+            let k = split_point(n);
+            if m < k {
+                siblings.push((start + k, n - k));
+                n = k;
+            } else {
+                siblings.push((start, k));
+                m -= k;
+                start += k;
+                n -= k;
+            }
+        }
+        for &(start, len) in siblings.iter().rev() {
+            out.push(self.root(src, start, len)?);
+        }
+        Ok(out)
+    }
+
+    fn root<S: NodeSource>(&mut self, src: &mut S, start: u64, len: u64) -> Result<Hash, S::Error> {
+        if len.is_power_of_two() && start % len == 0 {
+            let level = len.trailing_zeros() as u8;
+            return src.node(level, start >> level);
+        }
+        if let Some(h) = self.edge.get(&(start, len)) {
+            return Ok(*h);
+        }
+        let k = split_point(len);
+        let left = self.root(src, start, k)?;
+        let right = self.root(src, start + k, len - k)?;
+        let h = node_hash(&left, &right);
+        self.edge.insert((start, len), h);
+        Ok(h)
+    }
+}
+
 /// RFC 9162 §2.1.4.1 `PROOF(m, D[n])`: the consistency proof from the tree of `old`
 /// leaves to the tree of `new` leaves. Empty when `old == 0` or `old == new`.
 /// The caller guarantees `old <= new`.
@@ -355,4 +414,31 @@ pub fn perfect_root(hashes: &[Hash]) -> Hash {
         level = level.chunks(2).map(|p| node_hash(&p[0], &p[1])).collect();
     }
     level[0]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shared_proofs_are_the_single_ones() {
+        let leaves: Vec<Hash> = (0u32..300).map(|i| leaf_hash(&i.to_be_bytes())).collect();
+        for size in [1u64, 2, 3, 7, 8, 9, 100, 255, 256, 257, 300] {
+            let mut batch = Proofs::new(size);
+            let mut t = MemoryTree {
+                leaves: &leaves[..size as usize],
+            };
+            // Twice over, so the second pass reads the shared roots.
+            for index in (0..size).chain(0..size) {
+                let want = inclusion_proof(&mut t, index, size).unwrap();
+                assert_eq!(
+                    batch.of(&mut t, index).unwrap(),
+                    want,
+                    "size {size}, leaf {index}"
+                );
+                let root = root(&mut t, size).unwrap();
+                verify_inclusion(index, size, &leaves[index as usize], &want, &root).unwrap();
+            }
+        }
+    }
 }

@@ -605,11 +605,11 @@ impl<E: Send + 'static> Sequencer<E> {
         };
         let store = self.store.clone();
         let mut reader = TileReader::with_cache(|id| store.tile(id), &self.cache);
-        let leaf_of =
+        let mut proofs = merkle::Proofs::new(proof_size);
+        let mut leaf_of =
             |index: u64, reader: &mut TileReader<_>| -> Result<(Hash, Vec<Hash>), String> {
                 let leaf = merkle::NodeSource::node(reader, 0, index).map_err(|e| e.to_string())?;
-                let proof = merkle::inclusion_proof(reader, index, proof_size)
-                    .map_err(|e| e.to_string())?;
+                let proof = proofs.of(reader, index).map_err(|e| e.to_string())?;
                 Ok((leaf, proof))
             };
         for (outs, reply) in outcomes.into_iter().zip(replies) {
