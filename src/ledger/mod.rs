@@ -659,3 +659,14 @@ fn recover(
         },
     ))
 }
+
+/// A small deterministic generator for the storage model tests: `rand(n)` is in `[0, n)`.
+#[cfg(test)]
+pub(crate) fn xorshift(mut state: u64) -> impl FnMut(u64) -> u64 {
+    move |n| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % n
+    }
+}

@@ -191,6 +191,28 @@ pub(crate) fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
+/// Visit `items` front to back (or, `reverse`, back to front) until `f` says false.
+pub(crate) fn walk<I: DoubleEndedIterator, E>(
+    items: I,
+    reverse: bool,
+    mut f: impl FnMut(I::Item) -> Result<bool, E>,
+) -> Result<(), E> {
+    if reverse {
+        for item in items.rev() {
+            if !f(item)? {
+                break;
+            }
+        }
+    } else {
+        for item in items {
+            if !f(item)? {
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Rows in key order, ascending or descending.
 pub(crate) fn sort_rows(rows: &mut Rows, reverse: bool) {
     if reverse {

@@ -196,13 +196,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut model = Model::new();
         let mut index = 0u64;
-        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
-        let mut rand = move |n: u64| {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng % n
-        };
+        let mut rand = crate::ledger::xorshift(0x9e37_79b9_7f4a_7c15u64);
         for _round in 0..3 {
             let store = SledStore::open(dir.path()).unwrap();
             for batch in 0..30u64 {

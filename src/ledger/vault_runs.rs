@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use super::chunk::{self as format, Chunk};
-use super::store::{Rows, StoreError, StoreResult};
+use super::store::{walk, Rows, StoreError, StoreResult};
 
 /// The subject index rows' prefix and key length.
 pub const ROW: &[u8] = b"s/";
@@ -218,49 +218,25 @@ pub fn range(
             },
         };
         let chunks = db.range((lower, upper));
-        let mut take = |kv: sled::Result<(sled::IVec, sled::IVec)>| -> StoreResult<bool> {
+        walk(chunks, reverse, |kv| -> StoreResult<bool> {
             let (_, raw) = kv?;
             let c = Chunk::parse(&raw, WIDTH)?;
             // Chunks ascend: past the far bound nothing more of this run can be in range.
             if !reverse && hi_t.is_some_and(|h| c.min >= h) || reverse && c.max < lo_t {
                 return Ok(false);
             }
-            let mut each = |i: usize| -> StoreResult<bool> {
+            let mut more = true;
+            walk(0..c.len(), reverse, |i| -> StoreResult<bool> {
                 let t = c.key(i);
                 if inside(t) {
                     out.push(([ROW, t].concat(), c.value(i)?.to_vec()));
                     taken += 1;
                 }
-                Ok(taken < limit)
-            };
-            if reverse {
-                for i in (0..c.len()).rev() {
-                    if !each(i)? {
-                        return Ok(false);
-                    }
-                }
-            } else {
-                for i in 0..c.len() {
-                    if !each(i)? {
-                        return Ok(false);
-                    }
-                }
-            }
-            Ok(true)
-        };
-        if reverse {
-            for kv in chunks.rev() {
-                if !take(kv)? {
-                    break;
-                }
-            }
-        } else {
-            for kv in chunks {
-                if !take(kv)? {
-                    break;
-                }
-            }
-        }
+                more = taken < limit;
+                Ok(more)
+            })?;
+            Ok(more)
+        })?;
     }
     super::store::sort_rows(&mut out, reverse);
     out.truncate(limit);

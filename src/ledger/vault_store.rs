@@ -25,7 +25,7 @@ use std::sync::RwLock;
 
 use serde::{Deserialize, Serialize};
 
-use super::store::{sort_rows, successor, Rows, StoreError, StoreResult};
+use super::store::{sort_rows, successor, walk, Rows, StoreError, StoreResult};
 use super::vault_runs::{self, Runs};
 
 const MARKER: &[u8] = b"\x00pending";
@@ -323,7 +323,7 @@ impl SledVault {
             (0, u64::MAX)
         };
         let chunks = db.range(&kind.chunk_key(start)[..]..=&kind.chunk_key(end)[..]);
-        let mut take = |kv: sled::Result<(sled::IVec, sled::IVec)>| -> StoreResult<bool> {
+        walk(chunks, reverse, |kv| -> StoreResult<bool> {
             let (_, v) = kv?;
             let (min, max) = chunk::bounds(&v)?;
             if max < lo || min >= hi {
@@ -343,20 +343,7 @@ impl SledVault {
                 }
             }
             Ok(true)
-        };
-        if reverse {
-            for kv in chunks.rev() {
-                if !take(kv)? {
-                    break;
-                }
-            }
-        } else {
-            for kv in chunks {
-                if !take(kv)? {
-                    break;
-                }
-            }
-        }
+        })?;
         if !kind.by_index {
             sort_rows(&mut out, reverse);
             out.truncate(limit);
@@ -402,26 +389,13 @@ impl SledVault {
         if lo >= hi || limit == 0 {
             return Ok(out);
         }
-        let mut push = |kv: sled::Result<(sled::IVec, sled::IVec)>| -> StoreResult<bool> {
+        walk(db.range(lo..hi), reverse, |kv| -> StoreResult<bool> {
             let (k, v) = kv?;
             if !is_chunk_key(&k) {
                 out.push((k.to_vec(), v.to_vec()));
             }
             Ok(out.len() < limit)
-        };
-        if reverse {
-            for kv in db.range(lo..hi).rev() {
-                if !push(kv)? {
-                    break;
-                }
-            }
-        } else {
-            for kv in db.range(lo..hi) {
-                if !push(kv)? {
-                    break;
-                }
-            }
-        }
+        })?;
         // Kinds whose keys sort as indexes first (they read only what they cover); then
         // the others, unless the page is already full with keys before theirs.
         for by_index in [true, false] {
@@ -779,13 +753,7 @@ mod tests {
         let path = dir.path().join("vault");
         let mut model = Model::new();
         let mut next = 0u64;
-        let mut rng = 0x2545_f491_4f6c_dd1du64;
-        let mut rand = move |n: u64| {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng % n
-        };
+        let mut rand = crate::ledger::xorshift(0x2545_f491_4f6c_dd1du64);
         for round in 0..3 {
             let v = SledVault::open(&path, 1 << 20).unwrap();
             for _ in 0..20 {
@@ -843,13 +811,7 @@ mod tests {
         let path = dir.path().join("vault");
         let mut model = Model::new();
         let mut next = 0u64;
-        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
-        let mut rand = move |n: u64| {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng % n
-        };
+        let mut rand = crate::ledger::xorshift(0x9e37_79b9_7f4a_7c15u64);
         let most_runs = |rows: usize| 2 * (usize::BITS - rows.leading_zeros()) as usize + 2;
         for round in 0..2 {
             let v = SledVault::open(&path, 1 << 20).unwrap();
