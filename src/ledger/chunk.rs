@@ -1,6 +1,7 @@
 //! The byte format of a chunk: many rows kept as one sled value, sliced without decoding
 //! the rest. The sled backend packs rows written once and in order this way (the vault's
-//! decision and expiry rows, see vault_store; the trail index, see trail_chunks).
+//! decision and expiry rows, see vault_store; the trail index, see trail_chunks) and
+//! the subject index's runs (see vault_runs).
 //!
 //! Layout: the least and greatest row keys the chunk holds (each `u16 length ‖ key`),
 //! `u32 count`, `count × (table key, u32 end offset)`, then the values back to back. A
@@ -8,6 +9,11 @@
 //! picks the width); table keys ascend. Integers big-endian.
 
 use super::store::{StoreError, StoreResult};
+
+/// A chunk is closed once its rows reach this many bytes. sled keeps up to 16 values in
+/// a leaf and writes a leaf above 128 KiB to a file of its own, rewritten as the leaf
+/// changes: chunks stay small enough for a leaf of them to fit below that.
+pub const CHUNK_BYTES: usize = 7 << 10;
 
 fn corrupt() -> StoreError {
     StoreError::Corrupt("malformed chunk".into())

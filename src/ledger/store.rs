@@ -213,6 +213,20 @@ pub(crate) fn walk<I: DoubleEndedIterator, E>(
     Ok(())
 }
 
+/// Merge `more` into `out` (each in key order, ascending or descending as `reverse`
+/// says, at most `limit` rows): in order, one row per key — `out`'s where both hold
+/// one — at most `limit`.
+pub(crate) fn merge_rows(out: &mut Rows, more: Rows, reverse: bool, limit: usize) {
+    if more.is_empty() {
+        return;
+    }
+    out.extend(more);
+    // Stable: of equal keys, `out`'s comes first and the dedup keeps it.
+    sort_rows(out, reverse);
+    out.dedup_by(|later, first| later.0 == first.0);
+    out.truncate(limit);
+}
+
 /// Rows in key order, ascending or descending.
 pub(crate) fn sort_rows(rows: &mut Rows, reverse: bool) {
     if reverse {
@@ -357,24 +371,18 @@ impl SledStore {
             proj_key(lo),
             hi.map(proj_key).unwrap_or_else(|| vec![P_PROJECTION + 1]),
         );
-        let it = self.tree.range(rlo..rhi);
-        let rows: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> = if reverse {
-            Box::new(it.rev())
-        } else {
-            Box::new(it)
-        };
-        for kv in rows.take(limit) {
-            let (k, v) = kv?;
-            out.push((k[1..].to_vec(), v.to_vec()));
-        }
+        walk(
+            self.tree.range(rlo..rhi),
+            reverse,
+            |kv| -> StoreResult<bool> {
+                let (k, v) = kv?;
+                out.push((k[1..].to_vec(), v.to_vec()));
+                Ok(out.len() < limit)
+            },
+        )?;
         if trail_chunks::meets(lo, hi) {
             let chunked = self.chunked_trail_rows(lo, hi, reverse, limit)?;
-            if !chunked.is_empty() {
-                out.extend(chunked);
-                sort_rows(&mut out, reverse);
-                out.dedup_by(|a, b| a.0 == b.0);
-                out.truncate(limit);
-            }
+            merge_rows(&mut out, chunked, reverse, limit);
         }
         Ok(out)
     }
@@ -407,37 +415,41 @@ impl SledStore {
             }
             Ok(true)
         };
-        let space = [P_CHUNK];
-        let end = [P_CHUNK + 1];
-        if reverse {
-            let upper = hi
-                .map(trail_chunks::chunk_key)
-                .unwrap_or_else(|| end.to_vec());
-            for kv in self.tree.range(&space[..]..&upper[..]).rev() {
-                let raw = kv?.1;
-                let c = Chunk::parse(&raw)?;
-                if c.max < lo || !take(&c, &mut out)? {
-                    break;
-                }
-            }
+        // Reversed: every chunk below the one `hi` would start, backwards. Forward: from
+        // the chunk holding `lo` (or where it would start) on.
+        let end = vec![P_CHUNK + 1];
+        let (from, to) = if reverse {
+            let upper = hi.map(trail_chunks::chunk_key).unwrap_or(end);
+            (vec![P_CHUNK], upper)
         } else {
             let floor = self
                 .tree
-                .range(&space[..]..=&trail_chunks::chunk_key(lo)[..])
+                .range(&[P_CHUNK][..]..=&trail_chunks::chunk_key(lo)[..])
                 .next_back()
                 .transpose()?;
             let start = match floor {
                 Some((k, _)) => k.to_vec(),
                 None => trail_chunks::chunk_key(lo),
             };
-            for kv in self.tree.range(&start[..]..&end[..]) {
+            (start, end)
+        };
+        walk(
+            self.tree.range(from..to),
+            reverse,
+            |kv| -> StoreResult<bool> {
                 let raw = kv?.1;
                 let c = Chunk::parse(&raw)?;
-                if hi.is_some_and(|h| c.min >= h) || !take(&c, &mut out)? {
-                    break;
+                let past = if reverse {
+                    c.max < lo
+                } else {
+                    hi.is_some_and(|h| c.min >= h)
+                };
+                if past {
+                    return Ok(false);
                 }
-            }
-        }
+                take(&c, &mut out)
+            },
+        )?;
         Ok(out)
     }
 

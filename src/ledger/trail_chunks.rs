@@ -18,10 +18,6 @@ use super::store::{StoreError, StoreResult};
 
 /// The sled key prefix of chunks (beside `p`, the projection rows').
 pub(crate) const P_CHUNK: u8 = b'q';
-/// A chunk is closed once its rows reach this many bytes. sled keeps up to 16 values in
-/// a leaf and writes a leaf above 128 KiB to a file of its own, rewritten as the leaf
-/// changes: chunks stay small enough for a leaf of them to fit below that.
-const CHUNK_BYTES: usize = 7 << 10;
 const PREFIX: &[u8] = b"trail\0";
 /// A row key's last 16 bytes (occurred_at ‖ index): the chunk's table key.
 const SUFFIX: usize = 16;
@@ -53,7 +49,7 @@ pub(crate) fn chunks(rows: &[(&[u8], &[u8])]) -> Vec<(Vec<u8>, Vec<u8>)> {
     let mut out = Vec::new();
     let mut rest = rows;
     while !rest.is_empty() {
-        let n = chunk::fill(rest, SUFFIX, CHUNK_BYTES, |(_, v)| v.len());
+        let n = chunk::fill(rest, SUFFIX, chunk::CHUNK_BYTES, |(_, v)| v.len());
         let part = &rest[..n];
         let table: Vec<(&[u8], &[u8])> = part
             .iter()

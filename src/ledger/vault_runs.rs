@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use super::chunk::{self as format, Chunk};
-use super::store::{walk, Rows, StoreError, StoreResult};
+use super::store::{merge_rows, walk, Rows, StoreError, StoreResult};
 
 /// The subject index rows' prefix and key length.
 pub const ROW: &[u8] = b"s/";
@@ -44,8 +44,6 @@ pub const RUN: &[u8] = b"R/";
 pub const RUN_CAP: u64 = 1 << 13;
 #[cfg(test)]
 pub const RUN_CAP: u64 = 64;
-/// A chunk is closed once its rows reach this many bytes (as the vault's other chunks).
-const CHUNK_BYTES: usize = 7 << 10;
 
 fn corrupt(what: &str) -> StoreError {
     StoreError::Corrupt(format!("subject index run: {what}"))
@@ -123,9 +121,9 @@ pub fn load(db: &sled::Db) -> StoreResult<Runs> {
     Ok(runs)
 }
 
-/// The highest index any run holds.
+/// The highest index any run holds: the newest run's (runs cover ascending ranges).
 pub fn highest(runs: &Runs) -> Option<u64> {
-    runs.values().map(|m| m.last).max()
+    runs.values().next_back().map(|m| m.last)
 }
 
 /// The run whose index range holds `index`.
@@ -238,9 +236,9 @@ pub fn range(
             Ok(more)
         })?;
     }
-    super::store::sort_rows(&mut out, reverse);
-    out.truncate(limit);
-    Ok(out)
+    let mut rows = Rows::new();
+    merge_rows(&mut rows, out, reverse, limit);
+    Ok(rows)
 }
 
 /// Write `rows` (table key, value; keys ascending) as the chunks of run `id` and its meta.
@@ -249,7 +247,7 @@ fn write_run(id: u64, rows: &[(&[u8], &[u8])], last: u64, b: &mut sled::Batch) -
     let mut keys = Vec::new();
     let mut rest = rows;
     while let Some((first, _)) = rest.first() {
-        let n = format::fill(rest, WIDTH, CHUNK_BYTES, |(_, v)| v.len());
+        let n = format::fill(rest, WIDTH, format::CHUNK_BYTES, |(_, v)| v.len());
         let key = chunk_key(id, first);
         let part = &rest[..n];
         b.insert(

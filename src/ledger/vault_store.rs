@@ -25,7 +25,7 @@ use std::sync::RwLock;
 
 use serde::{Deserialize, Serialize};
 
-use super::store::{sort_rows, successor, walk, Rows, StoreError, StoreResult};
+use super::store::{merge_rows, sort_rows, successor, walk, Rows, StoreError, StoreResult};
 use super::vault_runs::{self, Runs};
 
 const MARKER: &[u8] = b"\x00pending";
@@ -66,11 +66,6 @@ const KINDS: [Kind; 2] = [
         by_index: false,
     },
 ];
-
-/// A chunk is closed once its rows reach this many bytes. sled keeps up to 16 values in
-/// a leaf and writes a leaf above 128 KiB to a file of its own, rewritten as the leaf
-/// changes: chunks stay small enough for a leaf of them to fit below that.
-const CHUNK_BYTES: usize = 7 << 10;
 
 /// The kind (its position in [`KINDS`]) and index of a chunked row's key.
 fn kind_of(key: &[u8]) -> Option<(usize, u64)> {
@@ -420,15 +415,10 @@ impl SledVault {
                 }
             }
         }
-        // The subject index's runs. A row that is also a key of its own (pushed first,
-        // and the sort is stable) keeps that key's value.
+        // The subject index's runs. A row that is also a key of its own keeps that key's
+        // value.
         let rows = vault_runs::range(&db, &self.runs(), lo, hi, reverse, limit)?;
-        if !rows.is_empty() {
-            out.extend(rows);
-            sort_rows(&mut out, reverse);
-            out.dedup_by(|later, first| later.0 == first.0);
-            out.truncate(limit);
-        }
+        merge_rows(&mut out, rows, reverse, limit);
         Ok(out)
     }
 
@@ -512,7 +502,12 @@ impl SledVault {
             }
             let mut rest = rows.as_slice();
             while let Some((first, _)) = rest.first() {
-                let n = crate::ledger::chunk::fill(rest, 8, CHUNK_BYTES, |(_, r)| r.len());
+                let n = crate::ledger::chunk::fill(
+                    rest,
+                    8,
+                    crate::ledger::chunk::CHUNK_BYTES,
+                    |(_, r)| r.len(),
+                );
                 let key = KINDS[k].chunk_key(*first);
                 let chunk: Vec<(u64, &[u8])> =
                     rest[..n].iter().map(|(i, r)| (*i, r.as_slice())).collect();

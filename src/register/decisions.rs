@@ -248,8 +248,6 @@ pub fn record_reads(system: &str, decision_id: &str) -> Vec<Vec<u8>> {
     ]
 }
 
-/// Log a decision: the gate (registered, active system; its deployed version), then
-/// idempotency (same decision again: the original entry; a different one: 409).
 /// What logging a decision needs of its system's register record.
 #[derive(Clone)]
 struct Gate {
@@ -281,12 +279,7 @@ fn gate(s: &Staging<'_>, system: &str) -> Result<Gate, AppError> {
         return Ok(g);
     }
     let sys: super::systems::SystemRecord = super::uncbor(&raw)?;
-    if sys.spec.status == super::systems::SystemStatus::Retired {
-        return Err(AppError::new(
-            ErrorCode::SystemRetired,
-            format!("AI system {system:?} is retired"),
-        ));
-    }
+    super::systems::refuse_retired(system, &sys)?;
     let g = Gate {
         retention_days: sys.spec.retention_days,
         deployed: sys.deployed,
@@ -295,6 +288,8 @@ fn gate(s: &Staging<'_>, system: &str) -> Result<Gate, AppError> {
     Ok(g)
 }
 
+/// Log a decision: the gate (registered, active system; its deployed version), then
+/// idempotency (same decision again: the original entry; a different one: 409).
 pub fn record_command(
     system: String,
     d: ValidDecision,

@@ -255,13 +255,19 @@ pub fn load(s: &Staging<'_>, id: &str) -> Result<SystemRecord, AppError> {
 /// The system, and refuse it when retired.
 pub fn load_active(s: &Staging<'_>, id: &str) -> Result<SystemRecord, AppError> {
     let sys = load(s, id)?;
+    refuse_retired(id, &sys)?;
+    Ok(sys)
+}
+
+/// Refuse system `id` when its record says it is retired.
+pub(crate) fn refuse_retired(id: &str, sys: &SystemRecord) -> Result<(), AppError> {
     if sys.spec.status == SystemStatus::Retired {
         return Err(AppError::new(
             ErrorCode::SystemRetired,
             format!("AI system {id:?} is retired"),
         ));
     }
-    Ok(sys)
+    Ok(())
 }
 
 pub fn register_command(spec: SystemSpec) -> Command<AppError> {
