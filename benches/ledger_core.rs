@@ -5,10 +5,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use veritrail::ledger::note::NoteSigner;
-use veritrail::ledger::store::SledStore;
-use veritrail::ledger::verify::verify_store;
-use veritrail::ledger::{AppendRequest, Draft, Ledger, Prepared};
+use veritrail::log::note::NoteSigner;
+use veritrail::log::verify::verify_store;
+use veritrail::log::{AppendRequest, Draft, Drafts, Ledger, Prepared};
+use veritrail::storage::sled::SledStore;
 
 fn body(n: u64) -> serde_cbor::Value {
     use serde_cbor::Value;
@@ -49,7 +49,8 @@ fn main() {
         .unwrap_or(1_000_000);
     let batch: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1000);
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SledStore::open(dir.path()).unwrap());
+    let store =
+        Arc::new(SledStore::open(dir.path(), &veritrail::register::keys::packing()).unwrap());
     let signer = NoteSigner::new(
         "bench.local/log",
         ed25519_dalek::SigningKey::from_bytes(&[1; 32]),
@@ -75,11 +76,11 @@ fn main() {
                     reads: Vec::new(),
                     actor: "pipeline".into(),
                     command: Box::new(move |_s| {
-                        Ok(Prepared::Append(Draft {
+                        Ok(Prepared::Append(Drafts::one(Draft {
                             kind: "decision.recorded".into(),
                             system: Some("credit-scoring".into()),
                             body: body(i),
-                        }))
+                        })))
                     }),
                 })
                 .collect();

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::config::{self, Cli, Command, VerifyOpts};
-use crate::ledger::note::{NoteSigner, NoteVerifier};
+use crate::log::note::{NoteSigner, NoteVerifier};
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
@@ -92,7 +92,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         .map(|s| config::key_path(std::path::Path::new(s)))
                         .find(|p| p.exists())
                         .context("no --key, and neither side is a data dir with a key file")?;
-                    let signing = crate::ledger::keyfile::from_pem(
+                    let signing = crate::log::keyfile::from_pem(
                         &std::fs::read_to_string(&file)
                             .with_context(|| format!("reading {}", file.display()))?,
                     )?;
@@ -127,7 +127,7 @@ fn verify(opts: VerifyOpts) -> anyhow::Result<ExitCode> {
         let file =
             std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
         return Ok(
-            match crate::ledger::export::verify(std::io::BufReader::new(file), &key) {
+            match crate::log::export::verify(std::io::BufReader::new(file), &key) {
                 Ok(r) => {
                     println!(
                         "OK: entries {}..{} chain and produce the signed root {}",
@@ -156,7 +156,7 @@ fn verify(opts: VerifyOpts) -> anyhow::Result<ExitCode> {
         None => {
             let pem = std::fs::read_to_string(config::key_path(dir))
                 .context("reading the key file (or pass --key)")?;
-            let key = crate::ledger::keyfile::from_pem(&pem)?;
+            let key = crate::log::keyfile::from_pem(&pem)?;
             let origin = store
                 .meta("origin")?
                 .map(|o| String::from_utf8_lossy(&o).into_owned())
@@ -164,7 +164,7 @@ fn verify(opts: VerifyOpts) -> anyhow::Result<ExitCode> {
             NoteSigner::new(&origin, key)?.verifier()
         }
     };
-    match crate::ledger::verify::verify_store(&*store, &verifier) {
+    match crate::log::verify::verify_store(&*store, &verifier) {
         Ok(r) => {
             println!(
                 "OK: {} entries, {} checkpoints, root {} ({:.2} s, {:.0} entries/s)",

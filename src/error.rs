@@ -239,26 +239,45 @@ pub struct Problem {
     pub field: Option<String>,
 }
 
-impl From<crate::ledger::LedgerError> for AppError {
-    fn from(e: crate::ledger::LedgerError) -> Self {
-        use crate::ledger::LedgerError as L;
-        match e {
-            L::NotFound(m) => AppError::not_found(m),
-            L::BadRequest(m) => AppError::new(ErrorCode::InvalidQuery, m),
-            other => AppError::internal(other),
+/// What a lower layer's error means to a caller, as a code of the one table. The log and
+/// the storage know nothing of HTTP; each of their errors says which code it is here,
+/// and [`AppError`]'s conversions use that, so no layer picks a status.
+pub trait HasErrorCode: std::fmt::Display {
+    fn error_code(&self) -> ErrorCode;
+}
+
+impl HasErrorCode for crate::log::LedgerError {
+    fn error_code(&self) -> ErrorCode {
+        use crate::log::LedgerError as L;
+        match self {
+            L::BeyondLog(_) => ErrorCode::NotFound,
+            L::OutOfRange(_) => ErrorCode::InvalidQuery,
+            L::Store(_) | L::Inconsistent { .. } | L::Invalid(_) => ErrorCode::Internal,
         }
     }
 }
 
-impl From<crate::ledger::store::StoreError> for AppError {
-    fn from(e: crate::ledger::store::StoreError) -> Self {
-        AppError::internal(e)
+impl HasErrorCode for crate::storage::StoreError {
+    fn error_code(&self) -> ErrorCode {
+        ErrorCode::Internal
     }
 }
 
-impl From<crate::ledger::AppendError<AppError>> for AppError {
-    fn from(e: crate::ledger::AppendError<AppError>) -> Self {
-        use crate::ledger::AppendError as A;
+impl From<crate::log::LedgerError> for AppError {
+    fn from(e: crate::log::LedgerError) -> Self {
+        AppError::new(e.error_code(), e.to_string())
+    }
+}
+
+impl From<crate::storage::StoreError> for AppError {
+    fn from(e: crate::storage::StoreError) -> Self {
+        AppError::new(e.error_code(), e.to_string())
+    }
+}
+
+impl From<crate::log::AppendError<AppError>> for AppError {
+    fn from(e: crate::log::AppendError<AppError>) -> Self {
+        use crate::log::AppendError as A;
         match e {
             A::Rejected(e) => e,
             A::Storage(m) => {

@@ -11,11 +11,13 @@
 
 use anyhow::{bail, Context};
 
-use crate::ledger::entry;
-use crate::ledger::merkle::{self, Frontier, Hash};
-use crate::ledger::note::{Checkpoint, NoteVerifier};
-use crate::ledger::store::{CommitBatch, Head, Store};
-use crate::ledger::tiles::TileBuilder;
+use std::ops::ControlFlow;
+
+use crate::log::chain::Chain;
+use crate::log::merkle::{self, Frontier, Hash};
+use crate::log::note::{Checkpoint, NoteVerifier};
+use crate::log::tiles::TileBuilder;
+use crate::storage::{try_for_each_entry, CommitBatch, Head, Store};
 
 /// What a copy moved.
 #[derive(Debug, Clone)]
@@ -33,6 +35,41 @@ const VAULT_PIECE: usize = 5_000;
 
 /// Copy the log in `from` into `to`, which must hold no log.
 pub fn copy(from: &dyn Store, to: &dyn Store, key: &NoteVerifier) -> anyhow::Result<CopyReport> {
+    let (head, origin) = check_source(from, to, key)?;
+    to.truncate_entries(0)?;
+    let checkpoints = stored_checkpoints(from, head)?;
+    let total_checkpoints = checkpoints.len() as u64;
+    copy_entries(from, to, key, head, checkpoints, origin)?;
+    let copied = to.head()?.context("nothing was copied")?;
+    if copied.size != head.size || copied.root != head.root {
+        bail!(
+            "the copy ends at size {} with root {}, the original at size {} with root {}",
+            copied.size,
+            hex::encode(copied.root),
+            head.size,
+            hex::encode(head.root)
+        );
+    }
+    let vault_rows = copy_vault(from, to)?;
+    crate::reindex::reindex(to)?;
+    let report = crate::log::verify::verify_store(to, key).context("verifying the copy")?;
+    if report.root != head.root {
+        bail!("the copy verifies but to another root");
+    }
+    Ok(CopyReport {
+        entries: head.size,
+        checkpoints: total_checkpoints,
+        vault_rows,
+        root: head.root,
+    })
+}
+
+/// The source holds a log of this key's origin, the destination none: (head, origin).
+fn check_source(
+    from: &dyn Store,
+    to: &dyn Store,
+    key: &NoteVerifier,
+) -> anyhow::Result<(Head, Vec<u8>)> {
     let head = from.head()?.context("the source holds no log")?;
     if to.head()?.is_some() {
         bail!("the destination already holds a log; copy into an empty one");
@@ -47,9 +84,11 @@ pub fn copy(from: &dyn Store, to: &dyn Store, key: &NoteVerifier) -> anyhow::Res
             key.name()
         );
     }
-    to.truncate_entries(0)?;
+    Ok((head, origin))
+}
 
-    // Every checkpoint up to the head, in order.
+/// Every checkpoint up to the head, in order; the last must be at the head's size.
+fn stored_checkpoints(from: &dyn Store, head: Head) -> anyhow::Result<Vec<(u64, String)>> {
     let mut checkpoints: Vec<(u64, String)> = Vec::new();
     loop {
         let next = checkpoints.last().map_or(0, |(s, _)| s + 1);
@@ -68,147 +107,142 @@ pub fn copy(from: &dyn Store, to: &dyn Store, key: &NoteVerifier) -> anyhow::Res
             head.size
         );
     }
-    let total_checkpoints = checkpoints.len() as u64;
-    let mut pending_cps = checkpoints.into_iter().peekable();
+    Ok(checkpoints)
+}
 
-    let mut tiles = TileBuilder::new();
-    let mut frontier = Frontier::new();
-    let mut prev: Hash = [0; 32];
-    let mut last_time = 0u64;
-    let mut piece: Vec<Vec<u8>> = Vec::new();
-    let mut piece_start = 0u64;
-    let mut piece_cps: Vec<(u64, String)> = Vec::new();
-    let mut meta = vec![("origin".to_owned(), origin)];
-    let mut failure: Option<anyhow::Error> = None;
-
+/// The entries, checked link by link into a fresh tree, committed in pieces that each
+/// end at a checkpoint the rebuilt tree confirms.
+fn copy_entries(
+    from: &dyn Store,
+    to: &dyn Store,
+    key: &NoteVerifier,
+    head: Head,
+    checkpoints: Vec<(u64, String)>,
+    origin: Vec<u8>,
+) -> anyhow::Result<()> {
+    let mut piece = Piece {
+        to,
+        key,
+        pending: checkpoints.into_iter().peekable(),
+        chain: Chain::new(),
+        tiles: TileBuilder::new(),
+        frontier: Frontier::new(),
+        last_time: 0,
+        entries: Vec::new(),
+        start: 0,
+        checkpoints: Vec::new(),
+        meta: vec![("origin".to_owned(), origin)],
+    };
     // The empty tree's checkpoint comes first.
-    let mut take_checkpoints =
-        |size: u64, frontier: &Frontier, out: &mut Vec<(u64, String)>| -> anyhow::Result<()> {
-            while let Some((s, _)) = pending_cps.peek() {
-                if *s != size {
-                    break;
-                }
-                let (s, note) = pending_cps.next().expect("peeked");
-                let cp = Checkpoint::open(&note, key)
-                    .map_err(|e| anyhow::anyhow!("checkpoint at size {s}: {e}"))?;
-                let root = if size == 0 {
-                    merkle::empty_root()
-                } else {
-                    frontier.root()
-                };
-                if cp.size != s || cp.root != root {
-                    bail!("checkpoint at size {s} does not name the root of the copied entries");
-                }
-                out.push((s, note));
-            }
-            Ok(())
-        };
-    take_checkpoints(0, &frontier, &mut piece_cps)?;
+    piece.take_checkpoints(0)?;
+    if head.size == 0 {
+        piece.commit(0)?;
+    }
+    try_for_each_entry(from, 0, |i, bytes| -> anyhow::Result<_> {
+        if i >= head.size {
+            return Ok(ControlFlow::Break(()));
+        }
+        piece.push(i, bytes)?;
+        let size = i + 1;
+        piece.take_checkpoints(size)?;
+        let at_checkpoint = piece.checkpoints.last().is_some_and(|(s, _)| *s == size);
+        if at_checkpoint && (piece.entries.len() >= PIECE || size == head.size) {
+            piece.commit(size)?;
+        }
+        Ok(ControlFlow::Continue(()))
+    })
+}
 
-    let commit = |piece: &mut Vec<Vec<u8>>,
-                  piece_start: &mut u64,
-                  cps: &mut Vec<(u64, String)>,
-                  tiles: &mut TileBuilder,
-                  head: Head,
-                  meta: Vec<(String, Vec<u8>)>|
-     -> anyhow::Result<()> {
-        to.lock_head()?;
-        let n = piece.len() as u64;
-        let r = to.commit(CommitBatch {
-            first_index: *piece_start,
-            entries: std::mem::take(piece),
-            tiles: tiles.take_dirty(),
-            checkpoints: std::mem::take(cps),
+/// The part of the copy not yet committed, and the tree and chain rebuilt so far.
+struct Piece<'a> {
+    to: &'a dyn Store,
+    key: &'a NoteVerifier,
+    /// Source checkpoints not yet reached.
+    pending: std::iter::Peekable<std::vec::IntoIter<(u64, String)>>,
+    chain: Chain,
+    tiles: TileBuilder,
+    frontier: Frontier,
+    last_time: u64,
+    entries: Vec<Vec<u8>>,
+    /// The index of `entries[0]`.
+    start: u64,
+    checkpoints: Vec<(u64, String)>,
+    meta: Vec<(String, Vec<u8>)>,
+}
+
+impl Piece<'_> {
+    /// Check entry `i` against the chain and add it to the tree and the piece.
+    fn push(&mut self, i: u64, bytes: &[u8]) -> anyhow::Result<()> {
+        let link = self
+            .chain
+            .check(i, bytes)
+            .with_context(|| format!("entry {i}"))?;
+        self.tiles.push(link.leaf);
+        self.frontier.push(link.leaf);
+        self.last_time = link.header.time;
+        self.entries.push(bytes.to_vec());
+        Ok(())
+    }
+
+    /// The source's checkpoints at `size`: each must verify and name the rebuilt root.
+    fn take_checkpoints(&mut self, size: u64) -> anyhow::Result<()> {
+        while let Some((s, _)) = self.pending.peek() {
+            if *s != size {
+                break;
+            }
+            let (s, note) = self.pending.next().expect("peeked");
+            let cp = Checkpoint::open(&note, self.key)
+                .map_err(|e| anyhow::anyhow!("checkpoint at size {s}: {e}"))?;
+            let root = if size == 0 {
+                merkle::empty_root()
+            } else {
+                self.frontier.root()
+            };
+            if cp.size != s || cp.root != root {
+                bail!("checkpoint at size {s} does not name the root of the copied entries");
+            }
+            self.checkpoints.push((s, note));
+        }
+        Ok(())
+    }
+
+    /// Commit the piece, ending at `size`, under the destination's head lock.
+    fn commit(&mut self, size: u64) -> anyhow::Result<()> {
+        let head = Head {
+            size,
+            root: if size == 0 {
+                merkle::empty_root()
+            } else {
+                self.frontier.root()
+            },
+            last_time: self.last_time,
+            last_leaf: self.chain.last_leaf().unwrap_or([0; 32]),
+        };
+        self.to.lock_head()?;
+        let n = self.entries.len() as u64;
+        let r = self.to.commit(CommitBatch {
+            first_index: self.start,
+            entries: std::mem::take(&mut self.entries),
+            tiles: self.tiles.take_dirty(),
+            checkpoints: std::mem::take(&mut self.checkpoints),
             head: Some(head),
-            meta,
+            meta: std::mem::take(&mut self.meta),
             ..Default::default()
         });
         if r.is_err() {
-            let _ = to.release();
+            let _ = self.to.release();
         }
         r?;
-        *piece_start += n;
+        self.start += n;
         Ok(())
-    };
-    if head.size == 0 {
-        commit(
-            &mut piece,
-            &mut piece_start,
-            &mut piece_cps,
-            &mut tiles,
-            Head {
-                size: 0,
-                root: merkle::empty_root(),
-                last_time: 0,
-                last_leaf: [0; 32],
-            },
-            std::mem::take(&mut meta),
-        )?;
     }
-    from.for_each_entry(0, &mut |i, bytes| {
-        if i >= head.size {
-            return false;
-        }
-        let step = (|| -> anyhow::Result<()> {
-            if i != piece_start + piece.len() as u64 {
-                bail!("entry {i} out of order");
-            }
-            let h = entry::decode_header(bytes).with_context(|| format!("entry {i}"))?;
-            if h.index != i || h.prev_hash() != Some(prev) {
-                bail!("entry {i}: index or prev link does not match");
-            }
-            let leaf = merkle::leaf_hash(bytes);
-            tiles.push(leaf);
-            frontier.push(leaf);
-            prev = leaf;
-            last_time = h.time;
-            piece.push(bytes.to_vec());
-            let size = i + 1;
-            take_checkpoints(size, &frontier, &mut piece_cps)?;
-            let at_checkpoint = piece_cps.last().is_some_and(|(s, _)| *s == size);
-            if at_checkpoint && (piece.len() >= PIECE || size == head.size) {
-                commit(
-                    &mut piece,
-                    &mut piece_start,
-                    &mut piece_cps,
-                    &mut tiles,
-                    Head {
-                        size,
-                        root: frontier.root(),
-                        last_time,
-                        last_leaf: leaf,
-                    },
-                    std::mem::take(&mut meta),
-                )?;
-            }
-            Ok(())
-        })();
-        match step {
-            Ok(()) => true,
-            Err(e) => {
-                failure = Some(e);
-                false
-            }
-        }
-    })?;
-    if let Some(e) = failure {
-        return Err(e);
-    }
-    let copied = to.head()?.context("nothing was copied")?;
-    if copied.size != head.size || copied.root != head.root {
-        bail!(
-            "the copy ends at size {} with root {}, the original at size {} with root {}",
-            copied.size,
-            hex::encode(copied.root),
-            head.size,
-            hex::encode(head.root)
-        );
-    }
+}
 
-    // The vault, page by page, in key order.
+/// The vault, page by page, in key order. Returns the rows copied.
+fn copy_vault(from: &dyn Store, to: &dyn Store) -> anyhow::Result<u64> {
     let mut vault_rows = 0u64;
-    // Vault keys are `d/`, `s/`, `x/` rows; keys below 0x01 are a backend's own (the
-    // sled vault's write-ahead marker) and stay behind.
+    // Keys below 0x01 are a backend's own (the sled vault's write-ahead marker) and
+    // stay behind.
     let mut lo: Vec<u8> = vec![0x01];
     let hi = vec![0xff; 64];
     loop {
@@ -225,16 +259,5 @@ pub fn copy(from: &dyn Store, to: &dyn Store, key: &NoteVerifier) -> anyhow::Res
             break;
         }
     }
-
-    crate::reindex::reindex(to)?;
-    let report = crate::ledger::verify::verify_store(to, key).context("verifying the copy")?;
-    if report.root != head.root {
-        bail!("the copy verifies but to another root");
-    }
-    Ok(CopyReport {
-        entries: head.size,
-        checkpoints: total_checkpoints,
-        vault_rows,
-        root: head.root,
-    })
+    Ok(vault_rows)
 }

@@ -3,9 +3,9 @@
 //! log. A projection never reads anything but earlier projections and the entry.
 
 use crate::error::AppError;
-use crate::ledger::entry::RawEntry;
-use crate::ledger::store::Store;
-use crate::ledger::{Draft, Prepared, Staging};
+use crate::log::entry::RawEntry;
+use crate::log::{Draft, Drafts, Prepared, Staging};
+use crate::storage::Store;
 
 /// Apply one entry to the projections.
 pub fn project(
@@ -39,12 +39,9 @@ pub fn append(s: &mut Staging<'_>, drafts: Vec<Draft>) -> Result<Prepared, AppEr
             s,
         )?;
     }
-    let mut drafts = drafts;
-    Ok(if drafts.len() == 1 {
-        Prepared::Append(drafts.remove(0))
-    } else {
-        Prepared::AppendAll(drafts)
-    })
+    Drafts::new(drafts)
+        .map(Prepared::Append)
+        .ok_or_else(|| AppError::internal("a command appended nothing"))
 }
 
 /// Apply a stored entry (for `reindex`).
@@ -61,6 +58,6 @@ pub fn project_entry(e: &RawEntry, s: &mut Staging<'_>) -> Result<(), AppError> 
 }
 
 /// Every projection row, for comparing a rebuilt state with a live one.
-pub fn dump(store: &dyn Store) -> Result<crate::ledger::store::Rows, AppError> {
+pub fn dump(store: &dyn Store) -> Result<crate::storage::Rows, AppError> {
     Ok(store.scan(b"", None, false, usize::MAX)?)
 }

@@ -8,11 +8,12 @@ use anyhow::{bail, Context};
 
 use crate::api::{AppState, State};
 use crate::config::{self, ServeOpts};
-use crate::ledger::keyfile;
-use crate::ledger::note::NoteSigner;
-use crate::ledger::pg_store::PgStore;
-use crate::ledger::store::{SledStore, Store};
-use crate::ledger::{Ledger, WriterHandle};
+use crate::log::keyfile;
+use crate::log::note::NoteSigner;
+use crate::log::{Ledger, WriterHandle};
+use crate::storage::postgres::PgStore;
+use crate::storage::sled::SledStore;
+use crate::storage::Store;
 use crate::telemetry::Metrics;
 use crate::tokens::{self, Role};
 
@@ -76,8 +77,12 @@ pub fn open_store(
             Arc::new(PgStore::open(url, connections).context("opening the PostgreSQL store")?)
         }
         None => Arc::new(
-            SledStore::open_with_cache(&config::ledger_path(data_dir), cache_mb << 20)
-                .context("opening the ledger store (is a server still running on it?)")?,
+            SledStore::open_with_cache(
+                &config::ledger_path(data_dir),
+                cache_mb << 20,
+                &crate::register::keys::packing(),
+            )
+            .context("opening the ledger store (is a server still running on it?)")?,
         ),
     })
 }
@@ -114,7 +119,7 @@ pub async fn open(data_dir: &Path, opts: &OpenOpts) -> anyhow::Result<Service> {
     };
     let signer = NoteSigner::new(&origin, key).context("the origin is not a valid key name")?;
     if opts.full_check && store.head()?.is_some() {
-        let report = crate::ledger::verify::verify_store(&*store, &signer.verifier())?;
+        let report = crate::log::verify::verify_store(&*store, &signer.verifier())?;
         tracing::info!(
             entries = report.entries,
             seconds = report.seconds,
@@ -162,7 +167,7 @@ async fn bootstrap_admin(state: &State, data_dir: &Path) -> anyhow::Result<Optio
         .await
     {
         Ok(_) => {}
-        Err(crate::ledger::AppendError::Rejected(e))
+        Err(crate::log::AppendError::Rejected(e))
             if e.code == crate::error::ErrorCode::AlreadyExists =>
         {
             // Another node sharing the database created it first: its data dir has the secret.
@@ -216,7 +221,7 @@ pub async fn serve(opts: ServeOpts) -> anyhow::Result<()> {
             tick.tick().await;
             if let Err(e) = crate::register::erasure::run_retention(
                 &ledger,
-                crate::ledger::sequencer::now_micros(),
+                crate::log::sequencer::now_micros(),
             )
             .await
             {

@@ -1,17 +1,11 @@
 //! Logs (tracing, text or JSON), request ids, and Prometheus metrics.
 
-use std::time::Instant;
-
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{HeaderName, HeaderValue};
-use actix_web::middleware::Next;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
     TextEncoder,
 };
 
-use crate::ledger::Published;
+use crate::log::Published;
 
 /// Set up `tracing`: `RUST_LOG`-style filter (default `info`), text or JSON lines.
 pub fn init_tracing(json: bool) {
@@ -29,8 +23,8 @@ pub fn init_tracing(json: bool) {
 
 pub struct Metrics {
     registry: Registry,
-    requests: IntCounterVec,
-    latency: HistogramVec,
+    pub(crate) requests: IntCounterVec,
+    pub(crate) latency: HistogramVec,
     appends: IntCounter,
     batch_size: Histogram,
 }
@@ -105,7 +99,7 @@ impl Metrics {
         let mut buf = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         let age =
-            (crate::ledger::sequencer::now_micros().saturating_sub(latest.signed_at)) as f64 / 1e6;
+            (crate::log::sequencer::now_micros().saturating_sub(latest.signed_at)) as f64 / 1e6;
         let mut out = String::from_utf8(buf).unwrap_or_default();
         out.push_str(&format!(
             "# HELP veritrail_log_size Entries in the log at the latest checkpoint\n# TYPE veritrail_log_size gauge\nveritrail_log_size {}\n\
@@ -114,51 +108,4 @@ impl Metrics {
         ));
         out
     }
-}
-
-static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
-/// Middleware: a request id on every response (the caller's, if sane), a log line and
-/// the metrics of every request.
-pub async fn observe(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let started = Instant::now();
-    let id = req
-        .headers()
-        .get(&REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| {
-            !v.is_empty()
-                && v.len() <= 64
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
-        .map(str::to_owned)
-        .unwrap_or_else(|| {
-            let mut b = [0u8; 8];
-            rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut b);
-            hex::encode(b)
-        });
-    let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
-    let method = req.method().to_string();
-    let metrics = req
-        .app_data::<super::api::State>()
-        .map(|s| s.metrics.clone());
-    let path = req.path().to_owned();
-    let mut res = next.call(req).await?;
-    let status = res.status().as_u16();
-    let secs = started.elapsed().as_secs_f64();
-    if let Some(m) = metrics {
-        m.requests
-            .with_label_values(&[&route, &method, &status.to_string()])
-            .inc();
-        m.latency.with_label_values(&[&route]).observe(secs);
-    }
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        res.headers_mut().insert(REQUEST_ID.clone(), v);
-    }
-    tracing::debug!(request_id = %id, %method, %path, status, ms = secs * 1e3, "request");
-    Ok(res)
 }

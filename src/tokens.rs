@@ -8,8 +8,8 @@ use subtle::ConstantTimeEq;
 use utoipa::ToSchema;
 
 use crate::error::{AppError, ErrorCode};
-use crate::ledger::store::Store;
-use crate::ledger::{Command, Draft, Staging};
+use crate::log::{Command, Draft, Staging};
+use crate::storage::Store;
 
 pub const KIND_CREATED: &str = "token.created";
 pub const KIND_REVOKED: &str = "token.revoked";
@@ -64,16 +64,7 @@ struct RevokedBody {
     name: String,
 }
 
-const K_NAME: &[u8] = b"tok/n/";
-const K_HASH: &[u8] = b"tok/h/";
-
-fn name_key(name: &str) -> Vec<u8> {
-    [K_NAME, name.as_bytes()].concat()
-}
-
-fn hash_key(hash: &[u8]) -> Vec<u8> {
-    [K_HASH, hash].concat()
-}
+use crate::register::keys::{token_hash_key as hash_key, token_name_key as name_key};
 
 /// A new random 256-bit secret, as the caller will present it.
 pub fn new_secret() -> String {
@@ -115,7 +106,7 @@ fn cbor<T: Serialize>(v: &T) -> Vec<u8> {
     serde_cbor::to_vec(v).expect("projection rows encode")
 }
 
-fn staging_err(e: crate::ledger::store::StoreError) -> AppError {
+fn staging_err(e: crate::storage::StoreError) -> AppError {
     AppError::internal(e)
 }
 
@@ -217,7 +208,7 @@ pub fn authenticate(store: &dyn Store, secret: &str) -> Result<Option<TokenRecor
     let Some(name) = store.get(&hash_key(&hash))? else {
         return Ok(None);
     };
-    let Some(raw) = store.get(&[K_NAME, &name].concat())? else {
+    let Some(raw) = store.get(&[crate::register::keys::token_names(), &name].concat())? else {
         return Ok(None);
     };
     let rec: TokenRecord = serde_cbor::from_slice(&raw).map_err(AppError::internal)?;
@@ -231,12 +222,19 @@ pub fn authenticate(store: &dyn Store, secret: &str) -> Result<Option<TokenRecor
 
 pub fn list(store: &dyn Store) -> Result<Vec<TokenRecord>, AppError> {
     store
-        .scan(K_NAME, None, false, usize::MAX)?
+        .scan(
+            crate::register::keys::token_names(),
+            None,
+            false,
+            usize::MAX,
+        )?
         .into_iter()
         .map(|(_, v)| serde_cbor::from_slice(&v).map_err(AppError::internal))
         .collect()
 }
 
 pub fn any_exist(store: &dyn Store) -> Result<bool, AppError> {
-    Ok(!store.scan(K_NAME, None, false, 1)?.is_empty())
+    Ok(!store
+        .scan(crate::register::keys::token_names(), None, false, 1)?
+        .is_empty())
 }

@@ -5,8 +5,8 @@ mod common;
 use actix_web::test::TestRequest;
 use base64::Engine as _;
 use serde_json::json;
-use veritrail::ledger::merkle::{self, verify_consistency, verify_inclusion};
-use veritrail::ledger::note::{Checkpoint, NoteVerifier};
+use veritrail::log::merkle::{self, verify_consistency, verify_inclusion};
+use veritrail::log::note::{Checkpoint, NoteVerifier};
 
 fn problem_type(r: &common::Resp) -> String {
     assert_eq!(r.content_type(), "application/problem+json", "{}", r.text());

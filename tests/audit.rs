@@ -343,7 +343,7 @@ async fn trails_subject_access_bundles_and_exports() {
     let mut t = b.clone();
     t.checkpoint = t.checkpoint.replacen('\n', "\n1", 1);
     assert!(fails(&t).contains("checkpoint signature"));
-    let other = veritrail::ledger::note::NoteSigner::new(
+    let other = veritrail::log::note::NoteSigner::new(
         "localhost/veritrail",
         ed25519_dalek::SigningKey::from_bytes(&[9; 32]),
     )
@@ -396,13 +396,13 @@ async fn trails_subject_access_bundles_and_exports() {
     for q in ["/v1/log/export", "/v1/log/export?start=17"] {
         let r = app.get(q, Some(&w.auditor)).await;
         assert_eq!(r.status, 200);
-        let rep = veritrail::ledger::export::verify(&r.body[..], &v)
-            .unwrap_or_else(|e| panic!("{q}: {e}"));
+        let rep =
+            veritrail::log::export::verify(&r.body[..], &v).unwrap_or_else(|e| panic!("{q}: {e}"));
         assert_eq!(rep.end, app.state.ledger.latest().size);
         let mut bad = r.body.clone();
         let n = bad.len();
         bad[n - 10] ^= 1;
-        assert!(veritrail::ledger::export::verify(&bad[..], &v).is_err());
+        assert!(veritrail::log::export::verify(&bad[..], &v).is_err());
     }
 }
 
@@ -511,7 +511,7 @@ async fn compliance_findings() {
     // In 100 days: the register review is overdue, the drift test stale, a logging gap.
     let store = app.state.ledger.store().clone();
     let rec = veritrail::register::systems::read(&*store, "credit").unwrap();
-    let later = veritrail::ledger::sequencer::now_micros() + 100 * 86_400_000_000;
+    let later = veritrail::log::sequencer::now_micros() + 100 * 86_400_000_000;
     let f = veritrail::register::compliance::findings(&*store, &rec, later).unwrap();
     let codes: Vec<&str> = f.iter().map(|f| f.code.as_str()).collect();
     for c in ["register_review_overdue", "drift_test_stale", "logging_gap"] {

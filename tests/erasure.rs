@@ -198,9 +198,9 @@ async fn erasure_and_retention_keep_the_log_valid_and_clear_the_disk() {
     );
     // Every stored entry and checkpoint still verifies; the values are in no entry, no
     // export, and no file of the data directory.
-    veritrail::ledger::verify::verify_store(&**app.state.ledger.store(), &v).unwrap();
+    veritrail::log::verify::verify_store(&**app.state.ledger.store(), &v).unwrap();
     let export = app.get("/v1/log/export", Some(&auditor)).await;
-    veritrail::ledger::export::verify(&export.body[..], &v).unwrap();
+    veritrail::log::export::verify(&export.body[..], &v).unwrap();
     for needle in [NEEDLE, INPUT_NEEDLE] {
         assert!(
             !export
@@ -243,7 +243,7 @@ async fn erasure_and_retention_keep_the_log_valid_and_clear_the_disk() {
         app.put("/v1/systems/loans", &officer, held).await.status,
         200
     );
-    let later = veritrail::ledger::sequencer::now_micros() + 200 * 86_400_000_000;
+    let later = veritrail::log::sequencer::now_micros() + 200 * 86_400_000_000;
     let n = veritrail::register::erasure::run_retention(&app.state.ledger, later)
         .await
         .unwrap();
@@ -274,5 +274,5 @@ async fn erasure_and_retention_keep_the_log_valid_and_clear_the_disk() {
         0,
         "nothing left to shred"
     );
-    veritrail::ledger::verify::verify_store(&**app.state.ledger.store(), &v).unwrap();
+    veritrail::log::verify::verify_store(&**app.state.ledger.store(), &v).unwrap();
 }

@@ -58,7 +58,7 @@ fn figures_are_written_without_floats_and_read_back_exactly() {
             !bytes.iter().any(|b| *b == 0xfb || *b == 0xfa || *b == 0xf9),
             "{f} written as a float"
         );
-        let back = veritrail::ledger::entry::cbor_to_json(&serde_cbor::from_slice(&bytes).unwrap());
+        let back = veritrail::log::entry::cbor_to_json(&serde_cbor::from_slice(&bytes).unwrap());
         assert_eq!(back.as_f64().unwrap(), f, "{f} did not round-trip");
     }
 }

@@ -6,12 +6,12 @@ mod common;
 use std::io::Write;
 use std::sync::Arc;
 
-use veritrail::ledger::keyfile;
-use veritrail::ledger::merkle::{self, verify_consistency, verify_inclusion};
-use veritrail::ledger::note::{Checkpoint, NoteSigner, NoteVerifier};
-use veritrail::ledger::store::Store;
-use veritrail::ledger::verify::verify_store;
-use veritrail::ledger::{entry, AppendError, Command, Draft, Ledger, LedgerError, Prepared};
+use veritrail::log::keyfile;
+use veritrail::log::merkle::{self, verify_consistency, verify_inclusion};
+use veritrail::log::note::{Checkpoint, NoteSigner, NoteVerifier};
+use veritrail::log::verify::verify_store;
+use veritrail::log::{entry, AppendError, Command, Draft, Drafts, Ledger, LedgerError, Prepared};
+use veritrail::storage::Store;
 
 #[test]
 fn signed_note_known_answer() {
@@ -93,21 +93,17 @@ fn body(n: u64) -> serde_cbor::Value {
 
 fn cmd(n: u64) -> Command<String> {
     Box::new(move |_s| {
-        Ok(Prepared::Append(Draft {
+        Ok(Prepared::Append(Drafts::one(Draft {
             kind: "test.appended".into(),
             system: Some("sys".into()),
             body: body(n),
-        }))
+        })))
     })
 }
 
 fn open(
     backend: &common::Backend,
-) -> (
-    Ledger<String>,
-    veritrail::ledger::WriterHandle,
-    Arc<dyn Store>,
-) {
+) -> (Ledger<String>, veritrail::log::WriterHandle, Arc<dyn Store>) {
     let store = backend.open();
     let (l, h) = Ledger::open(store.clone(), signer(), Arc::new(|_| {})).unwrap();
     (l, h, store)
@@ -193,12 +189,12 @@ async fn a_rejected_command_appends_nothing_and_others_in_the_batch_land() {
     let backend = common::Backend::new();
     let (ledger, writer, _store) = open(&backend);
     let reqs = vec![
-        veritrail::ledger::AppendRequest {
+        veritrail::log::AppendRequest {
             actor: "a".into(),
             reads: Vec::new(),
             command: cmd(1),
         },
-        veritrail::ledger::AppendRequest {
+        veritrail::log::AppendRequest {
             actor: "a".into(),
             reads: Vec::new(),
             command: Box::new(|s| {
@@ -206,7 +202,7 @@ async fn a_rejected_command_appends_nothing_and_others_in_the_batch_land() {
                 Err("refused".to_string())
             }),
         },
-        veritrail::ledger::AppendRequest {
+        veritrail::log::AppendRequest {
             actor: "a".into(),
             reads: Vec::new(),
             command: cmd(2),
@@ -328,7 +324,10 @@ fn bytes_after_the_last_durable_batch_are_cut_on_open() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ledger");
     let open_at = |p: &std::path::Path| {
-        let store: Arc<dyn Store> = Arc::new(veritrail::ledger::store::SledStore::open(p).unwrap());
+        let store: Arc<dyn Store> = Arc::new(
+            veritrail::storage::sled::SledStore::open(p, &veritrail::register::keys::packing())
+                .unwrap(),
+        );
         Ledger::<String>::open(store, signer(), Arc::new(|_| {})).unwrap()
     };
     let rt = tokio::runtime::Runtime::new().unwrap();

@@ -2,7 +2,7 @@
 //! examples, and property tests against a naive recursive reference.
 
 use proptest::prelude::*;
-use veritrail::ledger::merkle::*;
+use veritrail::log::merkle::*;
 
 const LEAVES: [&str; 8] = [
     "",
@@ -166,7 +166,7 @@ proptest! {
 
 #[test]
 fn tiles_serve_the_same_proofs_as_memory() {
-    use veritrail::ledger::tiles::{TileBuilder, TileReader};
+    use veritrail::log::tiles::{TileBuilder, TileReader};
     let n = 70_000usize;
     let l = make_leaves(n);
     let mut store = std::collections::HashMap::new();

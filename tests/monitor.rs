@@ -78,7 +78,7 @@ fn monitor_follows_a_live_log_and_alerts_on_tampering() {
     assert!(out.contains("10 new since 32"), "{out}");
 
     // A wrong key: bad signature.
-    let other = veritrail::ledger::note::NoteSigner::new(
+    let other = veritrail::log::note::NoteSigner::new(
         "localhost/veritrail",
         ed25519_dalek::SigningKey::from_bytes(&[3; 32]),
     )

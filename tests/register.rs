@@ -628,7 +628,7 @@ async fn concurrent_decision_writers_lose_nothing_and_duplicate_nothing() {
     let entries = state.ledger.entries(0, 10_000).unwrap();
     let n = entries
         .iter()
-        .filter(|b| veritrail::ledger::entry::decode_header(b).unwrap().kind == "decision.recorded")
+        .filter(|b| veritrail::log::entry::decode_header(b).unwrap().kind == "decision.recorded")
         .count();
     assert_eq!(n, 500);
 }
@@ -766,7 +766,7 @@ async fn written_entries_match_the_schemas() {
         .status,
         201
     );
-    let later = veritrail::ledger::sequencer::now_micros() + 400 * 86_400_000_000;
+    let later = veritrail::log::sequencer::now_micros() + 400 * 86_400_000_000;
     assert_eq!(
         veritrail::register::erasure::run_retention(&app.state.ledger, later)
             .await
@@ -786,8 +786,7 @@ async fn written_entries_match_the_schemas() {
     for bytes in app.state.ledger.entries(0, 1000).unwrap() {
         cddl::validate_cbor_from_slice(&envelope, &bytes, None)
             .unwrap_or_else(|e| panic!("envelope: {e:?}"));
-        let e: veritrail::ledger::entry::RawEntry =
-            veritrail::ledger::entry::decode(&bytes).unwrap();
+        let e: veritrail::log::entry::RawEntry = veritrail::log::entry::decode(&bytes).unwrap();
         // Validate the body under its kind: {kind: body} against the `kinds` rule.
         let mut m = std::collections::BTreeMap::new();
         m.insert(serde_cbor::Value::Text(e.kind.clone()), e.body.clone());

@@ -83,47 +83,7 @@ impl<T: DeserializeOwned + 'static, const MULT: usize> FromRequest for Json<T, M
     }
 }
 
-/// Parse JSON bytes into `T`, naming the offending field by its path.
-pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    field_error(serde_path_to_error::deserialize(de))
-}
-
-/// Read an already parsed JSON value into `T`, naming the offending field by its path.
-pub fn parse_value<T: DeserializeOwned>(v: serde_json::Value) -> Result<T, AppError> {
-    field_error(serde_path_to_error::deserialize(v))
-}
-
-fn field_error<T>(
-    r: Result<T, serde_path_to_error::Error<serde_json::Error>>,
-) -> Result<T, AppError> {
-    match r {
-        Ok(v) => Ok(v),
-        Err(e) => {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            let detail = strip_position(&inner.to_string());
-            if inner.is_syntax() || inner.is_eof() {
-                return Err(AppError::new(
-                    ErrorCode::InvalidBody,
-                    format!("malformed JSON: {}", inner),
-                ));
-            }
-            if path == "." || path.is_empty() {
-                Err(AppError::new(ErrorCode::InvalidBody, detail))
-            } else {
-                Err(AppError::field(ErrorCode::InvalidField, path, detail))
-            }
-        }
-    }
-}
-
-fn strip_position(msg: &str) -> String {
-    match msg.rfind(" at line ") {
-        Some(i) => msg[..i].to_owned(),
-        None => msg.to_owned(),
-    }
-}
+pub use crate::fields::{parse, parse_value};
 
 /// A query string parsed into `T`, naming the offending parameter.
 pub struct Query<T>(pub T);

@@ -27,7 +27,7 @@ pub struct ComplianceStatus {
 }
 
 fn status_of(state: &State, sys: systems::SystemRecord) -> Result<ComplianceStatus, AppError> {
-    let now = crate::ledger::sequencer::now_micros();
+    let now = crate::log::sequencer::now_micros();
     let findings = compliance::findings(&**state.ledger.store(), &sys, now)?;
     let status = match findings.iter().map(|f| f.severity).max() {
         None => "compliant",

@@ -8,8 +8,8 @@ use super::auth::Caller;
 use super::body::Json;
 use super::{ReceiptView, State};
 use crate::error::{AppError, Problem};
-use crate::ledger::entry::{self, cbor_to_json};
-use crate::ledger::{AppendRequest, Receipt};
+use crate::log::entry::{self, cbor_to_json};
+use crate::log::{AppendRequest, Receipt};
 use crate::register::decisions::{self, DecisionBody, DecisionRequest, HumanReview};
 use crate::register::vault::{fresh_salt, OpenedField};
 use crate::register::{parse_time, rfc3339, validate_slug};
@@ -241,7 +241,7 @@ pub fn decision_view(state: &State, index: u64) -> Result<DecisionView, AppError
         recorded_at: rfc3339(e.time),
         recorded_by: e.actor,
         index,
-        leaf_hash: hex::encode(crate::ledger::merkle::leaf_hash(&bytes)),
+        leaf_hash: hex::encode(crate::log::merkle::leaf_hash(&bytes)),
         subject_ref: OpenedField::new(&b.subject, open.as_ref().map(|o| &o.subject)),
         input_sha256: hex::encode(&b.input_sha256),
         inputs: b

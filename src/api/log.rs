@@ -9,7 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::auth::{Caller, READERS};
 use super::State;
 use crate::error::{AppError, ErrorCode, Problem};
-use crate::ledger::{entry, merkle};
+use crate::log::{entry, merkle};
 
 pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.service(checkpoint)
@@ -312,7 +312,7 @@ async fn export(
         .ledger
         .checkpoint_at(end)?
         .ok_or_else(|| AppError::not_found(format!("no checkpoint was signed at size {end}")))?;
-    let head = crate::ledger::export::header(&note, start, &state.ledger.frontier_at(start)?);
+    let head = crate::log::export::header(&note, start, &state.ledger.frontier_at(start)?);
     let ledger = state.ledger.clone();
     let body = futures_util::stream::unfold((Some(head), start), move |(head, next)| {
         let ledger = ledger.clone();
@@ -334,7 +334,7 @@ async fn export(
             };
             let got = chunk.len() as u64;
             Some((
-                Ok(actix_web::web::Bytes::from(crate::ledger::export::records(
+                Ok(actix_web::web::Bytes::from(crate::log::export::records(
                     &chunk,
                 ))),
                 (None, next + got),

@@ -8,6 +8,7 @@ pub mod compliance;
 pub mod decisions;
 pub mod log;
 pub mod models;
+mod observe;
 pub mod ops;
 pub mod systems;
 pub mod tokens;
@@ -21,7 +22,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use crate::error::{AppError, ErrorCode};
-use crate::ledger::{Ledger, Receipt};
+use crate::log::{Ledger, Receipt};
 use crate::telemetry::Metrics;
 
 /// What every handler can reach.
@@ -211,7 +212,7 @@ pub fn app(
     add_problem_defaults(&mut api);
     app.app_data(actix_web::web::Data::new(api))
         .default_service(actix_web::web::to(not_found))
-        .wrap(actix_web::middleware::from_fn(crate::telemetry::observe))
+        .wrap(actix_web::middleware::from_fn(observe::observe))
 }
 
 async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, AppError> {

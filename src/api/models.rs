@@ -13,7 +13,7 @@ use super::body::Json;
 use super::{ReceiptView, State};
 use crate::error::{AppError, Problem};
 use crate::evaluators::{self, json_to_cbor, TestKind};
-use crate::ledger::entry::{self, cbor_to_json};
+use crate::log::entry::{self, cbor_to_json};
 use crate::register::models::{
     self, DeploySpec, ExternalRef, ReviewOutcome, ReviewRef, ReviewSpec, TestBody, TestRef,
     TrainingData, VersionRecord, VersionSpec, VersionStatus,

@@ -8,7 +8,7 @@ use super::auth::{Caller, READERS};
 use super::body::{Json, Query};
 use super::{ReceiptView, State};
 use crate::error::{AppError, ErrorCode, Problem};
-use crate::ledger::entry;
+use crate::log::entry;
 use crate::register::systems::{
     self, RegisterReview, RegisterReviewOutcome, SystemBody, SystemRecord, SystemSpec,
 };

@@ -14,10 +14,10 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::error::AppError;
-use crate::ledger::entry::{self, cbor_to_json, RawEntry};
-use crate::ledger::merkle::{self, Hash};
-use crate::ledger::note::{Checkpoint, NoteVerifier};
-use crate::ledger::Ledger;
+use crate::log::entry::{self, cbor_to_json, RawEntry};
+use crate::log::merkle::{self, Hash};
+use crate::log::note::{Checkpoint, NoteVerifier};
+use crate::log::Ledger;
 use crate::register::{decisions, models, rfc3339, systems, vault};
 
 pub const FORMAT: &str = "veritrail-audit-bundle/1";

@@ -10,9 +10,9 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
-use crate::ledger::entry;
-use crate::ledger::merkle::{self, Frontier, Hash};
-use crate::ledger::note::{Checkpoint, NoteVerifier};
+use crate::log::chain::Chain;
+use crate::log::merkle::{self, Frontier, Hash};
+use crate::log::note::{Checkpoint, NoteVerifier};
 
 /// What the monitor remembers between runs.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -166,6 +166,9 @@ pub fn run(
         raw: String,
     }
     let mut next = start;
+    // The leaf before `start` is known (the state file's, or zeros at 0); the time of
+    // the entry before is not, so the order is checked from `start` on.
+    let mut chain = Chain::resume(start, Some(prev), 0);
     while next < cp.size {
         let limit = (cp.size - next).min(1000);
         let page: Page = get(&format!("/v1/log/entries?start={next}&limit={limit}"))?
@@ -188,23 +191,11 @@ pub fn run(
                 index: next,
                 reason: "raw is not base64".into(),
             })?;
-            let hdr = entry::decode_header(&raw).map_err(|x| Alert::Rewrite {
+            let link = chain.check(next, &raw).map_err(|x| Alert::Rewrite {
                 index: next,
-                reason: format!("does not decode: {x}"),
+                reason: x.to_string(),
             })?;
-            if hdr.index != next {
-                return Err(Alert::Rewrite {
-                    index: next,
-                    reason: format!("entry claims index {}", hdr.index),
-                });
-            }
-            if hdr.prev_hash() != Some(prev) {
-                return Err(Alert::Rewrite {
-                    index: next,
-                    reason: "prev is not the previous entry's leaf hash".into(),
-                });
-            }
-            prev = merkle::leaf_hash(&raw);
+            prev = link.leaf;
             frontier.push(prev);
             next += 1;
             if next == cp.size {

@@ -3,10 +3,10 @@
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::ExternalRef;
 use super::{Evaluation, Evaluator, EvaluatorInfo, TestKind};
 use crate::error::AppError;
-use crate::register::models::ExternalRef;
-use crate::register::{parse_sha256, validate_text};
+use crate::fields::{parse_sha256, validate_text};
 
 pub struct External;
 
@@ -43,8 +43,7 @@ impl Evaluator for External {
         input: &Value,
     ) -> Result<Evaluation, AppError> {
         let r: ExternalResult =
-            crate::api::body::parse(&serde_json::to_vec(input).map_err(AppError::internal)?)
-                .map_err(|e| e.within("result"))?;
+            crate::fields::parse_value(input.clone()).map_err(|e| e.within("result"))?;
         validate_text("result.tool", &r.tool, 200, true)?;
         validate_text("result.tool_version", &r.tool_version, 100, true)?;
         parse_sha256("result.report_sha256", &r.report_sha256)?;

@@ -25,7 +25,6 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use crate::error::AppError;
-use crate::register::models::ExternalRef;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -216,4 +215,13 @@ pub fn num(f: f64) -> Value {
     serde_json::Number::from_f64(f)
         .map(Value::Number)
         .unwrap_or(Value::Null)
+}
+
+/// A result computed by another tool: the tool, its version and the report's digest.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+pub struct ExternalRef {
+    pub tool: String,
+    pub tool_version: String,
+    /// SHA-256 of the full report, lowercase hex.
+    pub report_sha256: String,
 }

@@ -9,8 +9,8 @@ use super::models::{VersionRecord, VersionStatus};
 use super::systems::{SystemRecord, SystemStatus};
 use super::{decisions, models, rfc3339};
 use crate::error::AppError;
-use crate::ledger::entry::{self, Entry};
-use crate::ledger::store::Store;
+use crate::log::entry::{self, Entry};
+use crate::storage::Store;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]

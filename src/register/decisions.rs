@@ -7,12 +7,12 @@ use utoipa::ToSchema;
 
 use super::vault::{self, DecisionVault, Opening};
 use super::{
-    append, cbor_packed, draft, get, key, parse_sha256, parse_time, validate_ident, validate_text,
+    append, cbor_packed, draft, get, parse_sha256, parse_time, validate_ident, validate_text,
     DECISION_RECORDED,
 };
 use crate::error::{AppError, ErrorCode};
-use crate::ledger::store::Store;
-use crate::ledger::{Command, Prepared, Staging};
+use crate::log::{Command, Prepared, Staging};
+use crate::storage::Store;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -220,22 +220,7 @@ fn fingerprint(body: &serde_cbor::Value) -> Vec<u8> {
     Sha256::digest(serde_cbor::to_vec(body).expect("bodies encode")).to_vec()
 }
 
-pub(crate) fn id_key(system: &str, decision_id: &str) -> Vec<u8> {
-    key(&[b"dec", system.as_bytes(), decision_id.as_bytes()])
-}
-
-pub(crate) fn trail_prefix(system: &str) -> Vec<u8> {
-    let mut k = key(&[b"trail", system.as_bytes()]);
-    k.push(0);
-    k
-}
-
-pub(crate) fn trail_key(system: &str, occurred_at: u64, index: u64) -> Vec<u8> {
-    let mut k = trail_prefix(system);
-    k.extend_from_slice(&occurred_at.to_be_bytes());
-    k.extend_from_slice(&index.to_be_bytes());
-    k
-}
+pub(crate) use super::keys::{id_key, trail_key, trail_prefix};
 
 const DAY_MICROS: u64 = 86_400_000_000;
 

@@ -9,7 +9,7 @@ use super::decisions::SubjectRow;
 use super::vault::{self, DecisionVault};
 use super::{to_value, uncbor};
 use crate::error::{AppError, ErrorCode};
-use crate::ledger::{Command, Draft, Prepared, Staging};
+use crate::log::{Command, Draft, Prepared, Staging};
 
 /// Append one entry that belongs to no system.
 fn append_one(
@@ -128,7 +128,7 @@ pub const RETENTION_BATCH: usize = 10_000;
 pub fn retention_command(now: u64) -> Command<AppError> {
     Box::new(move |s| {
         let hi = vault::expiry_key(now, 0);
-        let rows = s.vault_scan(b"x/")?;
+        let rows = s.vault_scan(super::keys::expiry_prefix())?;
         let mut decisions = Vec::new();
         for (k, _) in rows
             .into_iter()
@@ -172,7 +172,7 @@ pub fn retention_command(now: u64) -> Command<AppError> {
 /// Run retention once: append what expired (if anything) and compact the vault.
 /// Returns how many decisions were shredded.
 pub async fn run_retention(
-    ledger: &crate::ledger::Ledger<AppError>,
+    ledger: &crate::log::Ledger<AppError>,
     now: u64,
 ) -> Result<u64, AppError> {
     match ledger
@@ -183,10 +183,10 @@ pub async fn run_retention(
             let bytes = ledger
                 .entry(r.index)?
                 .ok_or_else(|| AppError::internal("retention entry missing"))?;
-            let e: crate::ledger::entry::Entry<RetentionBody> =
-                crate::ledger::entry::decode(&bytes).map_err(AppError::internal)?;
+            let e: crate::log::entry::Entry<RetentionBody> =
+                crate::log::entry::decode(&bytes).map_err(AppError::internal)?;
             let store = ledger.store().clone();
-            actix_web::web::block(move || store.vault_compact())
+            tokio::task::spawn_blocking(move || store.vault_compact())
                 .await
                 .map_err(AppError::internal)??;
             tracing::info!(
@@ -196,7 +196,7 @@ pub async fn run_retention(
             );
             Ok(e.body.count)
         }
-        Err(crate::ledger::AppendError::Rejected(e)) if e.code == ErrorCode::Conflict => Ok(0),
+        Err(crate::log::AppendError::Rejected(e)) if e.code == ErrorCode::Conflict => Ok(0),
         Err(e) => Err(e.into()),
     }
 }

@@ -9,6 +9,7 @@
 pub mod compliance;
 pub mod decisions;
 pub mod erasure;
+pub mod keys;
 pub mod models;
 pub mod systems;
 pub mod vault;
@@ -17,7 +18,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::AppError;
-use crate::ledger::{Draft, Staging};
+use crate::log::{Draft, Staging};
 pub(crate) use crate::projection::append;
 
 pub const SYSTEM_REGISTERED: &str = "system.registered";
@@ -76,18 +77,6 @@ pub(crate) fn get<T: DeserializeOwned>(s: &Staging<'_>, key: &[u8]) -> Result<Op
     s.get(key)?.map(|b| uncbor(&b)).transpose()
 }
 
-/// Join key parts with a 0 byte (ids and versions never contain one).
-pub(crate) fn key(parts: &[&[u8]]) -> Vec<u8> {
-    let mut k = Vec::new();
-    for (i, p) in parts.iter().enumerate() {
-        if i > 0 {
-            k.push(0);
-        }
-        k.extend_from_slice(p);
-    }
-    k
-}
-
 pub(crate) fn draft<T: Serialize>(kind: &str, system: &str, body: &T) -> Result<Draft, AppError> {
     Ok(Draft {
         kind: kind.to_owned(),
@@ -132,72 +121,4 @@ pub fn parse_time(field: &str, s: &str) -> Result<u64, AppError> {
     u64::try_from(t.timestamp_micros()).map_err(|_| AppError::invalid(field, "must be after 1970"))
 }
 
-/// Slugs: system ids.
-pub fn validate_slug(field: &str, v: &str) -> Result<(), AppError> {
-    let ok = (1..=64).contains(&v.len())
-        && v.bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        && v.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if ok {
-        Ok(())
-    } else {
-        Err(AppError::invalid(
-            field,
-            "must be a slug: 1-64 characters of a-z, 0-9 and '-', starting with a letter or digit",
-        ))
-    }
-}
-
-/// Identifiers chosen by callers (versions, decision ids, evaluator names).
-pub fn validate_ident(field: &str, v: &str, max: usize) -> Result<(), AppError> {
-    let ok = !v.is_empty()
-        && v.len() <= max
-        && v.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._+-:@/".contains(&b));
-    if ok {
-        Ok(())
-    } else {
-        Err(AppError::invalid(
-            field,
-            format!("must be 1-{max} characters of A-Z, a-z, 0-9 and . _ + - : @ /"),
-        ))
-    }
-}
-
-pub fn validate_text(field: &str, v: &str, max: usize, required: bool) -> Result<(), AppError> {
-    if required && v.trim().is_empty() {
-        return Err(AppError::invalid(field, "must not be empty"));
-    }
-    if v.len() > max {
-        return Err(AppError::invalid(
-            field,
-            format!("must be at most {max} bytes"),
-        ));
-    }
-    if v.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
-        return Err(AppError::invalid(
-            field,
-            "must not contain control characters",
-        ));
-    }
-    Ok(())
-}
-
-/// A lowercase hex SHA-256 digest.
-pub fn parse_sha256(field: &str, v: &str) -> Result<[u8; 32], AppError> {
-    if v.len() != 64
-        || !v
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    {
-        return Err(AppError::invalid(
-            field,
-            "must be a SHA-256 digest: 64 lowercase hex digits",
-        ));
-    }
-    let mut out = [0u8; 32];
-    hex::decode_to_slice(v, &mut out).map_err(|_| AppError::invalid(field, "not hex"))?;
-    Ok(out)
-}
+pub use crate::fields::{parse_sha256, validate_ident, validate_slug, validate_text};

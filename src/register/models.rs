@@ -10,15 +10,13 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::systems::{self, SystemRecord};
-use super::{
-    append, cbor, draft, from_value, get, key, parse_sha256, validate_ident, validate_text,
-};
+use super::{append, cbor, draft, from_value, get, parse_sha256, validate_ident, validate_text};
 use super::{
     REVIEW_RECORDED, TEST_RECORDED, VERSION_DEPLOYED, VERSION_REGISTERED, VERSION_RETIRED,
 };
 use crate::error::{AppError, ErrorCode};
-use crate::ledger::store::Store;
-use crate::ledger::{Command, Staging};
+use crate::log::{Command, Staging};
+use crate::storage::Store;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -177,13 +175,7 @@ pub struct TestBody {
     pub external: Option<ExternalRef>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
-pub struct ExternalRef {
-    pub tool: String,
-    pub tool_version: String,
-    /// SHA-256 of the full report, lowercase hex.
-    pub report_sha256: String,
-}
+pub use crate::evaluators::ExternalRef;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct DeployBody {
@@ -262,30 +254,7 @@ impl VersionRecord {
     }
 }
 
-pub(crate) fn version_key(system: &str, version: &str) -> Vec<u8> {
-    key(&[b"mv", system.as_bytes(), version.as_bytes()])
-}
-
-fn version_prefix(system: &str) -> Vec<u8> {
-    let mut k = key(&[b"mv", system.as_bytes()]);
-    k.push(0);
-    k
-}
-
-pub(crate) fn test_key(system: &str, version: &str, id: u64) -> Vec<u8> {
-    key(&[
-        b"test",
-        system.as_bytes(),
-        version.as_bytes(),
-        &id.to_be_bytes(),
-    ])
-}
-
-fn test_prefix(system: &str, version: &str) -> Vec<u8> {
-    let mut k = key(&[b"test", system.as_bytes(), version.as_bytes()]);
-    k.push(0);
-    k
-}
+pub(crate) use super::keys::{test_key, test_prefix, version_key, version_prefix};
 
 pub fn load(s: &Staging<'_>, system: &str, version: &str) -> Result<VersionRecord, AppError> {
     get(s, &version_key(system, version))?.ok_or_else(|| {

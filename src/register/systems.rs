@@ -6,12 +6,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{
-    append, cbor, draft, from_value, get, key, validate_slug, validate_text, REGISTER_REVIEWED,
+    append, cbor, draft, from_value, get, validate_slug, validate_text, REGISTER_REVIEWED,
     SYSTEM_REGISTERED, SYSTEM_REVISED,
 };
 use crate::error::{AppError, ErrorCode};
-use crate::ledger::store::Store;
-use crate::ledger::{Command, Staging};
+use crate::log::{Command, Staging};
+use crate::storage::Store;
 
 /// EU AI Act risk classes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -228,19 +228,7 @@ pub struct RevisionRef {
     pub time: u64,
 }
 
-pub(crate) fn system_key(id: &str) -> Vec<u8> {
-    key(&[b"sys", id.as_bytes()])
-}
-
-fn revision_key(id: &str, rev: u32) -> Vec<u8> {
-    key(&[b"sysrev", id.as_bytes(), &rev.to_be_bytes()])
-}
-
-fn revision_prefix(id: &str) -> Vec<u8> {
-    let mut k = key(&[b"sysrev", id.as_bytes()]);
-    k.push(0);
-    k
-}
+pub(crate) use super::keys::{revision_key, revision_prefix, system_key};
 
 /// The system, or 404.
 pub fn load(s: &Staging<'_>, id: &str) -> Result<SystemRecord, AppError> {

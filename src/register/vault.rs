@@ -6,7 +6,7 @@
 
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 use utoipa::ToSchema;
 
 use crate::error::AppError;
@@ -102,46 +102,7 @@ pub struct DecisionVault {
     pub occurred_at: u64,
 }
 
-/// The subject index key: a digest of the subject reference (the index lives in the vault).
-pub fn subject_digest(subject_ref: &str) -> [u8; 32] {
-    Sha256::digest(subject_ref.as_bytes()).into()
-}
-
-pub(crate) fn decision_key(index: u64) -> Vec<u8> {
-    let mut k = b"d/".to_vec();
-    k.extend_from_slice(&index.to_be_bytes());
-    k
-}
-
-/// The subject index key: `s/ ‖ SHA-256(subject_ref) ‖ occurred_at ‖ index` (both
-/// big-endian), so a subject's decisions are one range in time order, and a page of
-/// them, or of one system's decisions about them, is a range read.
-pub(crate) fn subject_key(subject_ref: &str, occurred_at: u64, index: u64) -> Vec<u8> {
-    let mut k = subject_prefix(subject_ref);
-    k.extend_from_slice(&occurred_at.to_be_bytes());
-    k.extend_from_slice(&index.to_be_bytes());
-    k
-}
-
-/// (occurred_at, index) of a subject index key.
-pub(crate) fn subject_position(key: &[u8]) -> Option<(u64, u64)> {
-    let tail = key.get(key.len().checked_sub(16)?..)?;
-    Some((
-        u64::from_be_bytes(tail[..8].try_into().ok()?),
-        u64::from_be_bytes(tail[8..].try_into().ok()?),
-    ))
-}
-
-pub(crate) fn subject_prefix(subject_ref: &str) -> Vec<u8> {
-    let mut k = b"s/".to_vec();
-    k.extend_from_slice(&subject_digest(subject_ref));
-    k
-}
-
-/// The expiry index: when a decision's personal data may be shredded.
-pub(crate) fn expiry_key(expires_at: u64, index: u64) -> Vec<u8> {
-    let mut k = b"x/".to_vec();
-    k.extend_from_slice(&expires_at.to_be_bytes());
-    k.extend_from_slice(&index.to_be_bytes());
-    k
-}
+pub use super::keys::subject_digest;
+pub(crate) use super::keys::{
+    decision_key, expiry_key, subject_key, subject_position, subject_prefix,
+};

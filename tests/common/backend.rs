@@ -7,8 +7,10 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use veritrail::ledger::pg_store::PgStore;
-use veritrail::ledger::store::{SledStore, Store};
+use veritrail::register::keys::packing;
+use veritrail::storage::postgres::PgStore;
+use veritrail::storage::sled::SledStore;
+use veritrail::storage::{LogStore as _, Store};
 
 pub const DATABASE_ENV: &str = "VERITRAIL_TEST_DATABASE_URL";
 
@@ -90,7 +92,7 @@ impl Backend {
     pub fn open(&self) -> Arc<dyn Store> {
         match &self.url {
             Some(url) => Arc::new(PgStore::open(url, 2).unwrap()),
-            None => Arc::new(SledStore::open(&self.dir.path().join("ledger")).unwrap()),
+            None => Arc::new(SledStore::open(&self.dir.path().join("ledger"), &packing()).unwrap()),
         }
     }
 
@@ -197,7 +199,7 @@ pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
 /// used, which the store still reads), removing the segment files.
 fn tamper_sled(path: &Path, f: impl FnOnce(&mut Vec<Vec<u8>>)) {
     let mut entries = {
-        let store = SledStore::open(path).unwrap();
+        let store = SledStore::open(path, &packing()).unwrap();
         store.entries(0, u64::MAX).unwrap()
     };
     f(&mut entries);

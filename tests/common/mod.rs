@@ -149,9 +149,9 @@ where
 }
 
 /// Check a receipt against the log's public key alone.
-pub fn check_receipt(receipt: &Value, verifier: &veritrail::ledger::note::NoteVerifier) {
-    use veritrail::ledger::merkle::verify_inclusion;
-    use veritrail::ledger::note::Checkpoint;
+pub fn check_receipt(receipt: &Value, verifier: &veritrail::log::note::NoteVerifier) {
+    use veritrail::log::merkle::verify_inclusion;
+    use veritrail::log::note::Checkpoint;
     let cp = Checkpoint::open(receipt["checkpoint"].as_str().unwrap(), verifier).unwrap();
     assert_eq!(cp.size, receipt["tree_size"].as_u64().unwrap());
     let leaf: [u8; 32] = hex::decode(receipt["leaf_hash"].as_str().unwrap())

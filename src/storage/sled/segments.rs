@@ -22,7 +22,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
-use super::store::{StoreError, StoreResult};
+use crate::storage::{StoreError, StoreResult};
 
 /// A new segment file is started once the current one is this long.
 pub const SEGMENT_BYTES: u64 = 256 << 20;
@@ -75,7 +75,7 @@ impl Location {
 }
 
 fn io(what: &str, e: std::io::Error) -> StoreError {
-    StoreError::Backend(format!("entry segments: {what}: {e}"))
+    StoreError::backend(format!("entry segments: {what}"), e)
 }
 
 struct Tail {
@@ -173,11 +173,11 @@ impl Segments {
         for e in entries {
             end += e.len();
             let end = u32::try_from(end)
-                .map_err(|_| StoreError::Backend("a batch of entries over 4 GiB".into()))?;
+                .map_err(|_| StoreError::refused("a batch of entries over 4 GiB"))?;
             record.extend_from_slice(&end.to_be_bytes());
         }
         let count = u32::try_from(entries.len())
-            .map_err(|_| StoreError::Backend("too many entries in a batch".into()))?;
+            .map_err(|_| StoreError::refused("too many entries in a batch"))?;
         self.append_record(first_index, &record, count)
     }
 
@@ -224,7 +224,7 @@ impl Segments {
         }
         let t = guard.as_mut().expect("set above");
         let len = u32::try_from(bundle.len())
-            .map_err(|_| StoreError::Backend("an entry bundle over 4 GiB".into()))?;
+            .map_err(|_| StoreError::refused("an entry bundle over 4 GiB"))?;
         t.handle.write_all(bundle).map_err(|e| io("writing", e))?;
         t.handle.sync_data().map_err(|e| io("syncing", e))?;
         let loc = Location {
@@ -303,7 +303,11 @@ impl Segments {
     }
 
     /// Every entry of the record at `loc`, in order, to `f` (position, bytes) until it says false.
-    pub fn walk(&self, loc: Location, mut f: impl FnMut(u64, &[u8]) -> bool) -> StoreResult<()> {
+    pub fn each_entry(
+        &self,
+        loc: Location,
+        mut f: impl FnMut(u64, &[u8]) -> bool,
+    ) -> StoreResult<()> {
         let record = self.read_at(loc, 0, loc.len as usize)?;
         let table = loc.table() as usize;
         let bad = || {

@@ -1,156 +1,25 @@
-//! The storage boundary of the ledger: one small trait, so that a second backend is
-//! a new implementation rather than a rewrite, and its sled implementation.
-//!
-//! What a backend keeps: entries (grouped by the batch that wrote them), tiles of
-//! complete-subtree hashes, every signed checkpoint, the head (size, root, last time
-//! and leaf hash), and the projections that the layers above derive from entries.
-//! A [`CommitBatch`] is applied atomically and is durable when `commit` returns.
+//! The sled backend (the embedded default): one sled tree with prefixed key spaces for
+//! the log and the projections, entry bundles in segment files, and the vault in a
+//! sled database of its own. Row families the register declares packable
+//! ([`Packing`]) are kept as chunks and runs instead of a sled key per row.
+
+pub mod chunk;
+pub mod grouped;
+pub mod runs;
+pub mod segments;
+pub mod vault;
 
 use std::collections::BTreeMap;
+use std::ops::ControlFlow;
 use std::path::Path;
 
-use super::merkle::Hash;
-use super::segments::{Location, Segments};
-use super::tiles::TileId;
-use super::trail_chunks::{self, Chunk, P_CHUNK};
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("storage backend: {0}")]
-    Backend(String),
-    #[error("stored data is corrupt: {0}")]
-    Corrupt(String),
-}
-
-impl From<sled::Error> for StoreError {
-    fn from(e: sled::Error) -> Self {
-        StoreError::Backend(e.to_string())
-    }
-}
-
-pub type StoreResult<T> = Result<T, StoreError>;
-
-/// The log's head: what the last durable batch left.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Head {
-    pub size: u64,
-    pub root: Hash,
-    /// Time of the last entry (unix µs); 0 for an empty log.
-    pub last_time: u64,
-    /// Leaf hash of the last entry; zeros for an empty log.
-    pub last_leaf: Hash,
-}
-
-impl Head {
-    pub const EMPTY_LEN: usize = 8 + 32 + 8 + 32;
-
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(Self::EMPTY_LEN);
-        v.extend_from_slice(&self.size.to_be_bytes());
-        v.extend_from_slice(&self.root);
-        v.extend_from_slice(&self.last_time.to_be_bytes());
-        v.extend_from_slice(&self.last_leaf);
-        v
-    }
-
-    pub fn from_bytes(b: &[u8]) -> StoreResult<Self> {
-        if b.len() != Self::EMPTY_LEN {
-            return Err(StoreError::Corrupt(
-                "head record has the wrong length".into(),
-            ));
-        }
-        Ok(Self {
-            size: u64::from_be_bytes(b[0..8].try_into().unwrap()),
-            root: b[8..40].try_into().unwrap(),
-            last_time: u64::from_be_bytes(b[40..48].try_into().unwrap()),
-            last_leaf: b[48..80].try_into().unwrap(),
-        })
-    }
-}
-
-/// One batch of the single writer: applied atomically, durable on return.
-#[derive(Debug, Default)]
-pub struct CommitBatch {
-    /// Index of the first entry in `entries`.
-    pub first_index: u64,
-    pub entries: Vec<Vec<u8>>,
-    pub tiles: Vec<(TileId, Vec<u8>)>,
-    /// (tree size, signed note) of the checkpoint this batch yields (a copied log
-    /// brings several).
-    pub checkpoints: Vec<(u64, String)>,
-    pub head: Option<Head>,
-    /// Projection writes (`None` deletes), in the projections' own key space.
-    pub projections: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
-    /// Vault writes (`None` deletes): personal data beside the log, never in it.
-    pub vault: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
-    /// Metadata writes (origin and the like).
-    pub meta: Vec<(String, Vec<u8>)>,
-}
-
-/// A page of projection rows, keys in the projections' own key space.
-pub type Rows = Vec<(Vec<u8>, Vec<u8>)>;
-
-/// The storage boundary. Implementations are shared by the single writer and any
-/// number of readers.
-pub trait Store: Send + Sync + 'static {
-    fn head(&self) -> StoreResult<Option<Head>>;
-    /// True when other processes may append to the same log (a database shared by
-    /// several nodes): the writer then takes the head lock before every batch and
-    /// readers refresh the published checkpoint from the store.
-    fn shared(&self) -> bool {
-        false
-    }
-    /// Begin a write round: take the log-head lock (a shared backend holds it until
-    /// `commit` or `release`) and return the head as stored.
-    fn lock_head(&self) -> StoreResult<Option<Head>> {
-        self.head()
-    }
-    /// End a write round that commits nothing, releasing the head lock.
-    fn release(&self) -> StoreResult<()> {
-        Ok(())
-    }
-    fn meta(&self, name: &str) -> StoreResult<Option<Vec<u8>>>;
-    /// Entries `[start, end)`; fewer when the log ends earlier.
-    fn entries(&self, start: u64, end: u64) -> StoreResult<Vec<Vec<u8>>>;
-    /// Visit every stored entry from `start` in index order, with its index; stop early when `f` says false.
-    fn for_each_entry(&self, start: u64, f: &mut dyn FnMut(u64, &[u8]) -> bool) -> StoreResult<()>;
-    fn tile(&self, id: TileId) -> StoreResult<Option<Vec<u8>>>;
-    fn checkpoint(&self, size: u64) -> StoreResult<Option<String>>;
-    /// Stored checkpoints with size in `[from, ..)`, ascending, at most `limit`.
-    fn checkpoints(&self, from: u64, limit: usize) -> StoreResult<Vec<(u64, String)>>;
-    /// Projection rows with keys in `[lo, hi)`, ascending (or descending), at most `limit`.
-    fn range(&self, lo: &[u8], hi: &[u8], reverse: bool, limit: usize) -> StoreResult<Rows>;
-    /// The size of the last stored checkpoint below `size`.
-    fn previous_checkpoint(&self, size: u64) -> StoreResult<Option<u64>>;
-    fn get(&self, key: &[u8]) -> StoreResult<Option<Vec<u8>>>;
-    /// Several projection rows at once, in the order of `keys`.
-    fn get_many(&self, keys: &[Vec<u8>]) -> StoreResult<Vec<Option<Vec<u8>>>> {
-        keys.iter().map(|k| self.get(k)).collect()
-    }
-    /// Rows whose key starts with `prefix`, strictly after (or, reversed, before) `cursor`, at most `limit`.
-    fn scan(
-        &self,
-        prefix: &[u8],
-        cursor: Option<&[u8]>,
-        reverse: bool,
-        limit: usize,
-    ) -> StoreResult<Rows>;
-    fn vault_get(&self, key: &[u8]) -> StoreResult<Option<Vec<u8>>>;
-    /// Vault rows whose key starts with `prefix`, ascending, at most `limit`.
-    fn vault_scan(&self, prefix: &[u8], limit: usize) -> StoreResult<Rows>;
-    /// Vault rows with keys in `[lo, hi)`, ascending (or descending), at most `limit`.
-    fn vault_range(&self, lo: &[u8], hi: &[u8], reverse: bool, limit: usize) -> StoreResult<Rows>;
-    /// Settle vault writes of a batch a crash interrupted, given the log's durable size.
-    fn vault_recover(&self, log_size: u64) -> StoreResult<usize>;
-    /// Make deleted vault values leave the disk; returns the live rows kept.
-    fn vault_compact(&self) -> StoreResult<usize>;
-    /// Apply atomically and make durable before returning.
-    fn commit(&self, batch: CommitBatch) -> StoreResult<()>;
-    /// Remove entries at index `size` and above (a batch whose head never landed).
-    fn truncate_entries(&self, size: u64) -> StoreResult<usize>;
-    /// Remove every projection row (before a rebuild from the log).
-    fn clear_projections(&self) -> StoreResult<()>;
-}
+use super::rows::{merge_rows, successor, visit_in_order};
+use super::{
+    CommitBatch, Head, LogStore, Packing, RowStore, Rows, Store, StoreError, StoreResult, TileId,
+    VaultStore,
+};
+use grouped::{GroupChunk, Grouped, P_CHUNK};
+use segments::{Location, Segments};
 
 const P_ENTRY: u8 = b'e';
 const P_TILE: u8 = b't';
@@ -179,69 +48,13 @@ fn prefixed(prefix: u8, key: &[u8]) -> Vec<u8> {
     k
 }
 
-/// The least key above every key that starts with `prefix` (none if there is none).
-pub(crate) fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return Some(end);
-        }
-    }
-    None
-}
-
-/// Visit `items` front to back (or, `reverse`, back to front) until `f` says false.
-pub(crate) fn walk<I: DoubleEndedIterator, E>(
-    items: I,
-    reverse: bool,
-    mut f: impl FnMut(I::Item) -> Result<bool, E>,
-) -> Result<(), E> {
-    if reverse {
-        for item in items.rev() {
-            if !f(item)? {
-                break;
-            }
-        }
-    } else {
-        for item in items {
-            if !f(item)? {
-                break;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Merge `more` into `out` (each in key order, ascending or descending as `reverse`
-/// says, at most `limit` rows): in order, one row per key — `out`'s where both hold
-/// one — at most `limit`.
-pub(crate) fn merge_rows(out: &mut Rows, more: Rows, reverse: bool, limit: usize) {
-    if more.is_empty() {
-        return;
-    }
-    out.extend(more);
-    // Stable: of equal keys, `out`'s comes first and the dedup keeps it.
-    sort_rows(out, reverse);
-    out.dedup_by(|later, first| later.0 == first.0);
-    out.truncate(limit);
-}
-
-/// Rows in key order, ascending or descending.
-pub(crate) fn sort_rows(rows: &mut Rows, reverse: bool) {
-    if reverse {
-        rows.sort_by(|a, b| b.0.cmp(&a.0));
-    } else {
-        rows.sort_by(|a, b| a.0.cmp(&b.0));
-    }
-}
-
 fn proj_key(key: &[u8]) -> Vec<u8> {
     prefixed(P_PROJECTION, key)
 }
 
-/// Walk a bundle; `f(position, bytes)`; stops when `f` says false. Errors on a malformed bundle.
-fn walk_bundle(b: &[u8], mut f: impl FnMut(u64, &[u8]) -> bool) -> StoreResult<u64> {
+/// Visit the entries of an inline bundle (older logs); `f(position, bytes)`; stops when
+/// `f` says false. Errors on a malformed bundle.
+fn each_bundled_entry(b: &[u8], mut f: impl FnMut(u64, &[u8]) -> bool) -> StoreResult<u64> {
     let mut pos = 0usize;
     let mut n = 0u64;
     while pos < b.len() {
@@ -268,68 +81,92 @@ fn walk_bundle(b: &[u8], mut f: impl FnMut(u64, &[u8]) -> bool) -> StoreResult<u
 pub struct SledStore {
     db: sled::Db,
     tree: sled::Tree,
-    vault: std::sync::Arc<super::vault_store::SledVault>,
+    vault: std::sync::Arc<vault::SledVault>,
     /// Entry bundles live in files; the tree holds their locations.
     segments: std::sync::Arc<Segments>,
-    /// Per trail group (`trail\0 ‖ system ‖ \0`), the greatest row key its chunks hold
-    /// (`None`: no chunk), as far as read or written since open (see trail_chunks).
-    trail_edges: std::sync::Arc<std::sync::Mutex<TrailEdges>>,
+    /// The grouped row family packed into chunks, if the register declared one.
+    grouped: Option<std::sync::Arc<Grouped>>,
+    /// Per group (`prefix ‖ name ‖ \0`), the greatest row key its chunks hold (`None`:
+    /// no chunk), as far as read or written since open (see grouped.rs).
+    group_edges: std::sync::Arc<std::sync::Mutex<GroupEdges>>,
 }
 
-type TrailEdges = std::collections::HashMap<Vec<u8>, Option<Vec<u8>>>;
+type GroupEdges = std::collections::HashMap<Vec<u8>, Option<Vec<u8>>>;
 
 impl SledStore {
-    pub fn open(path: &Path) -> StoreResult<Self> {
-        Self::open_with_cache(path, 256 << 20)
+    /// Open with the default page cache, packing the row families `packing` declares.
+    pub fn open(path: &Path, packing: &Packing) -> StoreResult<Self> {
+        Self::open_with_cache(path, 256 << 20, packing)
     }
 
     /// Open with `cache_bytes` of sled page cache for the log (a quarter more for the vault).
-    pub fn open_with_cache(path: &Path, cache_bytes: u64) -> StoreResult<Self> {
+    pub fn open_with_cache(path: &Path, cache_bytes: u64, packing: &Packing) -> StoreResult<Self> {
         let db = sled::Config::new()
             .path(path)
             .cache_capacity(cache_bytes)
             .open()?;
         let tree = db.open_tree("ledger")?;
-        let vault = std::sync::Arc::new(super::vault_store::SledVault::open(
+        let vault = std::sync::Arc::new(vault::SledVault::open(
             &path.join("vault"),
             cache_bytes / 4,
+            packing,
         )?);
         let last = Self::last_location(&tree)?;
         let segments = std::sync::Arc::new(Segments::open(&path.join("entries"), last)?);
+        let grouped = match &packing.grouped {
+            Some(rows) => Some(std::sync::Arc::new(Grouped::new(rows)?)),
+            None => None,
+        };
         Ok(Self {
             db,
             tree,
             vault,
             segments,
-            trail_edges: Default::default(),
+            grouped,
+            group_edges: Default::default(),
         })
     }
 
-    /// (trail chunks, trail rows that are keys of their own), for tests.
-    #[cfg(test)]
-    pub(crate) fn trail_layout(&self) -> (usize, usize) {
-        let own = proj_key(b"trail\0");
-        (
-            self.tree.scan_prefix([P_CHUNK]).count(),
-            self.tree.scan_prefix(own).count(),
-        )
+    /// How the store keeps the grouped family: (chunks, rows that are keys of their own).
+    pub fn grouped_layout(&self) -> (usize, usize) {
+        let own = self
+            .grouped
+            .as_ref()
+            .map_or(0, |g| self.tree.scan_prefix(proj_key(g.prefix())).count());
+        (self.tree.scan_prefix([P_CHUNK]).count(), own)
     }
 
-    /// Whether trail row `key` of `group` lies above every row of the group's chunks
+    /// How the vault keeps its rows (see [`vault::Layout`]).
+    pub fn vault_layout(&self) -> StoreResult<vault::Layout> {
+        self.vault.layout()
+    }
+
+    /// The group of a projection key, if it is a row of the grouped family.
+    fn group_of<'k>(&self, key: &'k [u8]) -> Option<&'k [u8]> {
+        self.grouped.as_ref()?.group(key)
+    }
+
+    /// A stored chunk of the grouped family.
+    fn parse_chunk<'a>(&self, raw: &'a [u8]) -> StoreResult<GroupChunk<'a>> {
+        match &self.grouped {
+            Some(g) => g.parse(raw),
+            None => Err(StoreError::Corrupt(
+                "a chunk of grouped rows, but no grouped family is declared".into(),
+            )),
+        }
+    }
+
+    /// Whether row `key` of `group` lies above every row of the group's chunks
     /// (their greatest key is read once, then kept in `edges`).
-    fn above_trail_edge(
+    fn above_group_edge(
         &self,
-        edges: &mut TrailEdges,
+        edges: &mut GroupEdges,
         group: &[u8],
         key: &[u8],
     ) -> StoreResult<bool> {
         if !edges.contains_key(group) {
-            let edge = match self
-                .tree
-                .scan_prefix(trail_chunks::chunk_key(group))
-                .next_back()
-            {
-                Some(kv) => Some(Chunk::parse(&kv?.1)?.max.to_vec()),
+            let edge = match self.tree.scan_prefix(grouped::chunk_key(group)).next_back() {
+                Some(kv) => Some(self.parse_chunk(&kv?.1)?.max.to_vec()),
                 None => None,
             };
             edges.insert(group.to_vec(), edge);
@@ -338,16 +175,16 @@ impl SledStore {
     }
 
     /// The chunk whose range holds trail row `key`, if one does: `(sled key, bytes)`.
-    fn trail_chunk_of(&self, key: &[u8]) -> StoreResult<Option<(sled::IVec, sled::IVec)>> {
-        let Some(group) = trail_chunks::group(key) else {
+    fn group_chunk_of(&self, key: &[u8]) -> StoreResult<Option<(sled::IVec, sled::IVec)>> {
+        let Some(group) = self.group_of(key) else {
             return Ok(None);
         };
-        let lo = trail_chunks::chunk_key(group);
-        let hi = trail_chunks::chunk_key(key);
+        let lo = grouped::chunk_key(group);
+        let hi = grouped::chunk_key(key);
         match self.tree.range(lo..=hi).next_back() {
             Some(kv) => {
                 let (k, v) = kv?;
-                let holds = key <= Chunk::parse(&v)?.max;
+                let holds = key <= self.parse_chunk(&v)?.max;
                 Ok(holds.then_some((k, v)))
             }
             None => Ok(None),
@@ -371,7 +208,7 @@ impl SledStore {
             proj_key(lo),
             hi.map(proj_key).unwrap_or_else(|| vec![P_PROJECTION + 1]),
         );
-        walk(
+        visit_in_order(
             self.tree.range(rlo..rhi),
             reverse,
             |kv| -> StoreResult<bool> {
@@ -380,8 +217,8 @@ impl SledStore {
                 Ok(out.len() < limit)
             },
         )?;
-        if trail_chunks::meets(lo, hi) {
-            let chunked = self.chunked_trail_rows(lo, hi, reverse, limit)?;
+        if self.grouped.as_ref().is_some_and(|g| g.meets(lo, hi)) {
+            let chunked = self.chunked_group_rows(lo, hi, reverse, limit)?;
             merge_rows(&mut out, chunked, reverse, limit);
         }
         Ok(out)
@@ -390,7 +227,7 @@ impl SledStore {
     /// Chunked trail rows in `[lo, hi)`, in order, at most `limit`: chunks are disjoint
     /// and sort as their rows, so this reads from the chunk holding `lo` (or `hi`) on
     /// and stops at the first chunk beyond the other bound.
-    fn chunked_trail_rows(
+    fn chunked_group_rows(
         &self,
         lo: &[u8],
         hi: Option<&[u8]>,
@@ -400,7 +237,7 @@ impl SledStore {
         let mut out = Vec::new();
         let within = |k: &[u8]| k >= lo && hi.is_none_or(|h| k < h);
         // A chunk's rows in `[lo, hi)` into `out`; false once `limit` is reached.
-        let take = |c: &Chunk, out: &mut Rows| -> StoreResult<bool> {
+        let take = |c: &GroupChunk, out: &mut Rows| -> StoreResult<bool> {
             let mut rows = c.rows()?;
             if reverse {
                 rows.reverse();
@@ -419,26 +256,26 @@ impl SledStore {
         // the chunk holding `lo` (or where it would start) on.
         let end = vec![P_CHUNK + 1];
         let (from, to) = if reverse {
-            let upper = hi.map(trail_chunks::chunk_key).unwrap_or(end);
+            let upper = hi.map(grouped::chunk_key).unwrap_or(end);
             (vec![P_CHUNK], upper)
         } else {
             let floor = self
                 .tree
-                .range(&[P_CHUNK][..]..=&trail_chunks::chunk_key(lo)[..])
+                .range(&[P_CHUNK][..]..=&grouped::chunk_key(lo)[..])
                 .next_back()
                 .transpose()?;
             let start = match floor {
                 Some((k, _)) => k.to_vec(),
-                None => trail_chunks::chunk_key(lo),
+                None => grouped::chunk_key(lo),
             };
             (start, end)
         };
-        walk(
+        visit_in_order(
             self.tree.range(from..to),
             reverse,
             |kv| -> StoreResult<bool> {
                 let raw = kv?.1;
-                let c = Chunk::parse(&raw)?;
+                let c = self.parse_chunk(&raw)?;
                 let past = if reverse {
                     c.max < lo
                 } else {
@@ -464,10 +301,10 @@ impl SledStore {
     }
 
     /// Walk the entries an entry row stands for (a segment record, or a bundle inline).
-    fn walk_row(&self, row: &[u8], f: impl FnMut(u64, &[u8]) -> bool) -> StoreResult<()> {
+    fn each_entry_of_row(&self, row: &[u8], f: impl FnMut(u64, &[u8]) -> bool) -> StoreResult<()> {
         match Location::parse(row) {
-            Some(loc) => self.segments.walk(loc, f),
-            None => walk_bundle(row, f).map(|_| ()),
+            Some(loc) => self.segments.each_entry(loc, f),
+            None => each_bundled_entry(row, f).map(|_| ()),
         }
     }
 
@@ -494,7 +331,7 @@ impl SledStore {
     }
 }
 
-impl Store for SledStore {
+impl LogStore for SledStore {
     fn head(&self) -> StoreResult<Option<Head>> {
         self.tree
             .get(K_HEAD)?
@@ -503,9 +340,10 @@ impl Store for SledStore {
     }
 
     fn meta(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
-        let mut k = vec![P_META];
-        k.extend_from_slice(name.as_bytes());
-        Ok(self.tree.get(k)?.map(|v| v.to_vec()))
+        Ok(self
+            .tree
+            .get(prefixed(P_META, name.as_bytes()))?
+            .map(|v| v.to_vec()))
     }
 
     fn entries(&self, start: u64, end: u64) -> StoreResult<Vec<Vec<u8>>> {
@@ -522,7 +360,7 @@ impl Store for SledStore {
                     .collect());
             }
             let mut found = None;
-            walk_bundle(&row, |i, e| {
+            each_bundled_entry(&row, |i, e| {
                 if first + i == start {
                     found = Some(e.to_vec());
                     return false;
@@ -543,7 +381,7 @@ impl Store for SledStore {
         for kv in self.tree.range(lo..hi) {
             let (k, v) = kv?;
             let base = u64::from_be_bytes(k[1..9].try_into().unwrap());
-            self.walk_row(&v, |i, e| {
+            self.each_entry_of_row(&v, |i, e| {
                 let idx = base + i;
                 if idx >= start && idx < end {
                     out.push(e.to_vec());
@@ -554,7 +392,11 @@ impl Store for SledStore {
         Ok(out)
     }
 
-    fn for_each_entry(&self, start: u64, f: &mut dyn FnMut(u64, &[u8]) -> bool) -> StoreResult<()> {
+    fn for_each_entry(
+        &self,
+        start: u64,
+        f: &mut dyn FnMut(u64, &[u8]) -> ControlFlow<()>,
+    ) -> StoreResult<()> {
         let first = match self.bundle_for(start)? {
             Some((first, _)) => first,
             None => start,
@@ -565,10 +407,10 @@ impl Store for SledStore {
         for kv in self.tree.range(&lo[..]..&hi[..]) {
             let (k, v) = kv?;
             let base = u64::from_be_bytes(k[1..9].try_into().unwrap());
-            self.walk_row(&v, |i, e| {
+            self.each_entry_of_row(&v, |i, e| {
                 let idx = base + i;
                 if idx >= start {
-                    go_on = f(idx, e);
+                    go_on = f(idx, e).is_continue();
                 }
                 go_on
             })?;
@@ -607,10 +449,6 @@ impl Store for SledStore {
         Ok(out)
     }
 
-    fn range(&self, lo: &[u8], hi: &[u8], reverse: bool, limit: usize) -> StoreResult<Rows> {
-        self.projection_rows(lo, Some(hi), reverse, limit)
-    }
-
     fn previous_checkpoint(&self, size: u64) -> StoreResult<Option<u64>> {
         let lo = [P_CHECKPOINT];
         let hi = key_u64(P_CHECKPOINT, size);
@@ -620,9 +458,37 @@ impl Store for SledStore {
         }
     }
 
+    fn truncate_entries(&self, size: u64) -> StoreResult<usize> {
+        let mut removed = 0;
+        // The bundle holding `size` may start below it; such a bundle is wholly beyond the
+        // head only if it starts at or after `size`, because batches never straddle a head.
+        let lo = key_u64(P_ENTRY, size);
+        let hi = [P_ENTRY + 1];
+        let mut b = sled::Batch::default();
+        for kv in self.tree.range(&lo[..]..&hi[..]) {
+            let (k, _) = kv?;
+            b.remove(k);
+            removed += 1;
+        }
+        if removed > 0 {
+            self.tree.apply_batch(b)?;
+            self.db.flush()?;
+            // Opening the store already cut the files back to the last location; only
+            // removed rows move it.
+            self.segments.cut_after(Self::last_location(&self.tree)?)?;
+        }
+        Ok(removed)
+    }
+}
+
+impl RowStore for SledStore {
+    fn range(&self, lo: &[u8], hi: &[u8], reverse: bool, limit: usize) -> StoreResult<Rows> {
+        self.projection_rows(lo, Some(hi), reverse, limit)
+    }
+
     fn get(&self, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
-        if let Some((_, raw)) = self.trail_chunk_of(key)? {
-            if let Some(v) = Chunk::parse(&raw)?.find(key)? {
+        if let Some((_, raw)) = self.group_chunk_of(key)? {
+            if let Some(v) = self.parse_chunk(&raw)?.find(key)? {
                 return Ok(Some(v.to_vec()));
             }
         }
@@ -653,6 +519,23 @@ impl Store for SledStore {
         }
     }
 
+    fn clear_projections(&self) -> StoreResult<()> {
+        let mut b = sled::Batch::default();
+        let mut edges = self.group_edges.lock().unwrap_or_else(|e| e.into_inner());
+        for prefix in [P_PROJECTION, P_CHUNK] {
+            for kv in self.tree.scan_prefix([prefix]) {
+                let (k, _) = kv?;
+                b.remove(k);
+            }
+        }
+        self.tree.apply_batch(b)?;
+        self.db.flush()?;
+        edges.clear();
+        Ok(())
+    }
+}
+
+impl VaultStore for SledStore {
     fn vault_get(&self, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
         self.vault.get(key)
     }
@@ -672,10 +555,12 @@ impl Store for SledStore {
     fn vault_compact(&self) -> StoreResult<usize> {
         self.vault.compact()
     }
+}
 
+impl Store for SledStore {
     fn commit(&self, mut batch: CommitBatch) -> StoreResult<()> {
         // Vault puts are durable before the entries that commit to them, vault deletes
-        // only after the entries that record them (see vault_store).
+        // only after the entries that record them (see vault.rs).
         let vault = std::mem::take(&mut batch.vault);
         if !vault.is_empty() {
             self.vault.prepare(batch.first_index, &vault)?;
@@ -693,22 +578,53 @@ impl Store for SledStore {
         for (size, note) in batch.checkpoints {
             b.insert(&key_u64(P_CHECKPOINT, size)[..], note.into_bytes());
         }
-        // Trail rows above their system's right edge go into new chunks; the rest are
-        // keys of their own (see trail_chunks).
-        let mut edges = self.trail_edges.lock().unwrap_or_else(|e| e.into_inner());
+        let mut edges = self.group_edges.lock().unwrap_or_else(|e| e.into_inner());
+        let new_edges = self.write_projections(&mut b, &mut edges, batch.projections)?;
+        for (name, v) in batch.meta {
+            b.insert(prefixed(P_META, name.as_bytes()), v);
+        }
+        // The head goes last in the same atomic batch: whatever is visible after a crash
+        // is a whole batch or nothing of it.
+        if let Some(head) = batch.head {
+            b.insert(K_HEAD, head.to_bytes());
+        }
+        self.tree.apply_batch(b)?;
+        self.db.flush()?;
+        edges.extend(new_edges.into_iter().map(|(g, edge)| (g, Some(edge))));
+        drop(edges);
+        // Deletes go after the entries; a batch of puts only leaves its marker, which
+        // recovery reads as settled once the log is at least as long.
+        if vault.values().any(Option::is_none) {
+            self.vault.finish(&vault)?;
+        }
+        Ok(())
+    }
+}
+
+impl SledStore {
+    /// A batch's projection writes into `b`: rows of the grouped family above their
+    /// group's right edge go into new chunks, the rest are keys of their own (see
+    /// grouped.rs); deleted grouped rows leave the chunks that hold them. Returns the
+    /// groups' new right edges, to keep once the batch is durable.
+    fn write_projections(
+        &self,
+        b: &mut sled::Batch,
+        edges: &mut GroupEdges,
+        projections: super::Writes,
+    ) -> StoreResult<Vec<(Vec<u8>, Vec<u8>)>> {
         let mut fresh: BTreeMap<Vec<u8>, Rows> = BTreeMap::new();
         let mut gone: BTreeMap<Vec<u8>, Vec<Vec<u8>>> = BTreeMap::new();
-        for (k, v) in batch.projections {
-            match (trail_chunks::group(&k), v) {
+        for (k, v) in projections {
+            match (self.group_of(&k), v) {
                 (Some(g), Some(v)) => {
-                    if self.above_trail_edge(&mut edges, g, &k)? {
+                    if self.above_group_edge(edges, g, &k)? {
                         fresh.entry(g.to_vec()).or_default().push((k, v));
                     } else {
                         b.insert(proj_key(&k), v);
                     }
                 }
                 (Some(_), None) => {
-                    if let Some((ck, _)) = self.trail_chunk_of(&k)? {
+                    if let Some((ck, _)) = self.group_chunk_of(&k)? {
                         gone.entry(ck.to_vec()).or_default().push(k.clone());
                     }
                     b.remove(proj_key(&k));
@@ -717,12 +633,15 @@ impl Store for SledStore {
                 (None, None) => b.remove(proj_key(&k)),
             }
         }
+        let Some(layout) = &self.grouped else {
+            return Ok(Vec::new());
+        };
         for (ck, keys) in gone {
             let raw = self
                 .tree
                 .get(&ck)?
-                .ok_or_else(|| StoreError::Corrupt("trail chunk vanished".into()))?;
-            let c = Chunk::parse(&raw)?;
+                .ok_or_else(|| StoreError::Corrupt("grouped-row chunk vanished".into()))?;
+            let c = layout.parse(&raw)?;
             let kept: Vec<(Vec<u8>, &[u8])> = c
                 .rows()?
                 .into_iter()
@@ -730,7 +649,7 @@ impl Store for SledStore {
                 .collect();
             let kept: Vec<(&[u8], &[u8])> = kept.iter().map(|(k, v)| (k.as_slice(), *v)).collect();
             b.remove(&ck[..]);
-            for (key, bytes) in trail_chunks::chunks(&kept) {
+            for (key, bytes) in layout.chunks(&kept) {
                 b.insert(key, bytes);
             }
         }
@@ -740,69 +659,17 @@ impl Store for SledStore {
                 .iter()
                 .map(|(k, v)| (k.as_slice(), v.as_slice()))
                 .collect();
-            for (key, bytes) in trail_chunks::chunks(&rows) {
+            for (key, bytes) in layout.chunks(&rows) {
                 b.insert(key, bytes);
             }
             new_edges.push((g, rows[rows.len() - 1].0.to_vec()));
         }
-        for (name, v) in batch.meta {
-            let mut k = vec![P_META];
-            k.extend_from_slice(name.as_bytes());
-            b.insert(k, v);
-        }
-        // The head goes last in the same atomic batch: whatever is visible after a crash
-        // is a whole batch or nothing of it.
-        if let Some(head) = batch.head {
-            b.insert(K_HEAD, head.to_bytes());
-        }
-        self.tree.apply_batch(b)?;
-        self.db.flush()?;
-        for (g, edge) in new_edges {
-            edges.insert(g, Some(edge));
-        }
-        drop(edges);
-        // Deletes go after the entries; a batch of puts only leaves its marker, which
-        // recovery reads as settled once the log is at least as long.
-        if vault.values().any(Option::is_none) {
-            self.vault.finish(&vault)?;
-        }
-        Ok(())
+        Ok(new_edges)
     }
+}
 
-    fn truncate_entries(&self, size: u64) -> StoreResult<usize> {
-        let mut removed = 0;
-        // The bundle holding `size` may start below it; such a bundle is wholly beyond the
-        // head only if it starts at or after `size`, because batches never straddle a head.
-        let lo = key_u64(P_ENTRY, size);
-        let hi = [P_ENTRY + 1];
-        let mut b = sled::Batch::default();
-        for kv in self.tree.range(&lo[..]..&hi[..]) {
-            let (k, _) = kv?;
-            b.remove(k);
-            removed += 1;
-        }
-        if removed > 0 {
-            self.tree.apply_batch(b)?;
-            self.db.flush()?;
-            // Opening the store already cut the files back to the last location; only
-            // removed rows move it.
-            self.segments.cut_after(Self::last_location(&self.tree)?)?;
-        }
-        Ok(removed)
-    }
-
-    fn clear_projections(&self) -> StoreResult<()> {
-        let mut b = sled::Batch::default();
-        let mut edges = self.trail_edges.lock().unwrap_or_else(|e| e.into_inner());
-        for prefix in [P_PROJECTION, P_CHUNK] {
-            for kv in self.tree.scan_prefix([prefix]) {
-                let (k, _) = kv?;
-                b.remove(k);
-            }
-        }
-        self.tree.apply_batch(b)?;
-        self.db.flush()?;
-        edges.clear();
-        Ok(())
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        StoreError::backend("sled", e)
     }
 }

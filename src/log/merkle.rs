@@ -324,6 +324,21 @@ pub fn verify_consistency(
     Ok(())
 }
 
+/// The right edge of the tree of `size` leaves: its perfect subtrees, largest first
+/// (level, hash), read from `src`.
+pub fn right_edge<S: NodeSource>(src: &mut S, size: u64) -> Result<Vec<(u8, Hash)>, S::Error> {
+    let mut out = Vec::with_capacity(size.count_ones() as usize);
+    let mut start = 0u64;
+    for level in (0..64u8).rev() {
+        let len = 1u64 << level;
+        if size & len != 0 {
+            out.push((level, src.node(level, start >> level)?));
+            start += len;
+        }
+    }
+    Ok(out)
+}
+
 /// The right edge of a growing tree: the roots of the perfect subtrees that make up
 /// its leaves, largest first. Enough to compute the root at the current size in
 /// O(log n) memory; used by the offline verifier and by the monitor.

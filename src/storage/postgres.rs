@@ -19,14 +19,18 @@ use std::sync::{mpsc, Arc, Mutex};
 
 use postgres::{Client, NoTls};
 
-use super::store::{successor, CommitBatch, Head, Rows, Store, StoreError, StoreResult};
-use super::tiles::TileId;
+use std::ops::ControlFlow;
+
+use super::rows::successor;
+use super::{
+    CommitBatch, Head, LogStore, RowStore, Rows, Store, StoreError, StoreResult, TileId, VaultStore,
+};
 
 /// Schema migrations, in order: (version, SQL).
 pub const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../../schemas/postgres/0001_init.sql"))];
 
 fn pg(e: postgres::Error) -> StoreError {
-    StoreError::Backend(format!("postgres: {e}"))
+    StoreError::backend("postgres", e)
 }
 
 type Params<'a> = &'a [&'a (dyn postgres::types::ToSql + Sync)];
@@ -76,8 +80,8 @@ impl Conn {
                 // staged is gone, and nothing may be written outside a transaction.
                 self.in_tx = false;
                 self.client = None;
-                return Err(StoreError::Backend(
-                    "postgres: the connection holding the log-head lock was lost".into(),
+                return Err(StoreError::refused(
+                    "postgres: the connection holding the log-head lock was lost",
                 ));
             }
             let mut c = Client::connect(&self.url, NoTls).map_err(pg)?;
@@ -117,7 +121,7 @@ impl Workers {
                         Err(_) => return,
                     }
                 })
-                .map_err(|e| StoreError::Backend(format!("cannot start {name} thread: {e}")))?;
+                .map_err(|e| StoreError::backend(format!("cannot start {name} thread"), e))?;
         }
         Ok(Self { tx: Mutex::new(tx) })
     }
@@ -134,9 +138,9 @@ impl Workers {
             .lock()
             .expect("job queue")
             .send(job)
-            .map_err(|_| StoreError::Backend("postgres: connection threads stopped".into()))?;
+            .map_err(|_| StoreError::refused("postgres: connection threads stopped"))?;
         rrx.recv()
-            .map_err(|_| StoreError::Backend("postgres: a connection thread died".into()))?
+            .map_err(|_| StoreError::refused("postgres: a connection thread died"))?
     }
 
     /// Run `f` with a connected client.
@@ -368,7 +372,7 @@ const HEAD_SQL: &str = "SELECT size, root, last_time, last_leaf FROM veritrail_h
 const LOCK_HEAD_SQL: &str =
     "SELECT size, root, last_time, last_leaf FROM veritrail_head WHERE id = 1 FOR UPDATE";
 
-impl Store for PgStore {
+impl LogStore for PgStore {
     fn head(&self) -> StoreResult<Option<Head>> {
         let row = self.readers.run(|c| c.query_opt(HEAD_SQL, &[]))?;
         Self::head_row(row)
@@ -448,7 +452,11 @@ impl Store for PgStore {
         Ok(out)
     }
 
-    fn for_each_entry(&self, start: u64, f: &mut dyn FnMut(u64, &[u8]) -> bool) -> StoreResult<()> {
+    fn for_each_entry(
+        &self,
+        start: u64,
+        f: &mut dyn FnMut(u64, &[u8]) -> ControlFlow<()>,
+    ) -> StoreResult<()> {
         const CHUNK: i64 = 4096;
         let mut from = idx(start)?;
         loop {
@@ -463,7 +471,7 @@ impl Store for PgStore {
             })?;
             let n = rows.len() as i64;
             for (i, b) in rows {
-                if !f(i as u64, &b) {
+                if f(i as u64, &b).is_break() {
                     return Ok(());
                 }
                 from = i + 1;
@@ -509,10 +517,6 @@ impl Store for PgStore {
         })
     }
 
-    fn range(&self, lo: &[u8], hi: &[u8], reverse: bool, n: usize) -> StoreResult<Rows> {
-        PROJECTION.range(&self.readers, lo, hi, reverse, n)
-    }
-
     fn previous_checkpoint(&self, size: u64) -> StoreResult<Option<u64>> {
         let s = idx(size)?;
         self.readers.run(move |c| {
@@ -522,6 +526,31 @@ impl Store for PgStore {
             )?
             .map(|r| r.get::<_, i64>(0) as u64))
         })
+    }
+
+    fn truncate_entries(&self, size: u64) -> StoreResult<usize> {
+        // Under the head lock: entries beyond the head cannot exist (a batch commits
+        // whole), but a log copied in by hand might hold some.
+        let s = idx(size)?;
+        self.writer.call(move |c| {
+            let mut tx = c.transaction()?;
+            let head: Option<i64> = tx
+                .query_one(
+                    "SELECT size FROM veritrail_head WHERE id = 1 FOR UPDATE",
+                    &[],
+                )?
+                .get(0);
+            let from = head.unwrap_or(0).max(s);
+            let n = tx.execute("DELETE FROM veritrail_entry WHERE idx >= $1", &[&from])?;
+            tx.commit()?;
+            Ok(n as usize)
+        })
+    }
+}
+
+impl RowStore for PgStore {
+    fn range(&self, lo: &[u8], hi: &[u8], reverse: bool, n: usize) -> StoreResult<Rows> {
+        PROJECTION.range(&self.readers, lo, hi, reverse, n)
     }
 
     fn get(&self, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
@@ -552,6 +581,13 @@ impl Store for PgStore {
         PROJECTION.scan(&self.readers, prefix, cursor, reverse, n)
     }
 
+    fn clear_projections(&self) -> StoreResult<()> {
+        self.writer
+            .call(|c| c.batch_execute("TRUNCATE veritrail_projection"))
+    }
+}
+
+impl VaultStore for PgStore {
     fn vault_get(&self, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
         VAULT.get(&self.readers, key)
     }
@@ -579,15 +615,17 @@ impl Store for PgStore {
                 .get::<_, i64>(0) as usize)
         })
     }
+}
 
+impl Store for PgStore {
     fn commit(&self, batch: CommitBatch) -> StoreResult<()> {
         self.writer.run(move |conn| {
             if !conn.in_tx {
                 // Projection or vault rows alone (a reindex, a copy's vault) need no
                 // lock; anything that moves the log does.
                 if batch.head.is_some() || !batch.entries.is_empty() {
-                    return Err(StoreError::Backend(
-                        "postgres: commit of entries without the log-head lock".into(),
+                    return Err(StoreError::refused(
+                        "postgres: commit of entries without the log-head lock",
                     ));
                 }
                 conn.client()?.batch_execute("BEGIN").map_err(pg)?;
@@ -663,29 +701,5 @@ impl Store for PgStore {
             }
             Ok(())
         })
-    }
-
-    fn truncate_entries(&self, size: u64) -> StoreResult<usize> {
-        // Under the head lock: entries beyond the head cannot exist (a batch commits
-        // whole), but a log copied in by hand might hold some.
-        let s = idx(size)?;
-        self.writer.call(move |c| {
-            let mut tx = c.transaction()?;
-            let head: Option<i64> = tx
-                .query_one(
-                    "SELECT size FROM veritrail_head WHERE id = 1 FOR UPDATE",
-                    &[],
-                )?
-                .get(0);
-            let from = head.unwrap_or(0).max(s);
-            let n = tx.execute("DELETE FROM veritrail_entry WHERE idx >= $1", &[&from])?;
-            tx.commit()?;
-            Ok(n as usize)
-        })
-    }
-
-    fn clear_projections(&self) -> StoreResult<()> {
-        self.writer
-            .call(|c| c.batch_execute("TRUNCATE veritrail_projection"))
     }
 }

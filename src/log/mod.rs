@@ -10,33 +10,32 @@
 //! - the log never signs two inconsistent checkpoints: each batch extends the tree the
 //!   last checkpoint committed to.
 
-pub mod chunk;
+pub mod chain;
 pub mod entry;
 pub mod export;
 pub mod keyfile;
 pub mod merkle;
 pub mod note;
-pub mod pg_store;
-pub mod segments;
+pub mod rebuild;
+mod recovery;
 pub mod sequencer;
-pub mod store;
+pub mod staging;
 pub mod tiles;
-pub mod trail_chunks;
-pub mod vault_runs;
-pub mod vault_store;
 pub mod verify;
 
 use std::sync::{Arc, RwLock};
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::storage::{CommitBatch, Head, Store, StoreError};
 use merkle::{Hash, NodeSource};
 use note::{Checkpoint, NoteSigner, NoteVerifier};
+pub use rebuild::{rebuild_projections, RebuildError};
 pub use sequencer::{
-    AppendError, AppendRequest, Command, Draft, Prepared, Published, Receipt, Staging,
+    AppendError, AppendRequest, Command, Draft, Drafts, Prepared, Published, Receipt,
 };
 use sequencer::{Job, Sequencer, WriterState};
-use store::{CommitBatch, Head, Store, StoreError};
+pub use staging::Staging;
 use tiles::{TileBuilder, TileCache, TileReader};
 
 /// Why the log could not be opened or read.
@@ -48,10 +47,12 @@ pub enum LedgerError {
     Inconsistent { index: u64, reason: String },
     #[error("log does not verify: {0}")]
     Invalid(String),
+    /// A tree size beyond the latest checkpoint was asked for.
     #[error("{0}")]
-    NotFound(String),
+    BeyondLog(String),
+    /// Arguments that name no proof (an index not below the size, `from` above `to`).
     #[error("{0}")]
-    BadRequest(String),
+    OutOfRange(String),
 }
 
 /// Everything a reader of the log needs, cheaply cloneable.
@@ -170,7 +171,7 @@ impl<E: Send + 'static> Ledger<E> {
             }
             Some(head) => {
                 store.release()?;
-                recover(&*store, &verifier, head)?
+                recovery::recover(&*store, &verifier, head)?
             }
         };
         let settled = store.vault_recover(state.head.size)?;
@@ -353,7 +354,7 @@ impl<E> Ledger<E> {
         let latest = self.latest().size;
         match tree_size {
             None => Ok(latest),
-            Some(s) if s > latest => Err(LedgerError::NotFound(format!(
+            Some(s) if s > latest => Err(LedgerError::BeyondLog(format!(
                 "tree size {s} is beyond the latest checkpoint ({latest})"
             ))),
             Some(s) => Ok(s),
@@ -368,7 +369,7 @@ impl<E> Ledger<E> {
     ) -> Result<(u64, Hash, Vec<Hash>), LedgerError> {
         let size = self.resolve_size(tree_size)?;
         if index >= size {
-            return Err(LedgerError::BadRequest(format!(
+            return Err(LedgerError::OutOfRange(format!(
                 "index {index} is not below tree size {size}"
             )));
         }
@@ -385,7 +386,7 @@ impl<E> Ledger<E> {
     pub fn consistency(&self, from: u64, to: Option<u64>) -> Result<(u64, Vec<Hash>), LedgerError> {
         let to = self.resolve_size(to)?;
         if from > to {
-            return Err(LedgerError::BadRequest(format!(
+            return Err(LedgerError::OutOfRange(format!(
                 "from ({from}) is larger than to ({to})"
             )));
         }
@@ -398,275 +399,7 @@ impl<E> Ledger<E> {
     /// The right edge of the tree of `size` leaves: its perfect subtrees, largest first.
     pub fn frontier_at(&self, size: u64) -> Result<Vec<(u8, Hash)>, LedgerError> {
         let size = self.resolve_size(Some(size))?;
-        let mut r = self.reader();
-        let mut out = Vec::new();
-        let mut start = 0u64;
-        for bit in (0..64u32).rev() {
-            let len = 1u64 << bit;
-            if size & len != 0 {
-                out.push((
-                    bit as u8,
-                    r.node(bit as u8, start >> bit)
-                        .map_err(|e| LedgerError::Invalid(e.to_string()))?,
-                ));
-                start += len;
-            }
-        }
-        Ok(out)
-    }
-
-    /// Root of the tree of `size` leaves, from the stored tiles.
-    pub fn root_at(&self, size: u64) -> Result<Hash, LedgerError> {
-        let size = self.resolve_size(Some(size))?;
-        merkle::root(&mut self.reader(), size).map_err(|e| LedgerError::Invalid(e.to_string()))
-    }
-}
-
-/// Rebuild every projection from the log alone: clear them, then hand each entry (in
-/// index order) to `f` with a [`Staging`] that sees the projections as they stood just
-/// before that entry. Must not run beside a writer. Returns the number of entries.
-pub fn rebuild_projections<E>(
-    store: &dyn Store,
-    mut f: impl FnMut(&[u8], &mut Staging<'_>) -> Result<(), E>,
-) -> Result<u64, RebuildError<E>> {
-    let head = store
-        .head()?
-        .ok_or_else(|| LedgerError::Invalid("no log here".into()))?;
-    store.clear_projections()?;
-    let mut overlay = std::collections::BTreeMap::new();
-    let mut n = 0u64;
-    let mut failure = None;
-    let mut flush_err = None;
-    store.for_each_entry(0, &mut |i, bytes| {
-        if i >= head.size {
-            return false;
-        }
-        let (time, actor) = match entry::decode_header(bytes) {
-            Ok(h) => (h.time, h.actor),
-            Err(e) => {
-                failure = Some(RebuildError::Ledger(LedgerError::Inconsistent {
-                    index: i,
-                    reason: e.to_string(),
-                }));
-                return false;
-            }
-        };
-        let mut s = Staging::detached(store, &overlay, i, time, &actor);
-        if let Err(e) = f(bytes, &mut s) {
-            failure = Some(RebuildError::Apply(i, e));
-            return false;
-        }
-        // Only projections are rebuilt; the vault is not derived from the log.
-        let (own, _vault) = sequencer::split_writes(s.into_writes());
-        overlay.extend(
-            own.into_iter()
-                .map(|(k, v)| ([b"p".as_slice(), &k].concat(), v)),
-        );
-        n += 1;
-        if overlay.len() >= 50_000 {
-            let (projections, _) = sequencer::split_writes(std::mem::take(&mut overlay));
-            if let Err(e) = store.commit(CommitBatch {
-                projections,
-                ..Default::default()
-            }) {
-                flush_err = Some(e);
-                return false;
-            }
-        }
-        true
-    })?;
-    if let Some(e) = failure {
-        return Err(e);
-    }
-    if let Some(e) = flush_err {
-        return Err(RebuildError::Ledger(e.into()));
-    }
-    let (projections, _) = sequencer::split_writes(overlay);
-    store.commit(CommitBatch {
-        projections,
-        ..Default::default()
-    })?;
-    Ok(n)
-}
-
-/// Why a rebuild of the projections stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum RebuildError<E> {
-    #[error(transparent)]
-    Ledger(#[from] LedgerError),
-    #[error("applying entry {0} failed")]
-    Apply(u64, E),
-}
-
-impl<E> From<StoreError> for RebuildError<E> {
-    fn from(e: StoreError) -> Self {
-        RebuildError::Ledger(e.into())
-    }
-}
-
-/// The writer's state at `head`, from the stored tiles: the right edge of the tile
-/// store, and the frontier, whose root must be the head's.
-pub(crate) fn writer_state(store: &dyn Store, head: Head) -> Result<WriterState, LedgerError> {
-    let bad = |index: u64, reason: String| LedgerError::Inconsistent { index, reason };
-    let tiles = TileBuilder::load(
-        head.size,
-        |id| store.tile(id),
-        |id| StoreError::Corrupt(format!("tile {id:?} is missing")),
-    )?;
-    let mut reader = TileReader::new(|id| store.tile(id));
-    let mut frontier = merkle::Frontier::new();
-    // The frontier is rebuilt from the perfect subtrees that make up `size`.
-    let mut start = 0u64;
-    for bit in (0..64).rev() {
-        let len = 1u64 << bit;
-        if head.size & len != 0 {
-            let h = reader
-                .node(bit as u8, start >> bit)
-                .map_err(|e| bad(start, e.to_string()))?;
-            frontier.push_subtree(bit as u8, h);
-            start += len;
-        }
-    }
-    if frontier.root() != head.root {
-        return Err(bad(
-            head.size.saturating_sub(1),
-            "stored tree hashes do not reproduce the head's root".into(),
-        ));
-    }
-    Ok(WriterState {
-        head,
-        frontier_tiles: tiles,
-        frontier,
-    })
-}
-
-/// Recovery on open: the head must agree with the last signed checkpoint, the tiles
-/// must reproduce its root, and the tail written since the previous checkpoint must
-/// chain and hash to what the tiles hold. Entries beyond the head (never acknowledged)
-/// are discarded.
-fn recover(
-    store: &dyn Store,
-    verifier: &NoteVerifier,
-    head: Head,
-) -> Result<(WriterState, Published), LedgerError> {
-    let bad = |index: u64, reason: String| LedgerError::Inconsistent { index, reason };
-    let note = store.checkpoint(head.size)?.ok_or_else(|| {
-        bad(
-            head.size.saturating_sub(1),
-            format!("no checkpoint stored for the head's size {}", head.size),
-        )
-    })?;
-    let cp = Checkpoint::open(&note, verifier).map_err(|e| {
-        bad(
-            head.size.saturating_sub(1),
-            format!("last checkpoint (size {}) does not verify: {e}", head.size),
-        )
-    })?;
-    if cp.size != head.size || cp.root != head.root {
-        return Err(bad(
-            head.size.saturating_sub(1),
-            "head disagrees with the last signed checkpoint".into(),
-        ));
-    }
-    let removed = store.truncate_entries(head.size)?;
-    if removed > 0 {
-        tracing::warn!(
-            removed,
-            "discarded entry batches beyond the head (never acknowledged)"
-        );
-    }
-    let mut reader = TileReader::new(|id| store.tile(id));
-    let root = merkle::root(&mut reader, head.size)
-        .map_err(|e| bad(head.size.saturating_sub(1), e.to_string()))?;
-    if root != head.root {
-        return Err(bad(
-            head.size.saturating_sub(1),
-            "stored tree hashes do not reproduce the signed root".into(),
-        ));
-    }
-    // The tail since the previous checkpoint: chain, order and leaf hashes.
-    let start = store.previous_checkpoint(head.size)?.unwrap_or(0);
-    let mut prev: Option<Hash> = None;
-    let mut last_time = 0u64;
-    let mut err: Option<LedgerError> = None;
-    let mut seen = start;
-    if start > 0 {
-        prev = Some(
-            reader
-                .node(0, start - 1)
-                .map_err(|e| bad(start - 1, e.to_string()))?,
-        );
-    }
-    store.for_each_entry(start, &mut |i, bytes| {
-        if i >= head.size {
-            return false;
-        }
-        let check = (|| -> Result<(), String> {
-            if i != seen {
-                return Err(format!("expected entry {seen}, found {i}"));
-            }
-            let h =
-                entry::decode_header(bytes).map_err(|e| format!("entry does not decode: {e}"))?;
-            if h.index != i {
-                return Err(format!("entry claims index {}", h.index));
-            }
-            let want_prev = prev.unwrap_or([0; 32]);
-            if h.prev_hash() != Some(want_prev) {
-                return Err("prev does not match the previous entry's leaf hash".into());
-            }
-            if h.time < last_time {
-                return Err("time goes backwards".into());
-            }
-            let leaf = merkle::leaf_hash(bytes);
-            let stored = reader.node(0, i).map_err(|e| e.to_string())?;
-            if leaf != stored {
-                return Err("entry bytes do not hash to the stored leaf".into());
-            }
-            last_time = h.time;
-            prev = Some(leaf);
-            Ok(())
-        })();
-        seen = i + 1;
-        if let Err(reason) = check {
-            err = Some(bad(i, reason));
-            return false;
-        }
-        true
-    })?;
-    if let Some(e) = err {
-        return Err(e);
-    }
-    if seen != head.size {
-        return Err(bad(
-            seen,
-            format!("entries end at {seen} but the head says {}", head.size),
-        ));
-    }
-    if head.size > 0 && prev != Some(head.last_leaf) {
-        return Err(bad(
-            head.size - 1,
-            "last leaf disagrees with the head".into(),
-        ));
-    }
-    let state = writer_state(store, head)?;
-    Ok((
-        state,
-        Published {
-            size: head.size,
-            root: head.root,
-            note,
-            signed_at: sequencer::now_micros(),
-        },
-    ))
-}
-
-/// A small deterministic generator for the storage model tests: `rand(n)` is in `[0, n)`.
-#[cfg(test)]
-pub(crate) fn xorshift(mut state: u64) -> impl FnMut(u64) -> u64 {
-    move |n| {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state % n
+        merkle::right_edge(&mut self.reader(), size)
+            .map_err(|e| LedgerError::Invalid(e.to_string()))
     }
 }

@@ -8,14 +8,14 @@
 //! until [`SledVault::compact`] rewrites the live rows into a fresh database and
 //! removes the old files: that is when erased data leaves the disk.
 //!
-//! Per-decision rows of two kinds are not sled keys of their own: decision rows
-//! (`d/ ‖ index`, the largest) and expiry rows (`x/ ‖ expires_at ‖ index`). A batch's
-//! rows of a kind are packed into chunks of consecutive indexes, sled key `D/ ‖ first
-//! index` (or `X/`), with a table to slice one row out without decoding the rest (see
+//! Rows of the indexed families the register declares ([`IndexedRows`]: `prefix ‖
+//! middle ‖ index`, its per-decision rows: the decisions' openings, the largest, and
+//! the expiry index) are not sled keys of their own. A batch's rows of a family are
+//! packed into chunks of consecutive indexes, sled key `P/ ‖ first index` (the family's
+//! two-byte prefix with its letter in uppercase), with a table to slice one row out without decoding the rest (see
 //! [`chunk`]). sled's cost is per key (tree descent, node splits, index-node copies), so
 //! a key per row was the largest cost of logging a batch. The chunks are invisible above
-//! this module: `get`, `scan`, `range`, puts and deletes take and give `d/` and `x/` rows
-//! as before, with one difference: a kind holds one row per index (a put replaces the
+//! this module: `get`, `scan`, `range`, puts and deletes take and give rows as before, with one difference: a kind holds one row per index (a put replaces the
 //! row of the same index). A kind's chunks cover disjoint index ranges in key order; a
 //! row is found in the chunk with the greatest first index at or below its own.
 
@@ -25,8 +25,9 @@ use std::sync::RwLock;
 
 use serde::{Deserialize, Serialize};
 
-use super::store::{merge_rows, sort_rows, successor, walk, Rows, StoreError, StoreResult};
-use super::vault_runs::{self, Runs};
+use super::runs::{self, Runs};
+use crate::storage::rows::{merge_rows, sort_rows, successor, visit_in_order};
+use crate::storage::{IndexedRows, Packing, Rows, StoreError, StoreResult};
 
 const MARKER: &[u8] = b"\x00pending";
 
@@ -47,42 +48,42 @@ struct Pending {
 /// indexes do (then a range reads only the chunks it covers).
 struct Kind {
     row: &'static [u8],
-    chunk: &'static [u8],
+    chunk: [u8; 2],
     key_len: usize,
     by_index: bool,
 }
 
-const KINDS: [Kind; 2] = [
-    Kind {
-        row: b"d/",
-        chunk: b"D/",
-        key_len: 10,
-        by_index: true,
-    },
-    Kind {
-        row: b"x/",
-        chunk: b"X/",
-        key_len: 18,
-        by_index: false,
-    },
-];
+/// The chunked kinds of a vault, from the families the register declared.
+fn kinds(packing: &Packing) -> StoreResult<Vec<Kind>> {
+    packing
+        .indexed
+        .iter()
+        .map(|f: &IndexedRows| match f.prefix {
+            [letter, sep] if letter.is_ascii_lowercase() && f.key_len >= 10 => Ok(Kind {
+                row: f.prefix,
+                chunk: [letter.to_ascii_uppercase(), *sep],
+                key_len: f.key_len,
+                by_index: f.sorts_by_index,
+            }),
+            _ => Err(StoreError::refused(
+                "an indexed vault family needs a two-byte prefix starting with a lowercase letter",
+            )),
+        })
+        .collect()
+}
 
-/// The kind (its position in [`KINDS`]) and index of a chunked row's key.
-fn kind_of(key: &[u8]) -> Option<(usize, u64)> {
-    let k = KINDS
+/// The kind (its position in `kinds`) and index of a chunked row's key.
+fn kind_of(kinds: &[Kind], key: &[u8]) -> Option<(usize, u64)> {
+    let k = kinds
         .iter()
         .position(|k| key.len() == k.key_len && key.starts_with(k.row))?;
     Some((k, u64::from_be_bytes(key[key.len() - 8..].try_into().ok()?)))
 }
 
-fn is_chunk_key(key: &[u8]) -> bool {
-    KINDS.iter().any(|k| key.starts_with(k.chunk)) || key.starts_with(vault_runs::RUN)
-}
-
 impl Kind {
     fn chunk_key(&self, first: u64) -> [u8; 10] {
         let mut k = [0u8; 10];
-        k[..2].copy_from_slice(self.chunk);
+        k[..2].copy_from_slice(&self.chunk);
         k[2..].copy_from_slice(&first.to_be_bytes());
         k
     }
@@ -160,7 +161,7 @@ impl Kind {
 /// index (u64 BE) as table key and `u8 length ‖ the key's middle ‖ value` as value.
 pub mod chunk {
     use super::{StoreError, StoreResult};
-    use crate::ledger::chunk::{self as format, Chunk};
+    use crate::storage::sled::chunk::{self as format, ChunkView};
 
     pub(super) fn corrupt() -> StoreError {
         StoreError::Corrupt("malformed vault chunk".into())
@@ -178,17 +179,17 @@ pub mod chunk {
 
     /// The least and greatest row keys in the chunk.
     pub fn bounds(raw: &[u8]) -> StoreResult<(&[u8], &[u8])> {
-        Chunk::parse(raw, 8).map(|c| (c.min, c.max))
+        ChunkView::parse(raw, 8).map(|c| (c.min, c.max))
     }
 
     /// The row of `index`, if the chunk holds it.
     pub fn find(raw: &[u8], index: u64) -> StoreResult<Option<&[u8]>> {
-        Chunk::parse(raw, 8)?.find(&index.to_be_bytes())
+        ChunkView::parse(raw, 8)?.find(&index.to_be_bytes())
     }
 
     /// Every row, in index order.
     pub fn rows(raw: &[u8]) -> StoreResult<Vec<(u64, &[u8])>> {
-        let c = Chunk::parse(raw, 8)?;
+        let c = ChunkView::parse(raw, 8)?;
         (0..c.len())
             .map(|i| {
                 let k: [u8; 8] = c.key(i).try_into().map_err(|_| corrupt())?;
@@ -198,14 +199,27 @@ pub mod chunk {
     }
 }
 
+/// How a vault keeps its rows (for tests that check a family really is packed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Layout {
+    /// Chunks of the indexed families.
+    pub chunks: usize,
+    /// Runs of the run family.
+    pub runs: usize,
+    /// Rows that are sled keys of their own.
+    pub own_rows: usize,
+}
+
 pub struct SledVault {
     path: PathBuf,
     cache_bytes: u64,
     db: RwLock<sled::Db>,
     /// Per kind, the highest index any chunk has held since start (at least that of the
     /// last chunk's last row): a row above it starts a new chunk without a lookup.
-    highest: std::sync::Mutex<[Option<u64>; KINDS.len()]>,
-    /// The subject index's runs (see vault_runs). Readers hold it across the runs they
+    highest: std::sync::Mutex<Vec<Option<u64>>>,
+    /// The chunked kinds (from the register's indexed families).
+    kinds: Vec<Kind>,
+    /// The run family's runs (see runs.rs). Readers hold it across the runs they
     /// read, writers while they change them, so no read sees half a merge.
     runs: RwLock<Runs>,
 }
@@ -227,10 +241,33 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
 }
 
 impl SledVault {
+    /// Whether a sled key is one of this vault's chunks (or run keys) rather than a row.
+    fn is_chunk_key(&self, key: &[u8]) -> bool {
+        self.kinds.iter().any(|k| key.starts_with(&k.chunk)) || key.starts_with(runs::RUN)
+    }
+
+    /// How the rows are kept now.
+    pub fn layout(&self) -> StoreResult<Layout> {
+        let db = self.db();
+        let mut out = Layout {
+            runs: self.runs().len(),
+            ..Default::default()
+        };
+        for kv in db.iter() {
+            let (k, _) = kv?;
+            if self.kinds.iter().any(|kind| k.starts_with(&kind.chunk)) {
+                out.chunks += 1;
+            } else if !k.starts_with(runs::RUN) && &k[..] != MARKER {
+                out.own_rows += 1;
+            }
+        }
+        Ok(out)
+    }
+
     /// Open the vault at `path`, finishing an interrupted compaction first.
-    pub fn open(path: &Path, cache_bytes: u64) -> StoreResult<Self> {
+    pub fn open(path: &Path, cache_bytes: u64, packing: &Packing) -> StoreResult<Self> {
         let (tmp, old) = (sibling(path, ".compacting"), sibling(path, ".old"));
-        let io = |e: std::io::Error| StoreError::Backend(format!("vault compaction recovery: {e}"));
+        let io = |e: std::io::Error| StoreError::backend("vault compaction recovery", e);
         if !path.exists() {
             if tmp.join("COMPLETE").exists() {
                 std::fs::rename(&tmp, path).map_err(io)?;
@@ -244,21 +281,23 @@ impl SledVault {
             }
         }
         let db = open_db(path, cache_bytes)?;
-        let highest = Self::last_indexes(&db)?;
-        let runs = vault_runs::load(&db)?;
+        let kinds = kinds(packing)?;
+        let highest = Self::last_indexes(&db, &kinds)?;
+        let runs = runs::load(&db, packing.runs.clone())?;
         Ok(Self {
             path: path.to_owned(),
             cache_bytes,
             db: RwLock::new(db),
             highest: std::sync::Mutex::new(highest),
+            kinds,
             runs: RwLock::new(runs),
         })
     }
 
     /// Per kind, the index of the last chunk's last row.
-    fn last_indexes(db: &sled::Db) -> StoreResult<[Option<u64>; KINDS.len()]> {
-        let mut out = [None; KINDS.len()];
-        for (k, kind) in KINDS.iter().enumerate() {
+    fn last_indexes(db: &sled::Db, kinds: &[Kind]) -> StoreResult<Vec<Option<u64>>> {
+        let mut out = vec![None; kinds.len()];
+        for (k, kind) in kinds.iter().enumerate() {
             if let Some(kv) = db.scan_prefix(kind.chunk).next_back() {
                 let (_, v) = kv?;
                 out[k] = chunk::rows(&v)?.last().map(|(i, _)| *i);
@@ -318,7 +357,7 @@ impl SledVault {
             (0, u64::MAX)
         };
         let chunks = db.range(&kind.chunk_key(start)[..]..=&kind.chunk_key(end)[..]);
-        walk(chunks, reverse, |kv| -> StoreResult<bool> {
+        visit_in_order(chunks, reverse, |kv| -> StoreResult<bool> {
             let (_, v) = kv?;
             let (min, max) = chunk::bounds(&v)?;
             if max < lo || min >= hi {
@@ -348,8 +387,8 @@ impl SledVault {
 
     pub fn get(&self, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
         let db = self.db();
-        if let Some((k, index)) = kind_of(key) {
-            let kind = &KINDS[k];
+        if let Some((k, index)) = kind_of(&self.kinds, key) {
+            let kind = &self.kinds[k];
             if let Some((_, raw)) = Self::chunk_of(&db, kind, index)? {
                 if let Some(payload) = chunk::find(&raw, index)? {
                     let (row_key, value) = kind.unpack(index, payload)?;
@@ -363,8 +402,9 @@ impl SledVault {
         if let Some(v) = db.get(key)? {
             return Ok(Some(v.to_vec()));
         }
-        if vault_runs::row_index(key).is_some() {
-            return vault_runs::get(&db, &self.runs(), key);
+        let runs = self.runs();
+        if runs.row_index(key).is_some() {
+            return runs::get(&db, &runs, key);
         }
         Ok(None)
     }
@@ -384,9 +424,9 @@ impl SledVault {
         if lo >= hi || limit == 0 {
             return Ok(out);
         }
-        walk(db.range(lo..hi), reverse, |kv| -> StoreResult<bool> {
+        visit_in_order(db.range(lo..hi), reverse, |kv| -> StoreResult<bool> {
             let (k, v) = kv?;
-            if !is_chunk_key(&k) {
+            if !self.is_chunk_key(&k) {
                 out.push((k.to_vec(), v.to_vec()));
             }
             Ok(out.len() < limit)
@@ -394,7 +434,7 @@ impl SledVault {
         // Kinds whose keys sort as indexes first (they read only what they cover); then
         // the others, unless the page is already full with keys before theirs.
         for by_index in [true, false] {
-            for kind in KINDS.iter().filter(|k| k.by_index == by_index) {
+            for kind in self.kinds.iter().filter(|k| k.by_index == by_index) {
                 if out.len() >= limit {
                     let last = &out[limit - 1].0;
                     let end = [kind.row[0], kind.row[1] + 1];
@@ -417,7 +457,7 @@ impl SledVault {
         }
         // The subject index's runs. A row that is also a key of its own keeps that key's
         // value.
-        let rows = vault_runs::range(&db, &self.runs(), lo, hi, reverse, limit)?;
+        let rows = runs::range(&db, &self.runs(), lo, hi, reverse, limit)?;
         merge_rows(&mut out, rows, reverse, limit);
         Ok(out)
     }
@@ -431,7 +471,8 @@ impl SledVault {
         let db = self.db();
         let mut highest = self.highest.lock().unwrap_or_else(|e| e.into_inner());
         let mut runs = self.runs_mut();
-        let runs_highest = vault_runs::highest(&runs);
+        let runs_highest = runs::highest(&runs);
+        let kinds = &self.kinds;
         let mut subject_rows: Vec<(&[u8], &[u8])> = Vec::new();
         let mut b = sled::Batch::default();
         let mut p = Pending {
@@ -442,21 +483,22 @@ impl SledVault {
         };
         // Chunked rows above every chunk of their kind (a new batch's) go into new chunks;
         // any other joins the chunk that covers its index (a new chunk below all, if none).
-        let mut fresh: [Payloads; KINDS.len()] = Default::default();
+        let mut fresh: Vec<Payloads> = vec![Vec::new(); kinds.len()];
         let mut older: BTreeMap<(usize, Option<u64>), Payloads> = BTreeMap::new();
         for (key, v) in writes {
-            match (kind_of(key), v) {
+            match (kind_of(kinds, key), v) {
                 (Some((k, i)), Some(v)) => {
-                    let payload = KINDS[k].payload(key, v);
+                    let payload = kinds[k].payload(key, v);
                     if highest[k].is_none_or(|h| i > h) {
                         fresh[k].push((i, payload));
                     } else {
-                        let first = Self::chunk_of(&db, &KINDS[k], i)?.map(|(first, _)| first);
+                        let first = Self::chunk_of(&db, &kinds[k], i)?.map(|(first, _)| first);
                         older.entry((k, first)).or_default().push((i, payload));
                     }
                 }
                 (None, Some(v))
-                    if vault_runs::row_index(key)
+                    if runs
+                        .row_index(key)
                         .is_some_and(|i| runs_highest.is_none_or(|h| i > h)) =>
                 {
                     subject_rows.push((key, v));
@@ -469,7 +511,7 @@ impl SledVault {
             }
         }
         for ((k, first), rows) in older {
-            let kind = &KINDS[k];
+            let kind = &kinds[k];
             let mut merged: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
             let key = match first {
                 Some(first) => {
@@ -497,21 +539,16 @@ impl SledVault {
             b.insert(&key[..], kind.pack(&rows)?);
         }
         for (k, mut rows) in fresh.into_iter().enumerate() {
-            if !KINDS[k].by_index {
+            if !kinds[k].by_index {
                 rows.sort_by_key(|(i, _)| *i);
             }
             let mut rest = rows.as_slice();
             while let Some((first, _)) = rest.first() {
-                let n = crate::ledger::chunk::fill(
-                    rest,
-                    8,
-                    crate::ledger::chunk::CHUNK_BYTES,
-                    |(_, r)| r.len(),
-                );
-                let key = KINDS[k].chunk_key(*first);
+                let n = super::chunk::fill(rest, 8, super::chunk::CHUNK_BYTES, |(_, r)| r.len());
+                let key = kinds[k].chunk_key(*first);
                 let chunk: Vec<(u64, &[u8])> =
                     rest[..n].iter().map(|(i, r)| (*i, r.as_slice())).collect();
-                b.insert(&key[..], KINDS[k].pack(&chunk)?);
+                b.insert(&key[..], kinds[k].pack(&chunk)?);
                 p.puts.push(serde_bytes::ByteBuf::from(key.to_vec()));
                 rest = &rest[n..];
             }
@@ -522,8 +559,8 @@ impl SledVault {
         // Merges move committed rows only; then this batch's rows are a run of their own,
         // which recovery removes if the entries never land.
         if !subject_rows.is_empty() {
-            vault_runs::merge(&db, &mut runs, &mut b)?;
-            for key in vault_runs::add(&mut runs, &subject_rows, &mut b) {
+            runs::merge(&db, &mut runs, &mut b)?;
+            for key in runs::add(&mut runs, &subject_rows, &mut b) {
                 p.puts.push(serde_bytes::ByteBuf::from(key));
             }
         }
@@ -537,18 +574,19 @@ impl SledVault {
     /// chunks that hold them.
     fn delete_rows<'a>(
         db: &sled::Db,
+        kinds: &[Kind],
         runs: &mut Runs,
         keys: impl IntoIterator<Item = &'a [u8]>,
         b: &mut sled::Batch,
     ) -> StoreResult<()> {
         let keys: Vec<&[u8]> = keys.into_iter().collect();
-        vault_runs::delete(db, runs, keys.iter().copied(), b)?;
+        runs::delete(db, runs, keys.iter().copied(), b)?;
         let mut by_chunk: BTreeMap<(usize, u64), (sled::IVec, Vec<u64>)> = BTreeMap::new();
         for key in keys {
-            if let Some((k, i)) = kind_of(key) {
-                if let Some((first, raw)) = Self::chunk_of(db, &KINDS[k], i)? {
+            if let Some((k, i)) = kind_of(kinds, key) {
+                if let Some((first, raw)) = Self::chunk_of(db, &kinds[k], i)? {
                     let found = chunk::find(&raw, i)?
-                        .map(|payload| KINDS[k].unpack(i, payload))
+                        .map(|payload| kinds[k].unpack(i, payload))
                         .transpose()?;
                     if found.is_some_and(|(row_key, _)| row_key == key) {
                         by_chunk
@@ -567,11 +605,11 @@ impl SledVault {
                 .into_iter()
                 .filter(|(i, _)| !gone.contains(i))
                 .collect();
-            let key = KINDS[k].chunk_key(first);
+            let key = kinds[k].chunk_key(first);
             if kept.is_empty() {
                 b.remove(&key[..]);
             } else {
-                b.insert(&key[..], KINDS[k].pack(&kept)?);
+                b.insert(&key[..], kinds[k].pack(&kept)?);
             }
         }
         Ok(())
@@ -586,7 +624,7 @@ impl SledVault {
             .iter()
             .filter(|(_, v)| v.is_none())
             .map(|(k, _)| k.as_slice());
-        Self::delete_rows(&db, &mut runs, deletes, &mut b)?;
+        Self::delete_rows(&db, &self.kinds, &mut runs, deletes, &mut b)?;
         b.remove(MARKER);
         db.apply_batch(b)?;
         db.flush()?;
@@ -614,6 +652,7 @@ impl SledVault {
             // The entries landed (an erasure, say): finish the deletions.
             Self::delete_rows(
                 &db,
+                &self.kinds,
                 &mut runs,
                 p.deletes.iter().map(|k| k.as_slice()),
                 &mut b,
@@ -623,8 +662,10 @@ impl SledVault {
         b.remove(MARKER);
         db.apply_batch(b)?;
         db.flush()?;
-        *self.highest.lock().unwrap_or_else(|e| e.into_inner()) = Self::last_indexes(&db)?;
-        *runs = vault_runs::load(&db)?;
+        *self.highest.lock().unwrap_or_else(|e| e.into_inner()) =
+            Self::last_indexes(&db, &self.kinds)?;
+        let layout = runs.layout().cloned();
+        *runs = runs::load(&db, layout)?;
         Ok(n)
     }
 
@@ -636,7 +677,7 @@ impl SledVault {
             sibling(&self.path, ".compacting"),
             sibling(&self.path, ".old"),
         );
-        let io = |e: std::io::Error| StoreError::Backend(format!("vault compaction: {e}"));
+        let io = |e: std::io::Error| StoreError::backend("vault compaction", e);
         if tmp.exists() {
             std::fs::remove_dir_all(&tmp).map_err(io)?;
         }
@@ -672,16 +713,50 @@ impl SledVault {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::RunRows;
+
+    // Families of the tests' own, laid out as a register would declare them: rows by
+    // index (`i/`), by time then index (`t/`), and by a 32-byte digest, time and index
+    // kept as runs (`h/`).
+    const BY_INDEX: &[u8] = b"i/";
+    const BY_TIME: &[u8] = b"t/";
+    const BY_DIGEST: &[u8] = b"h/";
+
+    fn packing() -> Packing {
+        Packing {
+            indexed: vec![
+                IndexedRows {
+                    prefix: BY_INDEX,
+                    key_len: 10,
+                    sorts_by_index: true,
+                },
+                IndexedRows {
+                    prefix: BY_TIME,
+                    key_len: 18,
+                    sorts_by_index: false,
+                },
+            ],
+            runs: Some(RunRows {
+                prefix: BY_DIGEST,
+                key_len: 2 + 32 + 8 + 8,
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn open(path: &Path) -> SledVault {
+        SledVault::open(path, 1 << 20, &packing()).unwrap()
+    }
 
     fn d(i: u64) -> Vec<u8> {
-        [b"d/", &i.to_be_bytes()[..]].concat()
+        [BY_INDEX, &i.to_be_bytes()[..]].concat()
     }
     fn x(e: u64, i: u64) -> Vec<u8> {
-        [b"x/", &e.to_be_bytes()[..], &i.to_be_bytes()[..]].concat()
+        [BY_TIME, &e.to_be_bytes()[..], &i.to_be_bytes()[..]].concat()
     }
     fn s(sub: u8, i: u64) -> Vec<u8> {
         [
-            b"s/",
+            BY_DIGEST,
             &[sub; 32][..],
             &i.to_be_bytes()[..],
             &i.to_be_bytes()[..],
@@ -713,7 +788,7 @@ mod tests {
         for (k, val) in model {
             assert_eq!(v.get(k).unwrap().as_ref(), Some(val), "get {k:?}");
         }
-        for prefix in [&b"d/"[..], b"x/", b"s/"] {
+        for prefix in [BY_INDEX, BY_TIME, BY_DIGEST] {
             let want: Rows = all
                 .iter()
                 .filter(|(k, _)| k.starts_with(prefix))
@@ -748,9 +823,9 @@ mod tests {
         let path = dir.path().join("vault");
         let mut model = Model::new();
         let mut next = 0u64;
-        let mut rand = crate::ledger::xorshift(0x2545_f491_4f6c_dd1du64);
+        let mut rand = crate::storage::xorshift(0x2545_f491_4f6c_dd1du64);
         for round in 0..3 {
-            let v = SledVault::open(&path, 1 << 20).unwrap();
+            let v = open(&path);
             for _ in 0..20 {
                 let mut w = Writes::new();
                 let first = next;
@@ -796,7 +871,7 @@ mod tests {
 
     /// Physical subject index keys and runs, as (keys of their own, runs).
     fn subject_layout(v: &SledVault) -> (usize, Runs) {
-        let own = v.db().scan_prefix(vault_runs::ROW).count();
+        let own = v.db().scan_prefix(BY_DIGEST).count();
         (own, v.runs().clone())
     }
 
@@ -806,10 +881,10 @@ mod tests {
         let path = dir.path().join("vault");
         let mut model = Model::new();
         let mut next = 0u64;
-        let mut rand = crate::ledger::xorshift(0x9e37_79b9_7f4a_7c15u64);
+        let mut rand = crate::storage::xorshift(0x9e37_79b9_7f4a_7c15u64);
         let most_runs = |rows: usize| 2 * (usize::BITS - rows.leading_zeros()) as usize + 2;
         for round in 0..2 {
-            let v = SledVault::open(&path, 1 << 20).unwrap();
+            let v = open(&path);
             for batch in 0..120 {
                 let mut w = Writes::new();
                 let first = next;
@@ -839,14 +914,13 @@ mod tests {
                 assert_eq!(own, 0, "every row went into a run");
                 assert!(
                     runs.len()
-                        <= most_runs(model.len())
-                            + (next as usize) / (vault_runs::RUN_CAP as usize)
+                        <= most_runs(model.len()) + (next as usize) / (runs::RUN_CAP as usize)
                 );
             }
             check(&v, &model);
             let (_, runs) = subject_layout(&v);
             assert!(
-                runs.len() > 1 && runs.values().any(|m| m.rows >= vault_runs::RUN_CAP),
+                runs.len() > 1 && runs.values().any(|m| m.rows >= runs::RUN_CAP),
                 "{runs:?}"
             );
             let live: u64 = runs.values().map(|m| m.rows).sum();
@@ -865,7 +939,7 @@ mod tests {
             drop(v);
             if round == 0 {
                 // Reopened, the runs are read back from their metas.
-                let v = SledVault::open(&path, 1 << 20).unwrap();
+                let v = open(&path);
                 assert_eq!(subject_layout(&v).1, runs);
                 check(&v, &model);
             }
@@ -875,7 +949,7 @@ mod tests {
     #[test]
     fn recovery_removes_new_chunks_and_restores_rewritten_ones() {
         let dir = tempfile::tempdir().unwrap();
-        let v = SledVault::open(&dir.path().join("vault"), 1 << 20).unwrap();
+        let v = open(&dir.path().join("vault"));
         let mut model = Model::new();
         let mut w = Writes::new();
         for i in 0..10 {

@@ -1,5 +1,6 @@
-//! The vault's subject index (`s/ ‖ SHA-256(subject_ref) ‖ occurred_at ‖ index`) as
-//! sorted runs: a log-structured merge inside sled.
+//! The vault's run family ([`RunRows`]: fixed-length keys ending in an index, the
+//! register's subject index `subject ‖ occurred_at ‖ index`) as sorted runs: a
+//! log-structured merge inside sled.
 //!
 //! Every decision adds one subject index row, and its key falls anywhere in the index
 //! (by subject), so a sled key per row meant a tree descent, a leaf split about every
@@ -25,14 +26,10 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
-use super::chunk::{self as format, Chunk};
-use super::store::{merge_rows, walk, Rows, StoreError, StoreResult};
+use super::chunk::{self as format, ChunkView};
+use crate::storage::rows::{merge_rows, successor, visit_in_order};
+use crate::storage::{Rows, RunRows, StoreError, StoreResult};
 
-/// The subject index rows' prefix and key length.
-pub const ROW: &[u8] = b"s/";
-const KEY_LEN: usize = 2 + 32 + 8 + 8;
-/// A run's table key: the row key without its prefix.
-const WIDTH: usize = KEY_LEN - 2;
 /// Prefix of run keys (metas and chunks).
 pub const RUN: &[u8] = b"R/";
 /// Runs of at least this many rows are not merged further. A merge runs inside a commit
@@ -74,15 +71,52 @@ impl RunMeta {
     }
 }
 
-/// The runs by id.
-pub type Runs = BTreeMap<u64, RunMeta>;
+/// The runs by id, and the key layout of their rows (none: the vault keeps no runs).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Runs {
+    layout: Option<RunRows>,
+    by_id: BTreeMap<u64, RunMeta>,
+}
 
-/// The index of a subject index row's key, if `key` is one.
-pub fn row_index(key: &[u8]) -> Option<u64> {
-    if key.len() != KEY_LEN || !key.starts_with(ROW) {
-        return None;
+impl std::ops::Deref for Runs {
+    type Target = BTreeMap<u64, RunMeta>;
+    fn deref(&self) -> &Self::Target {
+        &self.by_id
     }
-    Some(u64::from_be_bytes(key[KEY_LEN - 8..].try_into().ok()?))
+}
+
+impl std::ops::DerefMut for Runs {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.by_id
+    }
+}
+
+impl Runs {
+    /// The key layout of the run family, if there is one.
+    pub fn layout(&self) -> Option<&RunRows> {
+        self.layout.as_ref()
+    }
+
+    /// The rows' prefix (empty when there is no run family).
+    pub fn prefix(&self) -> &'static [u8] {
+        self.layout.as_ref().map_or(&[], |l| l.prefix)
+    }
+
+    /// A run's table key width: the row key without its prefix.
+    fn width(&self) -> usize {
+        self.layout
+            .as_ref()
+            .map_or(0, |l| l.key_len - l.prefix.len())
+    }
+
+    /// The index of a run row's key, if `key` is one.
+    pub fn row_index(&self, key: &[u8]) -> Option<u64> {
+        let l = self.layout.as_ref()?;
+        if key.len() != l.key_len || !key.starts_with(l.prefix) {
+            return None;
+        }
+        Some(u64::from_be_bytes(key[l.key_len - 8..].try_into().ok()?))
+    }
 }
 
 pub fn meta_key(id: u64) -> [u8; 10] {
@@ -97,8 +131,11 @@ fn chunk_key(id: u64, table_key: &[u8]) -> Vec<u8> {
 }
 
 /// Every run's meta, a seek per run.
-pub fn load(db: &sled::Db) -> StoreResult<Runs> {
-    let mut runs = Runs::new();
+pub fn load(db: &sled::Db, layout: Option<RunRows>) -> StoreResult<Runs> {
+    let mut runs = Runs {
+        layout,
+        by_id: BTreeMap::new(),
+    };
     let mut from = meta_key(0).to_vec();
     loop {
         let Some(kv) = db.range(from.as_slice()..).next() else {
@@ -151,24 +188,24 @@ fn chunk_at(
 
 /// The value of the row `key` (a subject index key) if a run holds it.
 pub fn get(db: &sled::Db, runs: &Runs, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
-    let Some(id) = row_index(key).and_then(|i| run_of(runs, i)) else {
+    let Some(id) = runs.row_index(key).and_then(|i| run_of(runs, i)) else {
         return Ok(None);
     };
-    let table_key = &key[ROW.len()..];
+    let table_key = &key[runs.prefix().len()..];
     let Some((_, raw)) = chunk_at(db, id, table_key)? else {
         return Ok(None);
     };
-    Ok(Chunk::parse(&raw, WIDTH)?
+    Ok(ChunkView::parse(&raw, runs.width())?
         .find(table_key)?
         .map(<[u8]>::to_vec))
 }
 
 /// A row bound in table-key space: `None` when the bound lies above every row key.
-fn table_bound(bound: &[u8]) -> Option<&[u8]> {
-    if bound <= ROW {
+fn table_bound<'b>(row: &[u8], bound: &'b [u8]) -> Option<&'b [u8]> {
+    if bound <= row {
         Some(&[])
-    } else if bound.starts_with(ROW) {
-        Some(&bound[ROW.len()..])
+    } else if bound.starts_with(row) {
+        Some(&bound[row.len()..])
     } else {
         None
     }
@@ -184,13 +221,16 @@ pub fn range(
     reverse: bool,
     limit: usize,
 ) -> StoreResult<Rows> {
-    let end = [ROW[0], ROW[1] + 1];
+    let row = runs.prefix();
     let mut out = Rows::new();
-    if runs.is_empty() || hi <= ROW || lo >= &end[..] || limit == 0 {
+    let Some(end) = successor(row) else {
+        return Ok(out);
+    };
+    if runs.is_empty() || hi <= row || lo >= &end[..] || limit == 0 {
         return Ok(out);
     }
-    let lo_t = table_bound(lo).unwrap_or(&[]);
-    let hi_t = table_bound(hi);
+    let (width, lo_t) = (runs.width(), table_bound(row, lo).unwrap_or(&[]));
+    let hi_t = table_bound(row, hi);
     let inside = |t: &[u8]| t >= lo_t && hi_t.is_none_or(|h| t < h);
     for &id in runs.keys() {
         let mut taken = 0;
@@ -210,24 +250,24 @@ pub fn range(
         };
         let upper: Bound<Vec<u8>> = match (&start, reverse) {
             (Some(k), true) => Bound::Included(k.clone()),
-            _ => match super::store::successor(&meta) {
+            _ => match successor(&meta) {
                 Some(s) => Bound::Excluded(s),
                 None => Bound::Unbounded,
             },
         };
         let chunks = db.range((lower, upper));
-        walk(chunks, reverse, |kv| -> StoreResult<bool> {
+        visit_in_order(chunks, reverse, |kv| -> StoreResult<bool> {
             let (_, raw) = kv?;
-            let c = Chunk::parse(&raw, WIDTH)?;
+            let c = ChunkView::parse(&raw, width)?;
             // Chunks ascend: past the far bound nothing more of this run can be in range.
             if !reverse && hi_t.is_some_and(|h| c.min >= h) || reverse && c.max < lo_t {
                 return Ok(false);
             }
             let mut more = true;
-            walk(0..c.len(), reverse, |i| -> StoreResult<bool> {
+            visit_in_order(0..c.len(), reverse, |i| -> StoreResult<bool> {
                 let t = c.key(i);
                 if inside(t) {
-                    out.push(([ROW, t].concat(), c.value(i)?.to_vec()));
+                    out.push(([row, t].concat(), c.value(i)?.to_vec()));
                     taken += 1;
                 }
                 more = taken < limit;
@@ -243,11 +283,17 @@ pub fn range(
 
 /// Write `rows` (table key, value; keys ascending) as the chunks of run `id` and its meta.
 /// Returns the sled keys written.
-fn write_run(id: u64, rows: &[(&[u8], &[u8])], last: u64, b: &mut sled::Batch) -> Vec<Vec<u8>> {
+fn write_run(
+    width: usize,
+    id: u64,
+    rows: &[(&[u8], &[u8])],
+    last: u64,
+    b: &mut sled::Batch,
+) -> Vec<Vec<u8>> {
     let mut keys = Vec::new();
     let mut rest = rows;
     while let Some((first, _)) = rest.first() {
-        let n = format::fill(rest, WIDTH, format::CHUNK_BYTES, |(_, v)| v.len());
+        let n = format::fill(rest, width, format::CHUNK_BYTES, |(_, v)| v.len());
         let key = chunk_key(id, first);
         let part = &rest[..n];
         b.insert(
@@ -295,6 +341,7 @@ fn merge_two<'a>(x: Vec<Row<'a>>, y: Vec<Row<'a>>) -> Vec<Row<'a>> {
 /// rows and that one is below the cap (a chain of such merges is one merge of the
 /// newest few runs). Committed rows only: nothing here needs undoing.
 pub fn merge(db: &sled::Db, runs: &mut Runs, b: &mut sled::Batch) -> StoreResult<()> {
+    let width = runs.width();
     let all: Vec<(u64, RunMeta)> = runs.iter().map(|(id, m)| (*id, *m)).collect();
     let Some(&(_, newest)) = all.last() else {
         return Ok(());
@@ -331,7 +378,7 @@ pub fn merge(db: &sled::Db, runs: &mut Runs, b: &mut sled::Batch) -> StoreResult
     for chunks in &raws {
         let mut run = Vec::new();
         for (_, raw) in chunks {
-            let c = Chunk::parse(raw, WIDTH)?;
+            let c = ChunkView::parse(raw, width)?;
             for i in 0..c.len() {
                 run.push((c.key(i), c.value(i)?));
             }
@@ -344,7 +391,7 @@ pub fn merge(db: &sled::Db, runs: &mut Runs, b: &mut sled::Batch) -> StoreResult
     }
     merged.rows = rows.len() as u64;
     runs.insert(id, merged);
-    write_run(id, &rows, merged.last, b);
+    write_run(width, id, &rows, merged.last, b);
     Ok(())
 }
 
@@ -354,10 +401,11 @@ pub fn add(runs: &mut Runs, rows: &[(&[u8], &[u8])], b: &mut sled::Batch) -> Vec
     if rows.is_empty() {
         return Vec::new();
     }
-    let index = |k: &[u8]| row_index(k).expect("a subject index row");
+    let index = |k: &[u8]| runs.row_index(k).expect("a run row");
     let id = rows.iter().map(|(k, _)| index(k)).min().expect("rows");
     let last = rows.iter().map(|(k, _)| index(k)).max().expect("rows");
-    let mut sorted: Vec<(&[u8], &[u8])> = rows.iter().map(|(k, v)| (&k[ROW.len()..], *v)).collect();
+    let cut = runs.prefix().len();
+    let mut sorted: Vec<(&[u8], &[u8])> = rows.iter().map(|(k, v)| (&k[cut..], *v)).collect();
     sorted.sort_by(|p, q| p.0.cmp(q.0));
     runs.insert(
         id,
@@ -366,7 +414,7 @@ pub fn add(runs: &mut Runs, rows: &[(&[u8], &[u8])], b: &mut sled::Batch) -> Vec
             last,
         },
     );
-    write_run(id, &sorted, last, b)
+    write_run(runs.width(), id, &sorted, last, b)
 }
 
 /// Remove the rows `keys` (subject index keys) from the runs that hold them, rewriting
@@ -381,12 +429,15 @@ pub fn delete<'a>(
     type Edits<'a> = BTreeMap<Vec<u8>, (u64, sled::IVec, Vec<&'a [u8]>)>;
     let mut by_chunk: Edits<'a> = BTreeMap::new();
     for key in keys {
-        let Some(id) = row_index(key).and_then(|i| run_of(runs, i)) else {
+        let Some(id) = runs.row_index(key).and_then(|i| run_of(runs, i)) else {
             continue;
         };
-        let table_key = &key[ROW.len()..];
+        let table_key = &key[runs.prefix().len()..];
         if let Some((ck, raw)) = chunk_at(db, id, table_key)? {
-            if Chunk::parse(&raw, WIDTH)?.find(table_key)?.is_some() {
+            if ChunkView::parse(&raw, runs.width())?
+                .find(table_key)?
+                .is_some()
+            {
                 by_chunk
                     .entry(ck.to_vec())
                     .or_insert((id, raw, Vec::new()))
@@ -396,7 +447,7 @@ pub fn delete<'a>(
         }
     }
     for (ck, (id, raw, gone)) in by_chunk {
-        let c = Chunk::parse(&raw, WIDTH)?;
+        let c = ChunkView::parse(&raw, runs.width())?;
         let mut kept = Vec::with_capacity(c.len());
         for i in 0..c.len() {
             if !gone.contains(&c.key(i)) {

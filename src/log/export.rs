@@ -11,8 +11,8 @@
 
 use std::io::Read;
 
-use super::entry;
-use super::merkle::{self, Frontier, Hash};
+use super::chain::Chain;
+use super::merkle::{Frontier, Hash};
 use super::note::{Checkpoint, NoteVerifier};
 
 pub const MAGIC: &[u8] = b"VERITRAIL-EXPORT 1\n";
@@ -80,7 +80,8 @@ pub fn verify<R: Read>(mut r: R, key: &NoteVerifier) -> Result<ExportReport, Str
             frontier.size()
         ));
     }
-    let mut prev: Option<Hash> = (start == 0).then_some([0; 32]);
+    // A range not starting at 0 has no leaf hash before it to link its first entry to.
+    let mut chain = Chain::resume(start, (start == 0).then_some([0; 32]), 0);
     let mut index = start;
     loop {
         let mut len = [0u8; 4];
@@ -96,21 +97,10 @@ pub fn verify<R: Read>(mut r: R, key: &NoteVerifier) -> Result<ExportReport, Str
             u32::from_be_bytes(len) as usize,
             &format!("entry {index}"),
         )?;
-        let h = entry::decode_header(&bytes)
-            .map_err(|e| format!("entry {index}: does not decode: {e}"))?;
-        if h.index != index {
-            return Err(format!("entry {index}: claims index {}", h.index));
-        }
-        if let Some(p) = prev {
-            if h.prev_hash() != Some(p) {
-                return Err(format!(
-                    "entry {index}: prev is not the previous entry's leaf hash"
-                ));
-            }
-        }
-        let leaf = merkle::leaf_hash(&bytes);
-        frontier.push(leaf);
-        prev = Some(leaf);
+        let link = chain
+            .check(index, &bytes)
+            .map_err(|e| format!("entry {index}: {e}"))?;
+        frontier.push(link.leaf);
         index += 1;
     }
     if index != cp.size {

@@ -8,7 +8,7 @@
 //! table key is a fixed-width part of the row key that orders the rows (a chunk kind
 //! picks the width); table keys ascend. Integers big-endian.
 
-use super::store::{StoreError, StoreResult};
+use crate::storage::{StoreError, StoreResult};
 
 /// A chunk is closed once its rows reach this many bytes. sled keeps up to 16 values in
 /// a leaf and writes a leaf above 128 KiB to a file of its own, rewritten as the leaf
@@ -57,7 +57,7 @@ pub fn fill<T>(rows: &[T], width: usize, cap: usize, value_len: impl Fn(&T) -> u
 }
 
 /// A parsed chunk, borrowing its bytes.
-pub struct Chunk<'a> {
+pub struct ChunkView<'a> {
     pub min: &'a [u8],
     pub max: &'a [u8],
     count: usize,
@@ -72,7 +72,7 @@ fn key_at(raw: &[u8], at: usize) -> StoreResult<(&[u8], usize)> {
     Ok((raw.get(at + 2..at + 2 + n).ok_or_else(corrupt)?, at + 2 + n))
 }
 
-impl<'a> Chunk<'a> {
+impl<'a> ChunkView<'a> {
     /// Parse a chunk whose table keys are `width` bytes.
     pub fn parse(raw: &'a [u8], width: usize) -> StoreResult<Self> {
         let (min, at) = key_at(raw, 0)?;
@@ -153,14 +153,14 @@ mod tests {
             .map(|(k, v)| (&k[..], v.as_slice()))
             .collect();
         let raw = encode(b"lo", b"hi", &rows);
-        let c = Chunk::parse(&raw, 8).unwrap();
+        let c = ChunkView::parse(&raw, 8).unwrap();
         assert_eq!((c.min, c.max, c.len()), (&b"lo"[..], &b"hi"[..], 40));
         assert_eq!(c.rows().unwrap(), rows);
         for (k, v) in &rows {
             assert_eq!(c.find(k).unwrap(), Some(*v));
         }
         assert_eq!(c.find(&4u64.to_be_bytes()).unwrap(), None);
-        assert!(Chunk::parse(&raw[..raw.len() / 2], 8)
+        assert!(ChunkView::parse(&raw[..raw.len() / 2], 8)
             .and_then(|c| c.rows())
             .is_err());
         assert_eq!(fill(&vals, 8, 100, |v| v.len()), 6);

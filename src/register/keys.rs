@@ -1,0 +1,218 @@
+//! Every key the register and the tokens write: projection rows and vault rows, and the
+//! declaration of which of their families a storage driver may pack ([`packing`]).
+//!
+//! Keys are bytes: parts joined by a 0 byte (ids and versions never contain one), fixed
+//! numbers big-endian so that keys sort as the numbers do. Nothing below the register
+//! (the log, the storage drivers) knows these layouts; a driver learns only what
+//! [`packing`] tells it, so a change here changes what it packs with it.
+
+use sha2::{Digest, Sha256};
+
+use crate::storage::{GroupedRows, IndexedRows, Packing, RunRows};
+
+/// Join key parts with a 0 byte.
+pub(crate) fn key(parts: &[&[u8]]) -> Vec<u8> {
+    let mut k = Vec::new();
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            k.push(0);
+        }
+        k.extend_from_slice(p);
+    }
+    k
+}
+
+/// `parts` joined, with a closing 0: the prefix of every key that extends them.
+fn prefix(parts: &[&[u8]]) -> Vec<u8> {
+    let mut k = key(parts);
+    k.push(0);
+    k
+}
+
+// --- The register's projection rows ---
+
+pub(crate) fn system_key(id: &str) -> Vec<u8> {
+    key(&[b"sys", id.as_bytes()])
+}
+
+pub(crate) fn revision_key(id: &str, rev: u32) -> Vec<u8> {
+    key(&[b"sysrev", id.as_bytes(), &rev.to_be_bytes()])
+}
+
+pub(crate) fn revision_prefix(id: &str) -> Vec<u8> {
+    prefix(&[b"sysrev", id.as_bytes()])
+}
+
+pub(crate) fn version_key(system: &str, version: &str) -> Vec<u8> {
+    key(&[b"mv", system.as_bytes(), version.as_bytes()])
+}
+
+pub(crate) fn version_prefix(system: &str) -> Vec<u8> {
+    prefix(&[b"mv", system.as_bytes()])
+}
+
+pub(crate) fn test_key(system: &str, version: &str, id: u64) -> Vec<u8> {
+    key(&[
+        b"test",
+        system.as_bytes(),
+        version.as_bytes(),
+        &id.to_be_bytes(),
+    ])
+}
+
+pub(crate) fn test_prefix(system: &str, version: &str) -> Vec<u8> {
+    prefix(&[b"test", system.as_bytes(), version.as_bytes()])
+}
+
+/// A decision by its caller-chosen id (idempotency).
+pub(crate) fn id_key(system: &str, decision_id: &str) -> Vec<u8> {
+    key(&[b"dec", system.as_bytes(), decision_id.as_bytes()])
+}
+
+/// The prefix of every trail row: the trail family the sled driver packs.
+const TRAIL: &[u8] = b"trail\0";
+/// A trail row's tail after its system: occurred_at ‖ index.
+const TRAIL_SUFFIX: usize = 16;
+
+/// The trail of one system: `trail ‖ 0 ‖ system ‖ 0`.
+pub(crate) fn trail_prefix(system: &str) -> Vec<u8> {
+    [TRAIL, system.as_bytes(), &[0]].concat()
+}
+
+/// A system's decision trail, in time order: `trail ‖ 0 ‖ system ‖ 0 ‖ occurred_at ‖ index`.
+pub fn trail_key(system: &str, occurred_at: u64, index: u64) -> Vec<u8> {
+    let mut k = trail_prefix(system);
+    k.extend_from_slice(&occurred_at.to_be_bytes());
+    k.extend_from_slice(&index.to_be_bytes());
+    k
+}
+
+// --- The tokens' projection rows ---
+
+const TOKEN_NAME: &[u8] = b"tok/n/";
+const TOKEN_HASH: &[u8] = b"tok/h/";
+
+pub(crate) fn token_name_key(name: &str) -> Vec<u8> {
+    [TOKEN_NAME, name.as_bytes()].concat()
+}
+
+pub(crate) fn token_hash_key(hash: &[u8]) -> Vec<u8> {
+    [TOKEN_HASH, hash].concat()
+}
+
+/// Every token row by name.
+pub(crate) fn token_names() -> &'static [u8] {
+    TOKEN_NAME
+}
+
+// --- The vault's rows ---
+
+const DECISION: &[u8] = b"d/";
+const SUBJECT: &[u8] = b"s/";
+const EXPIRY: &[u8] = b"x/";
+
+/// A decision's openings (values and salts): `d/ ‖ index`.
+pub fn decision_key(index: u64) -> Vec<u8> {
+    [DECISION, &index.to_be_bytes()[..]].concat()
+}
+
+/// The subject index key: a digest of the subject reference (the index lives in the vault).
+pub fn subject_digest(subject_ref: &str) -> [u8; 32] {
+    Sha256::digest(subject_ref.as_bytes()).into()
+}
+
+/// The subject index key: `s/ ‖ SHA-256(subject_ref) ‖ occurred_at ‖ index` (both
+/// big-endian), so a subject's decisions are one range in time order, and a page of
+/// them, or of one system's decisions about them, is a range read.
+pub fn subject_key(subject_ref: &str, occurred_at: u64, index: u64) -> Vec<u8> {
+    let mut k = subject_prefix(subject_ref);
+    k.extend_from_slice(&occurred_at.to_be_bytes());
+    k.extend_from_slice(&index.to_be_bytes());
+    k
+}
+
+/// (occurred_at, index) of a subject index key.
+pub(crate) fn subject_position(key: &[u8]) -> Option<(u64, u64)> {
+    let tail = key.get(key.len().checked_sub(16)?..)?;
+    Some((
+        u64::from_be_bytes(tail[..8].try_into().ok()?),
+        u64::from_be_bytes(tail[8..].try_into().ok()?),
+    ))
+}
+
+pub(crate) fn subject_prefix(subject_ref: &str) -> Vec<u8> {
+    [SUBJECT, &subject_digest(subject_ref)[..]].concat()
+}
+
+/// The expiry index: when a decision's personal data may be shredded:
+/// `x/ ‖ expires_at ‖ index`.
+pub fn expiry_key(expires_at: u64, index: u64) -> Vec<u8> {
+    [
+        EXPIRY,
+        &expires_at.to_be_bytes()[..],
+        &index.to_be_bytes()[..],
+    ]
+    .concat()
+}
+
+/// Every expiry row.
+pub(crate) fn expiry_prefix() -> &'static [u8] {
+    EXPIRY
+}
+
+/// The row families written once per decision, which a driver whose cost is per key
+/// may pack: the trail (a system's rows arrive in time order), the decisions' openings
+/// (by index) and the expiry index (by time, then index) in the vault, and the subject
+/// index (keys anywhere: kept as runs).
+pub fn packing() -> Packing {
+    Packing {
+        grouped: Some(GroupedRows {
+            prefix: TRAIL,
+            suffix: TRAIL_SUFFIX,
+        }),
+        indexed: vec![
+            IndexedRows {
+                prefix: DECISION,
+                key_len: DECISION.len() + 8,
+                sorts_by_index: true,
+            },
+            IndexedRows {
+                prefix: EXPIRY,
+                key_len: EXPIRY.len() + 8 + 8,
+                sorts_by_index: false,
+            },
+        ],
+        runs: Some(RunRows {
+            prefix: SUBJECT,
+            key_len: SUBJECT.len() + 32 + 8 + 8,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_declared_families_match_the_keys_written() {
+        let p = packing();
+        let g = p.grouped.unwrap();
+        let trail = trail_key("sys", 7, 9);
+        assert!(trail.starts_with(g.prefix));
+        assert_eq!(trail.len(), trail_prefix("sys").len() + g.suffix);
+        let by_layout = [
+            (decision_key(3), &p.indexed[0]),
+            (expiry_key(5, 3), &p.indexed[1]),
+        ];
+        for (k, family) in by_layout {
+            assert!(k.starts_with(family.prefix));
+            assert_eq!(k.len(), family.key_len);
+            assert_eq!(k[k.len() - 8..], 3u64.to_be_bytes());
+        }
+        let runs = p.runs.unwrap();
+        let s = subject_key("someone", 5, 3);
+        assert!(s.starts_with(runs.prefix));
+        assert_eq!(s.len(), runs.key_len);
+        assert_eq!(subject_position(&s), Some((5, 3)));
+    }
+}
