@@ -324,6 +324,43 @@ fn ensure(cond: bool, msg: impl Into<String>) -> Result<(), String> {
 /// Check a bundle offline with nothing but the verifier key. Every failed check is named.
 pub fn verify(bundle: &Bundle, key: &NoteVerifier) -> Report {
     let mut rep = Report { checks: Vec::new() };
+    let Some(cp) = check_envelope(bundle, key, &mut rep) else {
+        return rep;
+    };
+    let entries = Verified(check_entries(bundle, &cp, &mut rep));
+    let Some((_, de, db)) = entries.one("decision") else {
+        rep.check("decision", Err("no verified decision entry".into()));
+        return rep;
+    };
+    let s = &bundle.summary;
+    check_decision(s, de, db, &mut rep);
+    let (d_index, version) = (de.index, &db["model_version"]);
+    let reviews = check_version_and_reviews(s, &entries, d_index, version, &mut rep);
+    check_tests(&entries, &reviews, version, &mut rep);
+    check_in_service(&entries, d_index, version, &mut rep);
+    check_register_revision(s, &entries, d_index, &mut rep);
+    check_openings(bundle, db, &mut rep);
+    rep
+}
+
+/// An entry of the bundle that verified: its place in the bundle, decoded, as JSON.
+type Decoded<'a> = (&'a BundleEntry, RawEntry, Value);
+
+/// The bundle's verified entries, by role.
+struct Verified<'a>(Vec<Decoded<'a>>);
+
+impl<'a> Verified<'a> {
+    fn one(&self, role: &str) -> Option<&Decoded<'a>> {
+        self.0.iter().find(|(b, _, _)| b.role == role)
+    }
+
+    fn all(&self, role: &str) -> Vec<&Decoded<'a>> {
+        self.0.iter().filter(|(b, _, _)| b.role == role).collect()
+    }
+}
+
+/// The format, the key named, and the signed checkpoint (none: nothing else can be checked).
+fn check_envelope(bundle: &Bundle, key: &NoteVerifier, rep: &mut Report) -> Option<Checkpoint> {
     rep.check(
         "format",
         ensure(
@@ -345,7 +382,7 @@ pub fn verify(bundle: &Bundle, key: &NoteVerifier) -> Report {
         }
         Err(e) => {
             rep.check("checkpoint signature", Err(e.to_string()));
-            return rep;
+            return None;
         }
     };
     rep.check(
@@ -355,8 +392,12 @@ pub fn verify(bundle: &Bundle, key: &NoteVerifier) -> Report {
             "tree_size differs from the signed checkpoint",
         ),
     );
+    Some(cp)
+}
+
+/// Entries: bytes hash to the leaf, the leaf is in the signed tree, the entry is what it says.
+fn check_entries<'a>(bundle: &'a Bundle, cp: &Checkpoint, rep: &mut Report) -> Vec<Decoded<'a>> {
     let s = &bundle.summary;
-    // Entries: bytes hash to the leaf, the leaf is in the signed tree, the entry is what it says.
     let mut decoded: Vec<(&BundleEntry, RawEntry, Value)> = Vec::new();
     for be in &bundle.entries {
         let name = format!("entry {} ({})", be.index, be.role);
@@ -392,17 +433,11 @@ pub fn verify(bundle: &Bundle, key: &NoteVerifier) -> Report {
             Err(e) => rep.check(name, Err(e)),
         }
     }
-    let one = |role: &str| decoded.iter().find(|(b, _, _)| b.role == role);
-    let all = |role: &str| {
-        decoded
-            .iter()
-            .filter(|(b, _, _)| b.role == role)
-            .collect::<Vec<_>>()
-    };
-    let Some((_, de, db)) = one("decision") else {
-        rep.check("decision", Err("no verified decision entry".into()));
-        return rep;
-    };
+    decoded
+}
+
+/// The decision entry is the one the summary names.
+fn check_decision(s: &Summary, de: &RawEntry, db: &Value, rep: &mut Report) {
     rep.check(
         "decision is what the summary says",
         ensure(
@@ -413,16 +448,24 @@ pub fn verify(bundle: &Bundle, key: &NoteVerifier) -> Report {
             "decision entry disagrees with the summary (id, index or model version)",
         ),
     );
-    let d_index = de.index;
-    let version = db["model_version"].clone();
-    // The model version.
-    let registrant = match one("model_version") {
+}
+
+/// The version's registration, and its reviews: all of this version, all before the
+/// decision; the latest approves it, by someone else. Returns the reviews.
+fn check_version_and_reviews<'b, 'a>(
+    s: &Summary,
+    entries: &'b Verified<'a>,
+    d_index: u64,
+    version: &Value,
+    rep: &mut Report,
+) -> Vec<&'b Decoded<'a>> {
+    let registrant = match entries.one("model_version") {
         Some((_, e, b)) => {
             rep.check(
                 "model version registration",
                 ensure(
                     e.kind == crate::register::VERSION_REGISTERED
-                        && b["version"] == version
+                        && b["version"] == *version
                         && e.index < d_index
                         && e.actor == s.version_registered_by,
                     "not the registration of the decision's version before it",
@@ -436,14 +479,14 @@ pub fn verify(bundle: &Bundle, key: &NoteVerifier) -> Report {
         }
     };
     // Reviews: all of this version, all before the decision; the latest approves it, by someone else.
-    let reviews = all("review");
+    let reviews = entries.all("review");
     rep.check(
         "reviews are of this version and before the decision",
         ensure(
             !reviews.is_empty()
                 && reviews.iter().all(|(_, e, b)| {
                     e.kind == crate::register::REVIEW_RECORDED
-                        && b["version"] == version
+                        && b["version"] == *version
                         && e.index < d_index
                 }),
             "a review is missing, of another version, or after the decision",
@@ -472,18 +515,27 @@ pub fn verify(bundle: &Bundle, key: &NoteVerifier) -> Report {
             ),
         );
     }
-    // Tests: of this version, and cited as evidence by an included review.
+    reviews
+}
+
+/// Tests: of this version, and cited as evidence by an included review.
+fn check_tests(
+    entries: &Verified<'_>,
+    reviews: &[&Decoded<'_>],
+    version: &Value,
+    rep: &mut Report,
+) {
     let cited: Vec<u64> = reviews
         .iter()
         .flat_map(|(_, _, b)| b["evidence"].as_array().cloned().unwrap_or_default())
         .filter_map(|v| v.as_u64())
         .collect();
-    for (be, e, b) in all("test") {
+    for (be, e, b) in entries.all("test") {
         rep.check(
             format!("test {} is evidence for this version", be.index),
             ensure(
                 e.kind == crate::register::TEST_RECORDED
-                    && b["version"] == version
+                    && b["version"] == *version
                     && cited.contains(&e.index),
                 "not a cited test of this version",
             ),
@@ -492,16 +544,22 @@ pub fn verify(bundle: &Bundle, key: &NoteVerifier) -> Report {
     for t in &cited {
         rep.check(
             format!("cited test {t} is in the bundle"),
-            ensure(all("test").iter().any(|(_, e, _)| e.index == *t), "missing"),
+            ensure(
+                entries.all("test").iter().any(|(_, e, _)| e.index == *t),
+                "missing",
+            ),
         );
     }
-    // In service at the decision: deployed before it, not retired before it.
-    match one("deployment") {
+}
+
+/// In service at the decision: deployed before it, not retired before it.
+fn check_in_service(entries: &Verified<'_>, d_index: u64, version: &Value, rep: &mut Report) {
+    match entries.one("deployment") {
         Some((_, e, b)) => rep.check(
             "the version was deployed before the decision",
             ensure(
                 e.kind == crate::register::VERSION_DEPLOYED
-                    && b["version"] == version
+                    && b["version"] == *version
                     && e.index < d_index,
                 "deployment is of another version or after the decision",
             ),
@@ -511,19 +569,22 @@ pub fn verify(bundle: &Bundle, key: &NoteVerifier) -> Report {
             Err("no deployment entry".into()),
         ),
     }
-    if let Some((_, e, b)) = one("retirement") {
+    if let Some((_, e, b)) = entries.one("retirement") {
         rep.check(
             "the version was not retired before the decision",
             ensure(
                 e.kind == crate::register::VERSION_RETIRED
-                    && b["version"] == version
+                    && b["version"] == *version
                     && e.index > d_index,
                 "retired before the decision",
             ),
         );
     }
-    // The register revision in force.
-    match one("register_revision") {
+}
+
+/// The register revision in force at the decision.
+fn check_register_revision(s: &Summary, entries: &Verified<'_>, d_index: u64, rep: &mut Report) {
+    match entries.one("register_revision") {
         Some((_, e, b)) => {
             let rev = b["revision"].as_u64().unwrap_or(0);
             rep.check(
@@ -536,7 +597,7 @@ pub fn verify(bundle: &Bundle, key: &NoteVerifier) -> Report {
                     "not a register revision before the decision, or not the one the summary names",
                 ),
             );
-            if let Some((_, ne, nb)) = one("next_register_revision") {
+            if let Some((_, ne, nb)) = entries.one("next_register_revision") {
                 rep.check(
                     "register revision was the one in force",
                     ensure(
@@ -551,7 +612,11 @@ pub fn verify(bundle: &Bundle, key: &NoteVerifier) -> Report {
             Err("missing".into()),
         ),
     }
-    // Openings of the personal fields.
+}
+
+/// The openings of the personal fields open the decision's commitments (or are erased).
+fn check_openings(bundle: &Bundle, db: &Value, rep: &mut Report) {
+    let s = &bundle.summary;
     let commitment = |field: &str| db[field].as_str().and_then(|h| hash_of(h).ok());
     let check_open = |o: &OpeningView, c: Option<Hash>| -> Result<(), String> {
         let salt: [u8; 32] = hex::decode(&o.salt)
@@ -587,5 +652,4 @@ pub fn verify(bundle: &Bundle, key: &NoteVerifier) -> Report {
             ),
         ),
     }
-    rep
 }

@@ -62,14 +62,61 @@ pub fn run(
     token: Option<&str>,
     state_path: Option<&Path>,
 ) -> Result<MonitorReport, Alert> {
-    let url = url.trim_end_matches('/');
-    let client = reqwest::blocking::Client::builder()
-        .timeout(std::time::Duration::from_secs(60))
-        .build()
+    let server = Server::new(url, token)?;
+    let note = server
+        .get("/v1/log/checkpoint")?
+        .text()
         .map_err(|e| Alert::Unreachable(e.to_string()))?;
-    let get = |path: &str| -> Result<reqwest::blocking::Response, Alert> {
-        let mut r = client.get(format!("{url}{path}"));
-        if let Some(t) = token {
+    let cp = Checkpoint::open(&note, key).map_err(|e| Alert::BadSignature(e.to_string()))?;
+    let old = load_state(state_path)?;
+    let (mut frontier, prev, start) = match &old {
+        Some(s) => resume(&server, s, &cp)?,
+        None => (Frontier::new(), [0u8; 32], 0),
+    };
+    let prev = follow(&server, &cp, &mut frontier, prev, start)?;
+    if frontier.root() != cp.root {
+        return Err(Alert::Rewrite {
+            index: start,
+            reason: format!(
+                "the entries from {start} do not produce the signed root of size {}",
+                cp.size
+            ),
+        });
+    }
+    if let Some(p) = state_path {
+        save_state(p, &cp, prev, &frontier, note)?;
+    }
+    Ok(MonitorReport {
+        previous_size: start,
+        size: cp.size,
+        new_entries: cp.size - start,
+        root: cp.root,
+    })
+}
+
+/// The log's server, as the monitor reads it.
+struct Server<'a> {
+    client: reqwest::blocking::Client,
+    url: &'a str,
+    token: Option<&'a str>,
+}
+
+impl<'a> Server<'a> {
+    fn new(url: &'a str, token: Option<&'a str>) -> Result<Self, Alert> {
+        let client = reqwest::blocking::Client::builder()
+            .timeout(std::time::Duration::from_secs(60))
+            .build()
+            .map_err(|e| Alert::Unreachable(e.to_string()))?;
+        Ok(Self {
+            client,
+            url: url.trim_end_matches('/'),
+            token,
+        })
+    }
+
+    fn get(&self, path: &str) -> Result<reqwest::blocking::Response, Alert> {
+        let mut r = self.client.get(format!("{}{path}", self.url));
+        if let Some(t) = self.token {
             r = r.bearer_auth(t);
         }
         let res = r
@@ -82,80 +129,93 @@ pub fn run(
             )));
         }
         Ok(res)
-    };
-    let note = get("/v1/log/checkpoint")?
-        .text()
-        .map_err(|e| Alert::Unreachable(e.to_string()))?;
-    let cp = Checkpoint::open(&note, key).map_err(|e| Alert::BadSignature(e.to_string()))?;
+    }
+}
 
-    let old: Option<MonitorState> = match state_path {
+/// What the last run saw, if a state file holds it.
+fn load_state(state_path: Option<&Path>) -> Result<Option<MonitorState>, Alert> {
+    match state_path {
         Some(p) if p.exists() => {
             let text = std::fs::read_to_string(p)
                 .map_err(|e| Alert::Unreachable(format!("state file: {e}")))?;
-            Some(
-                serde_json::from_str(&text)
-                    .map_err(|e| Alert::Unreachable(format!("state file: {e}")))?,
-            )
+            Ok(Some(serde_json::from_str(&text).map_err(|e| {
+                Alert::Unreachable(format!("state file: {e}"))
+            })?))
         }
-        _ => None,
-    };
-    let (mut frontier, mut prev, start) = match &old {
-        Some(s) => {
-            if s.origin != cp.origin {
-                return Err(Alert::Fork(format!(
-                    "the state file is for log {:?}, not {:?}",
-                    s.origin, cp.origin
-                )));
-            }
-            let old_root = h(&s.root)?;
-            if cp.size < s.size {
-                return Err(Alert::Rollback {
-                    old: s.size,
-                    new: cp.size,
-                });
-            }
-            if cp.size == s.size && cp.root != old_root {
-                return Err(Alert::Fork(format!(
-                    "two different signed roots for size {}",
-                    cp.size
-                )));
-            }
-            if cp.size > s.size && s.size > 0 {
-                #[derive(Deserialize)]
-                struct P {
-                    hashes: Vec<String>,
-                }
-                let p: P = get(&format!(
-                    "/v1/log/proofs/consistency?from={}&to={}",
-                    s.size, cp.size
-                ))?
-                .json()
-                .map_err(|e| Alert::Unreachable(e.to_string()))?;
-                let proof = p
-                    .hashes
-                    .iter()
-                    .map(|x| h(x))
-                    .collect::<Result<Vec<_>, _>>()?;
-                merkle::verify_consistency(s.size, cp.size, &old_root, &cp.root, &proof).map_err(
-                    |e| {
-                        Alert::Fork(format!(
-                            "checkpoint {} is not an extension of the {} seen before: {e}",
-                            cp.size, s.size
-                        ))
-                    },
-                )?;
-            }
-            let nodes = s
-                .frontier
-                .iter()
-                .map(|(l, x)| Ok((*l, h(x)?)))
-                .collect::<Result<Vec<_>, Alert>>()?;
-            let f = Frontier::from_nodes(nodes)
-                .ok_or_else(|| Alert::Unreachable("state file frontier is malformed".into()))?;
-            (f, h(&s.last_leaf)?, s.size)
+        _ => Ok(None),
+    }
+}
+
+/// The new checkpoint must extend the one seen before (same origin, no rollback, the
+/// same root at the same size, a consistency proof otherwise); returns where to go on
+/// from: (the right edge seen, its last leaf, its size).
+fn resume(
+    server: &Server<'_>,
+    s: &MonitorState,
+    cp: &Checkpoint,
+) -> Result<(Frontier, Hash, u64), Alert> {
+    if s.origin != cp.origin {
+        return Err(Alert::Fork(format!(
+            "the state file is for log {:?}, not {:?}",
+            s.origin, cp.origin
+        )));
+    }
+    let old_root = h(&s.root)?;
+    if cp.size < s.size {
+        return Err(Alert::Rollback {
+            old: s.size,
+            new: cp.size,
+        });
+    }
+    if cp.size == s.size && cp.root != old_root {
+        return Err(Alert::Fork(format!(
+            "two different signed roots for size {}",
+            cp.size
+        )));
+    }
+    if cp.size > s.size && s.size > 0 {
+        #[derive(Deserialize)]
+        struct P {
+            hashes: Vec<String>,
         }
-        None => (Frontier::new(), [0u8; 32], 0),
-    };
+        let p: P = server
+            .get(&format!(
+                "/v1/log/proofs/consistency?from={}&to={}",
+                s.size, cp.size
+            ))?
+            .json()
+            .map_err(|e| Alert::Unreachable(e.to_string()))?;
+        let proof = p
+            .hashes
+            .iter()
+            .map(|x| h(x))
+            .collect::<Result<Vec<_>, _>>()?;
+        merkle::verify_consistency(s.size, cp.size, &old_root, &cp.root, &proof).map_err(|e| {
+            Alert::Fork(format!(
+                "checkpoint {} is not an extension of the {} seen before: {e}",
+                cp.size, s.size
+            ))
+        })?;
+    }
+    let nodes = s
+        .frontier
+        .iter()
+        .map(|(l, x)| Ok((*l, h(x)?)))
+        .collect::<Result<Vec<_>, Alert>>()?;
+    let f = Frontier::from_nodes(nodes)
+        .ok_or_else(|| Alert::Unreachable("state file frontier is malformed".into()))?;
+    Ok((f, h(&s.last_leaf)?, s.size))
+}
+
+/// Read the entries from `start` to the checkpoint's size, checking their chain and
+/// extending `frontier`; returns the last leaf.
+fn follow(
+    server: &Server<'_>,
+    cp: &Checkpoint,
+    frontier: &mut Frontier,
+    mut prev: Hash,
+    start: u64,
+) -> Result<Hash, Alert> {
     #[derive(Deserialize)]
     struct Page {
         entries: Vec<E>,
@@ -171,7 +231,8 @@ pub fn run(
     let mut chain = Chain::resume(start, Some(prev), 0);
     while next < cp.size {
         let limit = (cp.size - next).min(1000);
-        let page: Page = get(&format!("/v1/log/entries?start={next}&limit={limit}"))?
+        let page: Page = server
+            .get(&format!("/v1/log/entries?start={next}&limit={limit}"))?
             .json()
             .map_err(|e| Alert::Unreachable(e.to_string()))?;
         if page.entries.is_empty() {
@@ -203,37 +264,32 @@ pub fn run(
             }
         }
     }
-    if frontier.root() != cp.root {
-        return Err(Alert::Rewrite {
-            index: start,
-            reason: format!(
-                "the entries from {start} do not produce the signed root of size {}",
-                cp.size
-            ),
-        });
-    }
-    if let Some(p) = state_path {
-        let st = MonitorState {
-            origin: cp.origin.clone(),
-            size: cp.size,
-            root: hex::encode(cp.root),
-            last_leaf: hex::encode(prev),
-            frontier: frontier
-                .nodes()
-                .iter()
-                .map(|(l, x)| (*l, hex::encode(x)))
-                .collect(),
-            checkpoint: note,
-        };
-        let tmp = p.with_extension("tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(&st).expect("state encodes"))
-            .map_err(|e| Alert::Unreachable(format!("state file: {e}")))?;
-        std::fs::rename(&tmp, p).map_err(|e| Alert::Unreachable(format!("state file: {e}")))?;
-    }
-    Ok(MonitorReport {
-        previous_size: start,
+    Ok(prev)
+}
+
+/// Keep what this run saw for the next one (written whole, then renamed).
+fn save_state(
+    p: &Path,
+    cp: &Checkpoint,
+    prev: Hash,
+    frontier: &Frontier,
+    note: String,
+) -> Result<(), Alert> {
+    let st = MonitorState {
+        origin: cp.origin.clone(),
         size: cp.size,
-        new_entries: cp.size - start,
-        root: cp.root,
-    })
+        root: hex::encode(cp.root),
+        last_leaf: hex::encode(prev),
+        frontier: frontier
+            .nodes()
+            .iter()
+            .map(|(l, x)| (*l, hex::encode(x)))
+            .collect(),
+        checkpoint: note,
+    };
+    let tmp = p.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(&st).expect("state encodes"))
+        .map_err(|e| Alert::Unreachable(format!("state file: {e}")))?;
+    std::fs::rename(&tmp, p).map_err(|e| Alert::Unreachable(format!("state file: {e}")))?;
+    Ok(())
 }

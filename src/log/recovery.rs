@@ -7,43 +7,15 @@ use super::chain::Chain;
 use super::merkle::{self, NodeSource};
 use super::note::{Checkpoint, NoteVerifier};
 use super::sequencer::{self, Published, WriterState};
-use super::tiles::{TileBuilder, TileReader};
+use super::tiles::TileReader;
 use super::LedgerError;
-use crate::storage::{try_for_each_entry, Head, Store, StoreError};
+use crate::storage::{try_for_each_entry, Head, Store};
 
 fn bad(index: u64, reason: impl Into<String>) -> LedgerError {
     LedgerError::Inconsistent {
         index,
         reason: reason.into(),
     }
-}
-
-/// The writer's state at `head`, from the stored tiles: the right edge of the tile
-/// store, and the frontier, whose root must be the head's.
-pub(crate) fn writer_state(store: &dyn Store, head: Head) -> Result<WriterState, LedgerError> {
-    let tiles = TileBuilder::load(
-        head.size,
-        |id| store.tile(id),
-        |id| StoreError::Corrupt(format!("tile {id:?} is missing")),
-    )?;
-    let mut reader = TileReader::new(|id| store.tile(id));
-    let edge = merkle::right_edge(&mut reader, head.size)
-        .map_err(|e| bad(head.size.saturating_sub(1), e.to_string()))?;
-    let mut frontier = merkle::Frontier::new();
-    for (level, hash) in edge {
-        frontier.push_subtree(level, hash);
-    }
-    if frontier.root() != head.root {
-        return Err(bad(
-            head.size.saturating_sub(1),
-            "stored tree hashes do not reproduce the head's root",
-        ));
-    }
-    Ok(WriterState {
-        head,
-        frontier_tiles: tiles,
-        frontier,
-    })
 }
 
 /// Recovery on open: the head must agree with the last signed checkpoint, the tiles
@@ -73,7 +45,7 @@ pub(crate) fn recover(
         ));
     }
     check_tail(store, &mut reader, head)?;
-    let state = writer_state(store, head)?;
+    let state = WriterState::load(store, head)?;
     Ok((
         state,
         Published {

@@ -14,6 +14,7 @@ use super::merkle::{self, Frontier, Hash};
 use super::note::{Checkpoint, NoteSigner};
 use super::staging::{ns_key, split_writes, ReadCache, Staging, Writes, NS_PROJECTION};
 use super::tiles::{TileBuilder, TileCache, TileReader};
+use super::LedgerError;
 use crate::storage::{CommitBatch, Head, Store, StoreError};
 
 /// Most entries sequenced in one batch; larger jobs are never split.
@@ -124,6 +125,39 @@ pub(crate) struct WriterState {
     pub head: Head,
     pub frontier_tiles: TileBuilder,
     pub frontier: Frontier,
+}
+
+impl WriterState {
+    /// The writer's state at `head`, from the stored tiles: the right edge of the tile
+    /// store, and the frontier, whose root must be the head's.
+    pub(crate) fn load(store: &dyn Store, head: Head) -> Result<Self, LedgerError> {
+        let tiles = TileBuilder::load(
+            head.size,
+            |id| store.tile(id),
+            |id| StoreError::Corrupt(format!("tile {id:?} is missing")),
+        )?;
+        let mut reader = TileReader::new(|id| store.tile(id));
+        let edge =
+            merkle::right_edge(&mut reader, head.size).map_err(|e| LedgerError::Inconsistent {
+                index: head.size.saturating_sub(1),
+                reason: e.to_string(),
+            })?;
+        let mut frontier = merkle::Frontier::new();
+        for (level, hash) in edge {
+            frontier.push_subtree(level, hash);
+        }
+        if frontier.root() != head.root {
+            return Err(LedgerError::Inconsistent {
+                index: head.size.saturating_sub(1),
+                reason: "stored tree hashes do not reproduce the head's root".into(),
+            });
+        }
+        Ok(WriterState {
+            head,
+            frontier_tiles: tiles,
+            frontier,
+        })
+    }
 }
 
 /// The stored checkpoint at `head`, once its signature verifies and it names the head.
@@ -252,8 +286,7 @@ impl<E: Send + 'static> Sequencer<E> {
                 )));
             }
         }
-        let state = super::recovery::writer_state(&*self.store, head)
-            .map_err(|e| corrupt(e.to_string()))?;
+        let state = WriterState::load(&*self.store, head).map_err(|e| corrupt(e.to_string()))?;
         let checkpoint = stored_checkpoint(&*self.store, &self.signer.verifier(), head)?;
         self.state = state;
         publish(&self.published, checkpoint);

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::models::{VersionRecord, VersionStatus};
-use super::systems::{SystemRecord, SystemStatus};
+use super::systems::{Policy, SystemRecord, SystemStatus};
 use super::{decisions, models, rfc3339};
 use crate::error::AppError;
 use crate::log::entry::{self, Entry};
@@ -149,6 +149,46 @@ pub fn findings(store: &dyn Store, sys: &SystemRecord, now: u64) -> Result<Vec<F
     Ok(out)
 }
 
+/// The findings a kind of test can raise on a deployed version.
+struct TestRule {
+    kind: &'static str,
+    missing: &'static str,
+    failing: &'static str,
+    stale: &'static str,
+    /// Whether a missing test is a finding even when the policy sets no maximum age.
+    missing_always: bool,
+    max_age_days: Option<u32>,
+    failing_text: fn(&str, u64) -> String,
+}
+
+/// Bias tests are always required; drift tests once the policy gives them an age.
+fn test_rules(policy: &Policy) -> [TestRule; 2] {
+    [
+        TestRule {
+            kind: "bias",
+            missing: "bias_test_missing",
+            failing: "bias_test_failing",
+            stale: "bias_test_stale",
+            missing_always: true,
+            max_age_days: policy.max_bias_test_age_days,
+            failing_text: |name, id| {
+                format!("deployed version {name}'s latest bias test (entry {id}) failed")
+            },
+        },
+        TestRule {
+            kind: "drift",
+            missing: "drift_test_missing",
+            failing: "retraining_trigger",
+            stale: "drift_test_stale",
+            missing_always: false,
+            max_age_days: policy.max_drift_test_age_days,
+            failing_text: |name, id| {
+                format!("the latest drift test of {name} (entry {id}) detected drift: retrain or re-validate")
+            },
+        },
+    ]
+}
+
 fn deployed_findings(
     store: &dyn Store,
     sys: &SystemRecord,
@@ -168,75 +208,41 @@ fn deployed_findings(
             .max_by_key(|t| t.time)
             .cloned()
     };
-    // Bias.
-    match newest("bias") {
-        None => out.push(finding(
-            "bias_test_missing",
-            format!("deployed version {name} has no bias test"),
-            vec![deployed_index],
-            deployed_at,
-            Some(name),
-        )),
-        Some(t) => {
-            if !t.passed {
-                out.push(finding(
-                    "bias_test_failing",
-                    format!(
-                        "deployed version {name}'s latest bias test (entry {}) failed",
-                        t.id
-                    ),
-                    vec![t.id],
-                    t.time,
-                    Some(name),
-                ));
-            }
-            if let Some(max) = policy.max_bias_test_age_days {
-                let limit = t.time + u64::from(max) * DAY;
-                if now > limit {
+    // Bias and drift: missing, failing, stale (the same three checks per kind).
+    for rule in test_rules(policy) {
+        match newest(rule.kind) {
+            None if rule.missing_always || rule.max_age_days.is_some() => out.push(finding(
+                rule.missing,
+                format!("deployed version {name} has no {} test", rule.kind),
+                vec![deployed_index],
+                deployed_at,
+                Some(name),
+            )),
+            None => {}
+            Some(t) => {
+                if !t.passed {
                     out.push(finding(
-                        "bias_test_stale",
-                        format!(
-                            "the latest bias test of {name} (entry {}) is older than {max} days",
-                            t.id
-                        ),
+                        rule.failing,
+                        (rule.failing_text)(name, t.id),
                         vec![t.id],
-                        limit,
+                        t.time,
                         Some(name),
                     ));
                 }
-            }
-        }
-    }
-    // Drift.
-    match newest("drift") {
-        None => {
-            if policy.max_drift_test_age_days.is_some() {
-                out.push(finding(
-                    "drift_test_missing",
-                    format!("deployed version {name} has no drift test"),
-                    vec![deployed_index],
-                    deployed_at,
-                    Some(name),
-                ));
-            }
-        }
-        Some(t) => {
-            if !t.passed {
-                out.push(finding("retraining_trigger", format!("the latest drift test of {name} (entry {}) detected drift: retrain or re-validate", t.id), vec![t.id], t.time, Some(name)));
-            }
-            if let Some(max) = policy.max_drift_test_age_days {
-                let limit = t.time + u64::from(max) * DAY;
-                if now > limit {
-                    out.push(finding(
-                        "drift_test_stale",
-                        format!(
-                            "the latest drift test of {name} (entry {}) is older than {max} days",
-                            t.id
-                        ),
-                        vec![t.id],
-                        limit,
-                        Some(name),
-                    ));
+                if let Some(max) = rule.max_age_days {
+                    let limit = t.time + u64::from(max) * DAY;
+                    if now > limit {
+                        out.push(finding(
+                            rule.stale,
+                            format!(
+                                "the latest {} test of {name} (entry {}) is older than {max} days",
+                                rule.kind, t.id
+                            ),
+                            vec![t.id],
+                            limit,
+                            Some(name),
+                        ));
+                    }
                 }
             }
         }

@@ -99,15 +99,6 @@ pub struct SystemSpec {
     pub status: SystemStatus,
 }
 
-pub const KNOWN_REGULATIONS: &[&str] = &[
-    "eu-ai-act",
-    "gdpr-art22",
-    "nyc-ll144",
-    "iso-42001",
-    "colorado-sb24-205",
-    "gdpr",
-];
-
 impl SystemSpec {
     /// Check every field; errors name the field.
     pub fn validate(&self) -> Result<(), AppError> {
