@@ -1,10 +1,13 @@
 //! Audit trail on demand: decision trails, subject access, audit bundles verified
-//! offline, compliance findings, and log exports.
+//! offline, compliance findings, and log exports. One rule per test.
 
 mod common;
 
+use actix_web::body::MessageBody;
 use serde_json::{json, Value};
 use veritrail::audit::{self, Bundle};
+
+use common::{AppService, TestApp};
 
 struct World<S> {
     app: common::TestApp<S>,
@@ -42,171 +45,156 @@ fn decision_at(id: &str, v: &str, subject: &str, minute: u32, approved: bool) ->
     d
 }
 
-#[actix_web::test]
-async fn trails_subject_access_bundles_and_exports() {
-    let w = world().await;
-    let app = &w.app;
-    let v = app.state.ledger.verifier().clone();
-    for sys in ["credit", "loans"] {
-        assert_eq!(
-            app.post("/v1/systems", &w.officer, common::system(sys))
-                .await
-                .status,
-            201
-        );
-        assert_eq!(
-            app.post(
-                &format!("/v1/systems/{sys}/models"),
-                &w.pipeline,
-                common::version("1", None)
-            )
-            .await
-            .status,
-            201
-        );
-        let t = app
-            .post(
-                &format!("/v1/systems/{sys}/models/1/tests"),
-                &w.pipeline,
-                common::external_test(true),
-            )
-            .await
-            .json()["id"]
-            .clone();
-        let r = app
-            .post(
-                &format!("/v1/systems/{sys}/models/1/reviews"),
-                &w.officer,
-                json!({"outcome": "approved", "rationale": "ok", "evidence": [t]}),
-            )
-            .await;
-        assert_eq!(r.status, 201, "{}", r.text());
-        assert_eq!(
-            app.post(
-                &format!("/v1/systems/{sys}/models/1/deployments"),
-                &w.pipeline,
-                json!({})
-            )
-            .await
-            .status,
-            201
-        );
-    }
-    // 40 decisions on credit (v1), over 40 minutes, alternating outcome; subject s-3 also on loans.
-    for i in 0..40u32 {
-        let r = app
-            .post(
-                "/v1/systems/credit/decisions",
-                &w.pipeline,
-                decision_at(
-                    &format!("c-{i}"),
-                    "1",
-                    &format!("s-{}", i % 5),
-                    i,
-                    i % 2 == 0,
-                ),
-            )
-            .await;
-        assert_eq!(r.status, 201, "{}", r.text());
-    }
-    assert_eq!(
-        app.post(
-            "/v1/systems/loans/decisions",
-            &w.pipeline,
-            decision_at("l-1", "1", "s-3", 50, true)
-        )
-        .await
-        .status,
-        201
-    );
-    // The register is revised after the decisions: bundles must name the earlier revision.
+// Fixtures for this file.
+
+/// Register `sys` with version 1 through the gate (approved by officer-ana).
+async fn deployed_system<S: AppService<B>, B: MessageBody>(w: &World<S>, sys: &str) {
+    common::register_system(&w.app, &w.officer, sys).await;
+    common::deploy_version(&w.app, &w.pipeline, &w.officer, sys, "1", None).await;
+}
+
+/// Record `d` on `sys`; it must be new.
+async fn record<S: AppService<B>, B: MessageBody>(w: &World<S>, sys: &str, d: Value) {
+    let r = w
+        .app
+        .post(&format!("/v1/systems/{sys}/decisions"), &w.pipeline, d)
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+}
+
+/// Revise the register entry of "credit" (after the decisions, so bundles must name
+/// the earlier revision), then let version 2 (approved by officer-ben) supersede 1.
+async fn revise_and_supersede<S: AppService<B>, B: MessageBody>(w: &World<S>) {
     let mut rev = common::system("credit");
     rev["purpose"] = json!("changed later");
     assert_eq!(
-        app.put("/v1/systems/credit", &w.officer, rev).await.status,
+        w.app
+            .put("/v1/systems/credit", &w.officer, rev)
+            .await
+            .status,
         200
     );
-    // v2 supersedes v1.
-    assert_eq!(
-        app.post(
-            "/v1/systems/credit/models",
-            &w.pipeline,
-            common::version("2", Some("1"))
-        )
-        .await
-        .status,
-        201
-    );
-    assert_eq!(
-        app.post(
-            "/v1/systems/credit/models/2/tests",
-            &w.pipeline,
-            common::external_test(true)
-        )
-        .await
-        .status,
-        201
-    );
-    assert_eq!(
-        app.post(
-            "/v1/systems/credit/models/2/reviews",
-            &w.officer2,
-            json!({"outcome": "approved", "rationale": "ok"})
-        )
-        .await
-        .status,
-        201
-    );
-    assert_eq!(
-        app.post(
-            "/v1/systems/credit/models/2/deployments",
-            &w.pipeline,
-            json!({})
-        )
-        .await
-        .status,
-        201
-    );
-    assert_eq!(
-        app.post(
-            "/v1/systems/credit/decisions",
-            &w.pipeline,
-            decision_at("c-99", "2", "s-1", 59, true)
-        )
-        .await
-        .status,
-        201
-    );
+    common::deploy_version(&w.app, &w.pipeline, &w.officer2, "credit", "2", Some("1")).await;
+}
 
-    // Trails: pages with cursors cover everything once, newest first by default.
+/// Systems "credit" and "loans" deployed at version 1. On credit (v1), 40 decisions
+/// c-0..c-39 at 10:00..10:39, subject s-(i % 5), approved when i is even; on loans,
+/// l-1 for s-3 at 10:50. Then the register revised, v2 deployed on credit, and c-99
+/// (v2, s-1, 10:59).
+async fn trail_world() -> World<
+    impl actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+    >,
+> {
+    let w = world().await;
+    for sys in ["credit", "loans"] {
+        deployed_system(&w, sys).await;
+    }
+    for i in 0..40u32 {
+        let d = decision_at(
+            &format!("c-{i}"),
+            "1",
+            &format!("s-{}", i % 5),
+            i,
+            i % 2 == 0,
+        );
+        record(&w, "credit", d).await;
+    }
+    record(&w, "loans", decision_at("l-1", "1", "s-3", 50, true)).await;
+    revise_and_supersede(&w).await;
+    record(&w, "credit", decision_at("c-99", "2", "s-1", 59, true)).await;
+    w
+}
+
+/// "credit" deployed at v1, decision c-7 (v1, s-2) recorded, then the register
+/// revised and v2 deployed: the world and c-7's audit bundle.
+async fn bundle_world() -> (
+    World<
+        impl actix_web::dev::Service<
+            actix_http::Request,
+            Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+            Error = actix_web::Error,
+        >,
+    >,
+    Bundle,
+) {
+    let w = world().await;
+    deployed_system(&w, "credit").await;
+    record(&w, "credit", decision_at("c-7", "1", "s-2", 7, false)).await;
+    revise_and_supersede(&w).await;
+    let r = w
+        .app
+        .get("/v1/systems/credit/decisions/c-7/audit", Some(&w.auditor))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let b: Bundle = serde_json::from_value(r.json()).unwrap();
+    (w, b)
+}
+
+/// The decision ids of a trail page.
+fn ids(v: &Value) -> Vec<String> {
+    v["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["decision_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Follow `next_cursor` from `q` (which has a query string) to the end: every id seen.
+async fn all_pages<S: AppService<B>, B: MessageBody>(
+    app: &TestApp<S>,
+    token: &str,
+    q: &str,
+) -> Vec<String> {
     let mut seen = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
-        let q = match &cursor {
-            Some(c) => format!("/v1/systems/credit/decisions?limit=7&cursor={c}"),
-            None => "/v1/systems/credit/decisions?limit=7".into(),
+        let url = match &cursor {
+            Some(c) => format!("{q}&cursor={c}"),
+            None => q.to_owned(),
         };
-        let page = app.get(&q, Some(&w.auditor)).await.json();
-        for d in page["decisions"].as_array().unwrap() {
-            seen.push(d["decision_id"].as_str().unwrap().to_owned());
-        }
+        let page = app.get(&url, Some(token)).await.json();
+        seen.extend(ids(&page));
         match page["next_cursor"].as_str() {
             Some(c) => cursor = Some(c.to_owned()),
             None => break,
         }
     }
+    seen
+}
+
+/// Run `veritrail verify-bundle` on `b` with nothing but the key.
+fn verify_bundle_cli(b: &Bundle, key: &str) -> std::process::Output {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), serde_json::to_vec(b).unwrap()).unwrap();
+    std::process::Command::new(env!("CARGO_BIN_EXE_veritrail"))
+        .arg("verify-bundle")
+        .arg(file.path())
+        .args(["--key", key])
+        .output()
+        .unwrap()
+}
+
+// Decision trails.
+
+#[actix_web::test]
+async fn a_trail_pages_by_cursor_newest_first() {
+    let w = trail_world().await;
+    // Pages with cursors cover everything once.
+    let seen = all_pages(&w.app, &w.auditor, "/v1/systems/credit/decisions?limit=7").await;
     assert_eq!(seen.len(), 41);
     assert_eq!(seen[0], "c-99");
     assert_eq!(seen[40], "c-0");
-    let ids = |v: &Value| {
-        v["decisions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|d| d["decision_id"].as_str().unwrap().to_owned())
-            .collect::<Vec<_>>()
-    };
-    let r = app
+}
+
+#[actix_web::test]
+async fn a_trail_filters_by_model_version() {
+    let w = trail_world().await;
+    let r = w
+        .app
         .get(
             "/v1/systems/credit/decisions?model_version=2",
             Some(&w.auditor),
@@ -214,7 +202,13 @@ async fn trails_subject_access_bundles_and_exports() {
         .await
         .json();
     assert_eq!(ids(&r), ["c-99"]);
-    let r = app
+}
+
+#[actix_web::test]
+async fn a_trail_filters_by_subject() {
+    let w = trail_world().await;
+    let r = w
+        .app
         .get(
             "/v1/systems/credit/decisions?subject=s-3&order=oldest",
             Some(&w.officer),
@@ -225,49 +219,79 @@ async fn trails_subject_access_bundles_and_exports() {
         ids(&r),
         ["c-3", "c-8", "c-13", "c-18", "c-23", "c-28", "c-33", "c-38"]
     );
-    // The subject's own index drives these pages (its rows in other systems skipped):
-    // newest first with cursors, and within a time range.
-    let mut seen = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let q = match &cursor {
-            Some(c) => format!("/v1/systems/credit/decisions?subject=s-3&limit=3&cursor={c}"),
-            None => "/v1/systems/credit/decisions?subject=s-3&limit=3".into(),
-        };
-        let page = app.get(&q, Some(&w.officer)).await.json();
-        seen.extend(ids(&page));
-        match page["next_cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_owned()),
-            None => break,
-        }
-    }
+}
+
+#[actix_web::test]
+async fn a_subject_trail_pages_by_the_subjects_own_index() {
+    let w = trail_world().await;
+    // Newest first with cursors, its row in another system (l-1 on loans) skipped.
+    let seen = all_pages(
+        &w.app,
+        &w.officer,
+        "/v1/systems/credit/decisions?subject=s-3&limit=3",
+    )
+    .await;
     assert_eq!(
         seen,
         ["c-38", "c-33", "c-28", "c-23", "c-18", "c-13", "c-8", "c-3"]
     );
-    let r = app.get("/v1/systems/credit/decisions?subject=s-3&from=2026-11-25T10:10:00Z&to=2026-11-25T10:28:00Z&order=oldest", Some(&w.officer)).await.json();
+}
+
+#[actix_web::test]
+async fn a_subject_trail_filters_by_time_in_either_order() {
+    let w = trail_world().await;
+    let r = w.app.get("/v1/systems/credit/decisions?subject=s-3&from=2026-11-25T10:10:00Z&to=2026-11-25T10:28:00Z&order=oldest", Some(&w.officer)).await.json();
     assert_eq!(ids(&r), ["c-13", "c-18", "c-23", "c-28"]);
-    let r = app.get("/v1/systems/credit/decisions?subject=s-3&from=2026-11-25T10:10:00Z&to=2026-11-25T10:28:00Z", Some(&w.officer)).await.json();
+    let r = w.app.get("/v1/systems/credit/decisions?subject=s-3&from=2026-11-25T10:10:00Z&to=2026-11-25T10:28:00Z", Some(&w.officer)).await.json();
     assert_eq!(ids(&r), ["c-28", "c-23", "c-18", "c-13"]);
-    let r = app.get("/v1/systems/credit/decisions?from=2026-11-25T10:10:00Z&to=2026-11-25T10:12:00Z&order=oldest", Some(&w.auditor)).await.json();
+}
+
+#[actix_web::test]
+async fn a_trail_filters_by_time() {
+    let w = trail_world().await;
+    let r = w.app.get("/v1/systems/credit/decisions?from=2026-11-25T10:10:00Z&to=2026-11-25T10:12:00Z&order=oldest", Some(&w.auditor)).await.json();
     assert_eq!(ids(&r), ["c-10", "c-11", "c-12"]);
-    let r = app.get("/v1/systems/credit/decisions?outcome=%7B%22approved%22%3Afalse%7D&model_version=1&limit=1000", Some(&w.auditor)).await.json();
+}
+
+#[actix_web::test]
+async fn a_trail_filters_by_outcome_and_version() {
+    let w = trail_world().await;
+    let r = w.app.get("/v1/systems/credit/decisions?outcome=%7B%22approved%22%3Afalse%7D&model_version=1&limit=1000", Some(&w.auditor)).await.json();
     assert_eq!(r["decisions"].as_array().unwrap().len(), 20);
+}
+
+#[actix_web::test]
+async fn the_pipeline_cannot_read_trails() {
+    let w = trail_world().await;
     assert_eq!(
-        app.get("/v1/systems/credit/decisions", Some(&w.pipeline))
+        w.app
+            .get("/v1/systems/credit/decisions", Some(&w.pipeline))
             .await
             .status,
         403
     );
-    let r = app
+}
+
+#[actix_web::test]
+async fn a_bad_cursor_is_a_bad_request() {
+    let w = trail_world().await;
+    let r = w
+        .app
         .get("/v1/systems/credit/decisions?cursor=zzz", Some(&w.auditor))
         .await;
     assert_eq!(
         (r.status, r.json()["field"].as_str()),
         (400, Some("cursor"))
     );
-    // Subject access across systems (GDPR Art. 15).
-    let r = app
+}
+
+// Subject access (GDPR Art. 15).
+
+#[actix_web::test]
+async fn subject_access_spans_systems() {
+    let w = trail_world().await;
+    let r = w
+        .app
         .get("/v1/subjects/s-3/decisions", Some(&w.officer))
         .await
         .json();
@@ -281,12 +305,19 @@ async fn trails_subject_access_bundles_and_exports() {
     assert!(systems.contains(&"loans") && systems.contains(&"credit"));
     assert_eq!(r["decisions"][0]["subject_ref"]["value"], "s-3");
     assert_eq!(r["decisions"][0]["human_review"]["action"], "accepted");
-    let r = app
+}
+
+#[actix_web::test]
+async fn subject_access_pages_by_cursor() {
+    let w = trail_world().await;
+    let r = w
+        .app
         .get("/v1/subjects/s-3/decisions?limit=4", Some(&w.officer))
         .await
         .json();
     let c = r["next_cursor"].as_str().unwrap().to_owned();
-    let r2 = app
+    let r2 = w
+        .app
         .get(
             &format!("/v1/subjects/s-3/decisions?cursor={c}"),
             Some(&w.officer),
@@ -294,14 +325,14 @@ async fn trails_subject_access_bundles_and_exports() {
         .await
         .json();
     assert_eq!(r2["decisions"].as_array().unwrap().len(), 5);
+}
 
-    // The audit bundle of a v1 decision: verifies offline with the key alone.
-    let b: Bundle = serde_json::from_value(
-        app.get("/v1/systems/credit/decisions/c-7/audit", Some(&w.auditor))
-            .await
-            .json(),
-    )
-    .unwrap();
+// Audit bundles.
+
+#[actix_web::test]
+async fn an_audit_bundle_verifies_offline() {
+    let (w, b) = bundle_world().await;
+    let v = w.app.state.ledger.verifier().clone();
     let report = audit::verify(&b, &v);
     assert!(report.ok(), "{:?}", report.failures());
     let roles: Vec<&str> = b.entries.iter().map(|e| e.role.as_str()).collect();
@@ -317,10 +348,16 @@ async fn trails_subject_access_bundles_and_exports() {
     ] {
         assert!(roles.contains(&r), "bundle lacks {r}: {roles:?}");
     }
+    // It names the register revision in force at the decision, not the later one.
     assert_eq!(b.summary.register_revision, 1);
     assert_eq!(b.summary.approved_by, "officer-ana");
     assert_eq!(b.openings.subject_ref.as_ref().unwrap().value, json!("s-2"));
-    // Tampering is named.
+}
+
+#[actix_web::test]
+async fn a_tampered_bundle_names_what_fails() {
+    let (w, b) = bundle_world().await;
+    let v = w.app.state.ledger.verifier().clone();
     let fails = |b: &Bundle| audit::verify(b, &v).failures().join("; ");
     let mut t = b.clone();
     t.summary.approved_by = "someone-else".into();
@@ -343,6 +380,11 @@ async fn trails_subject_access_bundles_and_exports() {
     let mut t = b.clone();
     t.checkpoint = t.checkpoint.replacen('\n', "\n1", 1);
     assert!(fails(&t).contains("checkpoint signature"));
+}
+
+#[actix_web::test]
+async fn another_key_does_not_verify_a_bundle() {
+    let (_w, b) = bundle_world().await;
     let other = veritrail::log::note::NoteSigner::new(
         "localhost/veritrail",
         ed25519_dalek::SigningKey::from_bytes(&[9; 32]),
@@ -353,15 +395,13 @@ async fn trails_subject_access_bundles_and_exports() {
         !audit::verify(&b, &other).ok(),
         "another key must not verify it"
     );
-    // The command-line check, with nothing but the key.
-    let file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(file.path(), serde_json::to_vec(&b).unwrap()).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_veritrail"))
-        .arg("verify-bundle")
-        .arg(file.path())
-        .args(["--key", &v.to_string()])
-        .output()
-        .unwrap();
+}
+
+#[actix_web::test]
+async fn verify_bundle_checks_with_the_key_alone() {
+    let (w, b) = bundle_world().await;
+    let key = w.app.state.ledger.verifier().to_string();
+    let out = verify_bundle_cli(&b, &key);
     assert!(
         out.status.success() && String::from_utf8_lossy(&out.stdout).contains("VERIFIED"),
         "{}",
@@ -369,20 +409,20 @@ async fn trails_subject_access_bundles_and_exports() {
     );
     let mut t = b.clone();
     t.summary.model_version = "9".into();
-    std::fs::write(file.path(), serde_json::to_vec(&t).unwrap()).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_veritrail"))
-        .arg("verify-bundle")
-        .arg(file.path())
-        .args(["--key", &v.to_string()])
-        .output()
-        .unwrap();
+    let out = verify_bundle_cli(&t, &key);
     assert_eq!(out.status.code(), Some(2));
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("FAIL  decision is what the summary says"),
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
-    // A bundle with an erased subject still verifies, the field shown as erased.
+}
+
+#[actix_web::test]
+async fn a_bundle_with_an_erased_subject_still_verifies() {
+    let (w, b) = bundle_world().await;
+    let v = w.app.state.ledger.verifier().clone();
+    // The field is shown as erased.
     let mut t = b.clone();
     t.openings.subject_ref = None;
     t.summary.subject_ref = "erased".into();
@@ -391,8 +431,16 @@ async fn trails_subject_access_bundles_and_exports() {
         "{:?}",
         audit::verify(&t, &v).failures()
     );
+}
 
-    // Export: the whole log and a range, checked offline; a flipped byte is caught.
+// Exports.
+
+#[actix_web::test]
+async fn an_export_verifies_offline() {
+    let w = trail_world().await;
+    let app = &w.app;
+    let v = app.state.ledger.verifier().clone();
+    // The whole log and a range, checked offline; a flipped byte is caught.
     for q in ["/v1/log/export", "/v1/log/export?start=17"] {
         let r = app.get(q, Some(&w.auditor)).await;
         assert_eq!(r.status, 200);

@@ -1,11 +1,13 @@
-//! The whole life of an AI system through HTTP, the review gate, idempotent decisions,
-//! time travel, and `reindex` reproducing every projection.
+//! The life of an AI system through HTTP, one rule per test: registration, the review
+//! gate, idempotent decisions, retirement, time travel, and `reindex` reproducing every
+//! projection.
 
 mod common;
 
+use actix_web::body::MessageBody;
 use serde_json::{json, Value};
 
-use common::{decision, external_test, system, version};
+use common::{decision, external_test, system, version, AppService, Crew, TestApp};
 
 fn ptype(r: &common::Resp) -> String {
     r.json()["type"]
@@ -15,16 +17,190 @@ fn ptype(r: &common::Resp) -> String {
         .to_owned()
 }
 
-#[actix_web::test]
-async fn the_life_of_an_ai_system() {
-    let app = common::spawn().await;
-    let v = app.state.ledger.verifier().clone();
-    let pipeline = app.token("deploy-bot", "pipeline").await;
-    let officer = app.token("officer-ana", "officer").await;
-    let officer2 = app.token("officer-ben", "officer").await;
-    let auditor = app.token("auditor-eve", "auditor").await;
+fn urlencode(s: &str) -> String {
+    s.replace('+', "%2B").replace(':', "%3A")
+}
 
-    // A prohibited practice cannot be registered; the pipeline cannot register systems.
+// Fixtures for this file. Each brings the register to a state one or more rules need.
+
+/// "credit" registered, and its version 1.0.0 registered by an officer (so that four
+/// eyes can bite) with a failing required test on record: the failing test's id.
+async fn pending_version<S: AppService<B>, B: MessageBody>(app: &TestApp<S>, c: &Crew) -> u64 {
+    common::register_system(app, &c.officer, "credit").await;
+    let r = app
+        .post(
+            "/v1/systems/credit/models",
+            &c.officer,
+            version("1.0.0", None),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.json()["model_version"]["status"], "pending_review");
+    let r = app
+        .post(
+            "/v1/systems/credit/models/1.0.0/tests",
+            &c.pipeline,
+            external_test(false),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    r.json()["id"].as_u64().unwrap()
+}
+
+/// The approval the second officer gives 1.0.0, citing the failing test.
+fn approval(failing: u64) -> Value {
+    json!({"outcome": "approved", "rationale": "bias within tolerance", "evidence": [failing], "checklist": {"dpia_done": true}})
+}
+
+/// `pending_version`, approved by the other officer: the failing test's id.
+async fn approved_version<S: AppService<B>, B: MessageBody>(app: &TestApp<S>, c: &Crew) -> u64 {
+    let failing = pending_version(app, c).await;
+    let r = app
+        .post(
+            "/v1/systems/credit/models/1.0.0/reviews",
+            &c.officer2,
+            approval(failing),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.json()["status"], "approved");
+    failing
+}
+
+/// `approved_version`, then a passing test, then deployed: the deployment's JSON.
+async fn deployed_the_long_way<S: AppService<B>, B: MessageBody>(
+    app: &TestApp<S>,
+    c: &Crew,
+) -> Value {
+    approved_version(app, c).await;
+    assert_eq!(
+        app.post(
+            "/v1/systems/credit/models/1.0.0/tests",
+            &c.pipeline,
+            external_test(true)
+        )
+        .await
+        .status,
+        201
+    );
+    let r = app
+        .post(
+            "/v1/systems/credit/models/1.0.0/deployments",
+            &c.pipeline,
+            json!({"environment": "production", "note": "go"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    r.json()
+}
+
+/// A fresh app, its crew, and "credit" with 1.0.0 deployed.
+async fn deployed() -> (
+    TestApp<
+        impl actix_web::dev::Service<
+            actix_http::Request,
+            Response = actix_web::dev::ServiceResponse<impl MessageBody>,
+            Error = actix_web::Error,
+        >,
+    >,
+    Crew,
+) {
+    let app = common::spawn().await;
+    let c = common::crew(&app).await;
+    common::deployed_system(&app, &c, "credit", "1.0.0").await;
+    (app, c)
+}
+
+/// Record `decision(id, v, subject)` on "credit"; it must be new. The answer's JSON.
+async fn record<S: AppService<B>, B: MessageBody>(
+    app: &TestApp<S>,
+    c: &Crew,
+    id: &str,
+    v: &str,
+    subject: &str,
+) -> Value {
+    let r = app
+        .post(
+            "/v1/systems/credit/decisions",
+            &c.pipeline,
+            decision(id, v, subject),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    r.json()
+}
+
+/// 1.1.0 (child of 1.0.0) through the gate and deployed: the deployment's JSON.
+async fn supersede<S: AppService<B>, B: MessageBody>(app: &TestApp<S>, c: &Crew) -> Value {
+    common::deploy_version(
+        app,
+        &c.pipeline,
+        &c.officer,
+        "credit",
+        "1.1.0",
+        Some("1.0.0"),
+    )
+    .await
+}
+
+/// Version 2.0.0 registered and rejected.
+async fn rejected_version<S: AppService<B>, B: MessageBody>(app: &TestApp<S>, c: &Crew) {
+    assert_eq!(
+        app.post(
+            "/v1/systems/credit/models",
+            &c.pipeline,
+            version("2.0.0", None)
+        )
+        .await
+        .status,
+        201
+    );
+    assert_eq!(
+        app.post(
+            "/v1/systems/credit/models/2.0.0/reviews",
+            &c.officer,
+            json!({"outcome": "rejected", "rationale": "no"})
+        )
+        .await
+        .status,
+        201
+    );
+}
+
+const REVISED_PURPOSE: &str = "Scores consumer and SME credit applications";
+
+/// Revise "credit" (new purpose, and `status` if given): the answer.
+async fn revise<S: AppService<B>, B: MessageBody>(
+    app: &TestApp<S>,
+    c: &Crew,
+    status: Option<&str>,
+) -> common::Resp {
+    let mut revised = system("credit");
+    revised["purpose"] = json!(REVISED_PURPOSE);
+    if let Some(s) = status {
+        revised["status"] = json!(s);
+    }
+    app.put("/v1/systems/credit", &c.officer, revised).await
+}
+
+/// The register's own review of "credit", confirmed.
+async fn confirm_register<S: AppService<B>, B: MessageBody>(app: &TestApp<S>, c: &Crew) {
+    let r = app
+        .post(
+            "/v1/systems/credit/register-reviews",
+            &c.officer,
+            json!({"outcome": "confirmed", "notes": "Q4 review"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+}
+
+// Registration.
+
+#[actix_web::test]
+async fn a_prohibited_practice_cannot_be_registered() {
+    let app = common::spawn().await;
+    let officer = app.token("officer-ana", "officer").await;
     let mut bad = system("social-scoring");
     bad["risk_class"] = json!("prohibited");
     let r = app.post("/v1/systems", &officer, bad).await;
@@ -32,12 +208,24 @@ async fn the_life_of_an_ai_system() {
         (r.status, ptype(&r).as_str(), r.json()["field"].as_str()),
         (422, "prohibited-system", Some("risk_class"))
     );
+}
+
+#[actix_web::test]
+async fn the_pipeline_cannot_register_systems() {
+    let app = common::spawn().await;
+    let pipeline = app.token("deploy-bot", "pipeline").await;
     assert_eq!(
         app.post("/v1/systems", &pipeline, system("credit"))
             .await
             .status,
         403
     );
+}
+
+#[actix_web::test]
+async fn an_owner_needs_a_valid_email() {
+    let app = common::spawn().await;
+    let officer = app.token("officer-ana", "officer").await;
     let mut noowner = system("credit");
     noowner["owner"]["email"] = json!("not-an-email");
     let r = app.post("/v1/systems", &officer, noowner).await;
@@ -45,38 +233,64 @@ async fn the_life_of_an_ai_system() {
         (r.status, r.json()["field"].as_str()),
         (400, Some("owner.email"))
     );
+}
 
-    // Register.
+#[actix_web::test]
+async fn registration_is_receipted_at_revision_one() {
+    let app = common::spawn().await;
+    let v = app.state.ledger.verifier().clone();
+    let officer = app.token("officer-ana", "officer").await;
     let r = app.post("/v1/systems", &officer, system("credit")).await;
     assert_eq!(r.status, 201, "{}", r.text());
     let reg = r.json();
     common::check_receipt(&reg["receipt"], &v);
     assert_eq!(reg["system"]["revision"], 1);
     assert_eq!(reg["system"]["review_interval_days"], 90);
-    let registered_at = reg["system"]["registered_at"].as_str().unwrap().to_owned();
+    assert!(reg["system"]["registered_at"].as_str().is_some());
+}
+
+#[actix_web::test]
+async fn a_system_id_registers_once() {
+    let app = common::spawn().await;
+    let officer = app.token("officer-ana", "officer").await;
+    common::register_system(&app, &officer, "credit").await;
     assert_eq!(
         app.post("/v1/systems", &officer, system("credit"))
             .await
             .status,
         409
     );
+}
 
-    // A version, registered by an officer (so that four eyes can bite).
+// The review gate.
+
+#[actix_web::test]
+async fn a_new_version_awaits_review() {
+    let app = common::spawn().await;
+    let c = common::crew(&app).await;
+    common::register_system(&app, &c.officer, "credit").await;
     let r = app
         .post(
             "/v1/systems/credit/models",
-            &officer,
+            &c.officer,
             version("1.0.0", None),
         )
         .await;
     assert_eq!(r.status, 201, "{}", r.text());
     assert_eq!(r.json()["model_version"]["status"], "pending_review");
-    // A decision against it is refused: not deployed. Nothing is appended.
+}
+
+#[actix_web::test]
+async fn decisions_need_a_deployed_version() {
+    let app = common::spawn().await;
+    let c = common::crew(&app).await;
+    pending_version(&app, &c).await;
+    // Not deployed, unknown system, unknown version: refused, and nothing is appended.
     let size = app.state.ledger.latest().size;
     let r = app
         .post(
             "/v1/systems/credit/decisions",
-            &pipeline,
+            &c.pipeline,
             decision("d-0", "1.0.0", "subj-1"),
         )
         .await;
@@ -89,7 +303,7 @@ async fn the_life_of_an_ai_system() {
     let r = app
         .post(
             "/v1/systems/nope/decisions",
-            &pipeline,
+            &c.pipeline,
             decision("d-0", "1.0.0", "subj-1"),
         )
         .await;
@@ -100,7 +314,7 @@ async fn the_life_of_an_ai_system() {
     let r = app
         .post(
             "/v1/systems/credit/decisions",
-            &pipeline,
+            &c.pipeline,
             decision("d-0", "9.9", "subj-1"),
         )
         .await;
@@ -113,12 +327,17 @@ async fn the_life_of_an_ai_system() {
         size,
         "refused writes append nothing"
     );
+}
 
-    // Deploying before any approval is refused.
+#[actix_web::test]
+async fn deployment_needs_an_approval() {
+    let app = common::spawn().await;
+    let c = common::crew(&app).await;
+    pending_version(&app, &c).await;
     let r = app
         .post(
             "/v1/systems/credit/models/1.0.0/deployments",
-            &pipeline,
+            &c.pipeline,
             json!({"environment": "production"}),
         )
         .await;
@@ -126,32 +345,42 @@ async fn the_life_of_an_ai_system() {
         (r.status, ptype(&r).as_str()),
         (409, "model-version-not-approved")
     );
+}
 
-    // A bias test (failing first, then passing).
-    let r = app
-        .post(
-            "/v1/systems/credit/models/1.0.0/tests",
-            &pipeline,
-            external_test(false),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text());
-    let failing = r.json()["id"].as_u64().unwrap();
-
-    // Self-approval refused; approval by another officer recorded.
-    let review = json!({"outcome": "approved", "rationale": "bias within tolerance", "evidence": [failing], "checklist": {"dpia_done": true}});
+#[actix_web::test]
+async fn four_eyes_refuses_the_registrant() {
+    let app = common::spawn().await;
+    let c = common::crew(&app).await;
+    let failing = pending_version(&app, &c).await;
     let r = app
         .post(
             "/v1/systems/credit/models/1.0.0/reviews",
-            &officer,
-            review.clone(),
+            &c.officer,
+            approval(failing),
         )
         .await;
     assert_eq!((r.status, ptype(&r).as_str()), (409, "self-approval"));
+    // Another officer's approval is recorded.
     let r = app
         .post(
             "/v1/systems/credit/models/1.0.0/reviews",
-            &officer2,
+            &c.officer2,
+            approval(failing),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.json()["status"], "approved");
+}
+
+#[actix_web::test]
+async fn review_evidence_must_be_on_record() {
+    let app = common::spawn().await;
+    let c = common::crew(&app).await;
+    pending_version(&app, &c).await;
+    let r = app
+        .post(
+            "/v1/systems/credit/models/1.0.0/reviews",
+            &c.officer2,
             json!({"outcome": "approved", "rationale": "ok", "evidence": [99999]}),
         )
         .await;
@@ -159,10 +388,17 @@ async fn the_life_of_an_ai_system() {
         (r.status, r.json()["field"].as_str()),
         (400, Some("evidence[0]"))
     );
+}
+
+#[actix_web::test]
+async fn a_review_needs_a_rationale() {
+    let app = common::spawn().await;
+    let c = common::crew(&app).await;
+    pending_version(&app, &c).await;
     let r = app
         .post(
             "/v1/systems/credit/models/1.0.0/reviews",
-            &officer2,
+            &c.officer2,
             json!({"outcome": "approved", "rationale": ""}),
         )
         .await;
@@ -170,32 +406,35 @@ async fn the_life_of_an_ai_system() {
         (r.status, r.json()["field"].as_str()),
         (400, Some("rationale"))
     );
-    let r = app
-        .post(
-            "/v1/systems/credit/models/1.0.0/reviews",
-            &officer2,
-            review.clone(),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text());
-    assert_eq!(r.json()["status"], "approved");
-    // The pipeline cannot review.
+}
+
+#[actix_web::test]
+async fn the_pipeline_cannot_review() {
+    let app = common::spawn().await;
+    let c = common::crew(&app).await;
+    let failing = approved_version(&app, &c).await;
     assert_eq!(
         app.post(
             "/v1/systems/credit/models/1.0.0/reviews",
-            &pipeline,
-            review.clone()
+            &c.pipeline,
+            approval(failing)
         )
         .await
         .status,
         403
     );
+}
 
+#[actix_web::test]
+async fn required_tests_must_pass_before_deployment() {
+    let app = common::spawn().await;
+    let c = common::crew(&app).await;
+    approved_version(&app, &c).await;
     // The required test failed: the gate refuses. A passing test opens it.
     let r = app
         .post(
             "/v1/systems/credit/models/1.0.0/deployments",
-            &pipeline,
+            &c.pipeline,
             json!({}),
         )
         .await;
@@ -208,7 +447,7 @@ async fn the_life_of_an_ai_system() {
     assert_eq!(
         app.post(
             "/v1/systems/credit/models/1.0.0/tests",
-            &pipeline,
+            &c.pipeline,
             external_test(true)
         )
         .await
@@ -218,23 +457,35 @@ async fn the_life_of_an_ai_system() {
     let r = app
         .post(
             "/v1/systems/credit/models/1.0.0/deployments",
-            &pipeline,
+            &c.pipeline,
             json!({"environment": "production", "note": "go"}),
         )
         .await;
     assert_eq!(r.status, 201, "{}", r.text());
     assert!(r.json()["replaces"].is_null());
+}
 
-    // Decisions are accepted now, with receipts; personal data is not in the entry.
-    let r = app
-        .post(
-            "/v1/systems/credit/decisions",
-            &pipeline,
-            decision("d-1", "1.0.0", "subj-1"),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text());
-    let d1 = r.json();
+#[actix_web::test]
+async fn test_records_read_back_from_the_log() {
+    let app = common::spawn().await;
+    let c = common::crew(&app).await;
+    deployed_the_long_way(&app, &c).await;
+    let tests = app
+        .get("/v1/systems/credit/models/1.0.0/tests", Some(&c.auditor))
+        .await
+        .json();
+    assert_eq!(tests.as_array().unwrap().len(), 2);
+    assert_eq!(tests[0]["external"]["tool"], "fairlearn");
+    assert_eq!(tests[0]["figures"]["demographic_parity_difference"], 0.03);
+}
+
+// Decisions.
+
+#[actix_web::test]
+async fn decision_receipts_verify_and_keep_personal_data_out_of_the_log() {
+    let (app, c) = deployed().await;
+    let v = app.state.ledger.verifier().clone();
+    let d1 = record(&app, &c, "d-1", "1.0.0", "subj-1").await;
     common::check_receipt(&d1["receipt"], &v);
     let idx = d1["receipt"]["index"].as_u64().unwrap();
     let raw = app.state.ledger.entry(idx).unwrap().unwrap();
@@ -243,11 +494,18 @@ async fn the_life_of_an_ai_system() {
         !text.contains("subj-1") && !text.contains("52000") && !text.contains("30-39"),
         "personal data leaked into the entry"
     );
-    // Idempotent replay: the original receipt. A different decision under the id: 409.
+}
+
+#[actix_web::test]
+async fn decision_ids_are_idempotent() {
+    let (app, c) = deployed().await;
+    let d1 = record(&app, &c, "d-1", "1.0.0", "subj-1").await;
+    let idx = d1["receipt"]["index"].as_u64().unwrap();
+    // Replay: the original receipt. A different decision under the id: 409.
     let r = app
         .post(
             "/v1/systems/credit/decisions",
-            &pipeline,
+            &c.pipeline,
             decision("d-1", "1.0.0", "subj-1"),
         )
         .await;
@@ -260,14 +518,19 @@ async fn the_life_of_an_ai_system() {
     let r = app
         .post(
             "/v1/systems/credit/decisions",
-            &pipeline,
+            &c.pipeline,
             decision("d-1", "1.0.0", "subj-2"),
         )
         .await;
     assert_eq!((r.status, ptype(&r).as_str()), (409, "decision-conflict"));
-    // Read it back with the commitments opened; the opening checks.
+}
+
+#[actix_web::test]
+async fn a_decision_reads_back_with_its_commitments_opened() {
+    let (app, c) = deployed().await;
+    record(&app, &c, "d-1", "1.0.0", "subj-1").await;
     let got = app
-        .get("/v1/systems/credit/decisions/d-1", Some(&auditor))
+        .get("/v1/systems/credit/decisions/d-1", Some(&c.auditor))
         .await
         .json();
     assert_eq!(got["subject_ref"]["value"], "subj-1");
@@ -275,22 +538,32 @@ async fn the_life_of_an_ai_system() {
         .unwrap()
         .try_into()
         .unwrap();
-    let c = veritrail::register::vault::commit(&salt, &json!("subj-1")).unwrap();
+    let commitment = veritrail::register::vault::commit(&salt, &json!("subj-1")).unwrap();
     assert_eq!(
-        hex::encode(c),
+        hex::encode(commitment),
         got["subject_ref"]["commitment"].as_str().unwrap()
     );
     assert_eq!(got["confidence"], 0.87);
     assert_eq!(got["output"]["score"], 0.41);
     assert_eq!(got["human_review"]["action"], "accepted");
+}
+
+#[actix_web::test]
+async fn the_pipeline_cannot_read_decisions() {
+    let (app, c) = deployed().await;
+    record(&app, &c, "d-1", "1.0.0", "subj-1").await;
     assert_eq!(
-        app.get("/v1/systems/credit/decisions/d-1", Some(&pipeline))
+        app.get("/v1/systems/credit/decisions/d-1", Some(&c.pipeline))
             .await
             .status,
         403
     );
+}
 
-    // A batch: valid items recorded, others refused with a problem each.
+#[actix_web::test]
+async fn a_batch_records_valid_items_and_refuses_the_rest() {
+    let (app, c) = deployed().await;
+    record(&app, &c, "d-1", "1.0.0", "subj-1").await;
     let batch = json!({"decisions": [
         decision("b-1", "1.0.0", "subj-3"),
         decision("b-2", "0.0.1", "subj-3"),
@@ -298,7 +571,7 @@ async fn the_life_of_an_ai_system() {
         decision("d-1", "1.0.0", "subj-1"),
     ]});
     let r = app
-        .post("/v1/systems/credit/decisions/batch", &pipeline, batch)
+        .post("/v1/systems/credit/decisions/batch", &c.pipeline, batch)
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
     let b = r.json();
@@ -317,65 +590,40 @@ async fn the_life_of_an_ai_system() {
         .as_str()
         .unwrap()
         .starts_with("decisions[2]"));
+}
 
-    // A new version supersedes: the old one is retired by its own entry.
-    assert_eq!(
-        app.post(
-            "/v1/systems/credit/models",
-            &pipeline,
-            version("1.1.0", Some("1.0.0"))
-        )
-        .await
-        .status,
-        201
-    );
-    assert_eq!(
-        app.post(
-            "/v1/systems/credit/models/1.1.0/tests",
-            &pipeline,
-            external_test(true)
-        )
-        .await
-        .status,
-        201
-    );
-    let r = app
-        .post(
-            "/v1/systems/credit/models/1.1.0/reviews",
-            &officer,
-            json!({"outcome": "approved", "rationale": "ok"}),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text());
-    let r = app
-        .post(
-            "/v1/systems/credit/models/1.1.0/deployments",
-            &pipeline,
-            json!({}),
-        )
-        .await;
-    assert_eq!(
-        (r.status, r.json()["replaces"].as_str()),
-        (201, Some("1.0.0"))
-    );
-    let deploy_index = r.json()["receipt"]["index"].as_u64().unwrap();
+// Succession and retirement.
+
+#[actix_web::test]
+async fn a_new_deployment_retires_the_old_version() {
+    let (app, c) = deployed().await;
+    let r = supersede(&app, &c).await;
+    assert_eq!(r["replaces"].as_str(), Some("1.0.0"));
+    // The old one is retired by its own entry, just before the deployment.
+    let deploy_index = r["receipt"]["index"].as_u64().unwrap();
     let retired = app
         .get(
             &format!("/v1/log/entries/{}", deploy_index - 1),
-            Some(&auditor),
+            Some(&c.auditor),
         )
         .await
         .json();
     assert_eq!(retired["entry"]["kind"], "model_version.retired");
     let old = app
-        .get("/v1/systems/credit/models/1.0.0", Some(&auditor))
+        .get("/v1/systems/credit/models/1.0.0", Some(&c.auditor))
         .await
         .json();
     assert_eq!(old["status"], "retired");
+}
+
+#[actix_web::test]
+async fn a_retired_version_takes_no_decisions() {
+    let (app, c) = deployed().await;
+    supersede(&app, &c).await;
     let r = app
         .post(
             "/v1/systems/credit/decisions",
-            &pipeline,
+            &c.pipeline,
             decision("d-2", "1.0.0", "subj-1"),
         )
         .await;
@@ -386,38 +634,24 @@ async fn the_life_of_an_ai_system() {
     assert_eq!(
         app.post(
             "/v1/systems/credit/decisions",
-            &pipeline,
+            &c.pipeline,
             decision("d-2", "1.1.0", "subj-1")
         )
         .await
         .status,
         201
     );
-    // A rejected version can never be deployed, nor reviewed again.
-    assert_eq!(
-        app.post(
-            "/v1/systems/credit/models",
-            &pipeline,
-            version("2.0.0", None)
-        )
-        .await
-        .status,
-        201
-    );
-    assert_eq!(
-        app.post(
-            "/v1/systems/credit/models/2.0.0/reviews",
-            &officer,
-            json!({"outcome": "rejected", "rationale": "no"})
-        )
-        .await
-        .status,
-        201
-    );
+}
+
+#[actix_web::test]
+async fn a_rejected_version_is_final() {
+    let (app, c) = deployed().await;
+    rejected_version(&app, &c).await;
+    // Never reviewed again...
     let r = app
         .post(
             "/v1/systems/credit/models/2.0.0/reviews",
-            &officer2,
+            &c.officer2,
             json!({"outcome": "approved", "rationale": "pls"}),
         )
         .await;
@@ -425,10 +659,11 @@ async fn the_life_of_an_ai_system() {
         (r.status, ptype(&r).as_str()),
         (409, "model-version-rejected")
     );
+    // ...nor deployed.
     let r = app
         .post(
             "/v1/systems/credit/models/2.0.0/deployments",
-            &pipeline,
+            &c.pipeline,
             json!({}),
         )
         .await;
@@ -436,38 +671,60 @@ async fn the_life_of_an_ai_system() {
         (r.status, ptype(&r).as_str()),
         (409, "model-version-rejected")
     );
+}
 
-    // The register is reviewed, then revised; time travel returns the earlier revision.
+#[actix_web::test]
+async fn a_retired_system_takes_no_decisions() {
+    let (app, c) = deployed().await;
+    assert_eq!(revise(&app, &c, Some("retired")).await.status, 200);
     let r = app
         .post(
-            "/v1/systems/credit/register-reviews",
-            &officer,
-            json!({"outcome": "confirmed", "notes": "Q4 review"}),
+            "/v1/systems/credit/decisions",
+            &c.pipeline,
+            decision("d-3", "1.0.0", "subj-1"),
         )
         .await;
-    assert_eq!(r.status, 201, "{}", r.text());
-    let before_revision = chrono::Utc::now().to_rfc3339();
-    std::thread::sleep(std::time::Duration::from_millis(5));
-    let mut revised = system("credit");
-    revised["purpose"] = json!("Scores consumer and SME credit applications");
-    let r = app.put("/v1/systems/credit", &officer, revised).await;
+    assert_eq!((r.status, ptype(&r).as_str()), (409, "system-retired"));
+}
+
+// The register's own history.
+
+#[actix_web::test]
+async fn a_revision_keeps_the_register_review_and_the_deployment() {
+    let (app, c) = deployed().await;
+    supersede(&app, &c).await;
+    confirm_register(&app, &c).await;
+    let r = revise(&app, &c, None).await;
     assert_eq!(
         (r.status, r.json()["system"]["revision"].as_u64()),
         (200, Some(2)),
         "{}",
         r.text()
     );
-    let now = app.get("/v1/systems/credit", Some(&auditor)).await.json();
-    assert_eq!(
-        now["purpose"],
-        "Scores consumer and SME credit applications"
-    );
+    let now = app.get("/v1/systems/credit", Some(&c.auditor)).await.json();
+    assert_eq!(now["purpose"], REVISED_PURPOSE);
     assert_eq!(now["last_review"]["outcome"], "confirmed");
     assert_eq!(now["deployed_version"], "1.1.0");
+}
+
+#[actix_web::test]
+async fn the_register_answers_as_it_stood_at() {
+    let app = common::spawn().await;
+    let c = common::crew(&app).await;
+    common::register_system(&app, &c.officer, "credit").await;
+    let before_revision = chrono::Utc::now().to_rfc3339();
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let r = revise(&app, &c, None).await;
+    assert_eq!(
+        (r.status, r.json()["system"]["revision"].as_u64()),
+        (200, Some(2)),
+        "{}",
+        r.text()
+    );
     let then = app
         .get(
             &format!("/v1/systems/credit?at={}", urlencode(&before_revision)),
-            Some(&auditor),
+            Some(&c.auditor),
         )
         .await
         .json();
@@ -475,46 +732,41 @@ async fn the_life_of_an_ai_system() {
         (then["revision"].as_u64(), then["purpose"].as_str()),
         (Some(1), Some("Scores consumer credit applications"))
     );
+    // Before it was registered there is nothing to answer.
     let r = app
         .get(
             &format!(
                 "/v1/systems/credit?at={}",
                 urlencode("2000-01-01T00:00:00Z")
             ),
-            Some(&auditor),
+            Some(&c.auditor),
         )
         .await;
     assert_eq!(r.status, 404);
-    let _ = registered_at;
-    // Retiring the system refuses further decisions.
-    let mut retired = system("credit");
-    retired["purpose"] = json!("Scores consumer and SME credit applications");
-    retired["status"] = json!("retired");
-    assert_eq!(
-        app.put("/v1/systems/credit", &officer, retired)
-            .await
-            .status,
-        200
-    );
+}
+
+// Projections.
+
+#[actix_web::test]
+async fn reindex_reproduces_every_projection() {
+    let app = common::spawn().await;
+    let c = common::crew(&app).await;
+    // A whole life: the gate the long way, decisions, succession, a rejection, the
+    // register reviewed and revised, and the system retired.
+    deployed_the_long_way(&app, &c).await;
+    record(&app, &c, "d-1", "1.0.0", "subj-1").await;
+    let batch = json!({"decisions": [decision("b-1", "1.0.0", "subj-3")]});
     let r = app
-        .post(
-            "/v1/systems/credit/decisions",
-            &pipeline,
-            decision("d-3", "1.1.0", "subj-1"),
-        )
+        .post("/v1/systems/credit/decisions/batch", &c.pipeline, batch)
         .await;
-    assert_eq!((r.status, ptype(&r).as_str()), (409, "system-retired"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    supersede(&app, &c).await;
+    record(&app, &c, "d-2", "1.1.0", "subj-1").await;
+    rejected_version(&app, &c).await;
+    confirm_register(&app, &c).await;
+    assert_eq!(revise(&app, &c, None).await.status, 200);
+    assert_eq!(revise(&app, &c, Some("retired")).await.status, 200);
 
-    // Evaluators are listed; test records read back from the log.
-    let tests = app
-        .get("/v1/systems/credit/models/1.0.0/tests", Some(&auditor))
-        .await
-        .json();
-    assert_eq!(tests.as_array().unwrap().len(), 2);
-    assert_eq!(tests[0]["external"]["tool"], "fairlearn");
-    assert_eq!(tests[0]["figures"]["demographic_parity_difference"], 0.03);
-
-    // Reindex reproduces every projection from the log alone.
     let store = app.state.ledger.store().clone();
     let live = veritrail::projection::dump(&*store).unwrap();
     assert!(live.len() > 20);
@@ -534,15 +786,11 @@ async fn the_life_of_an_ai_system() {
     }
     // And the personal data is still readable: the vault is not a projection.
     assert_eq!(
-        app.get("/v1/systems/credit/decisions/d-1", Some(&auditor))
+        app.get("/v1/systems/credit/decisions/d-1", Some(&c.auditor))
             .await
             .json()["subject_ref"]["value"],
         "subj-1"
     );
-}
-
-fn urlencode(s: &str) -> String {
-    s.replace('+', "%2B").replace(':', "%3A")
 }
 
 #[actix_web::test]

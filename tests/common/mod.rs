@@ -321,3 +321,115 @@ pub fn stop_server(child: &mut std::process::Child) {
     assert!(status.success());
     assert!(child.wait().unwrap().success(), "graceful stop failed");
 }
+
+// Fixtures shared by the register and audit tests.
+
+/// The service `spawn()` builds, nameable in helpers' bounds:
+/// `fn f<S: AppService<B>, B: MessageBody>(app: &TestApp<S>)`.
+pub trait AppService<B>:
+    Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>
+{
+}
+
+impl<T, B> AppService<B> for T where
+    T: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>
+{
+}
+
+/// The four tokens most tests act with.
+pub struct Crew {
+    /// "deploy-bot", role pipeline.
+    pub pipeline: String,
+    /// "officer-ana", role officer.
+    pub officer: String,
+    /// "officer-ben", role officer: the second pair of eyes.
+    pub officer2: String,
+    /// "auditor-eve", role auditor.
+    pub auditor: String,
+}
+
+/// Create the usual crew of tokens on `app`.
+pub async fn crew<S, B>(app: &TestApp<S>) -> Crew
+where
+    S: AppService<B>,
+    B: MessageBody,
+{
+    Crew {
+        pipeline: app.token("deploy-bot", "pipeline").await,
+        officer: app.token("officer-ana", "officer").await,
+        officer2: app.token("officer-ben", "officer").await,
+        auditor: app.token("auditor-eve", "auditor").await,
+    }
+}
+
+/// Register `system(id)` as `officer`; it must succeed.
+pub async fn register_system<S, B>(app: &TestApp<S>, officer: &str, id: &str)
+where
+    S: AppService<B>,
+    B: MessageBody,
+{
+    let r = app.post("/v1/systems", officer, system(id)).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+}
+
+/// Take version `v` (with `parent`) of system `id` through the gate: the pipeline
+/// registers it and records a passing external test, `reviewer` approves it citing
+/// that test, the pipeline deploys it. Every step must succeed. The deployment's JSON.
+pub async fn deploy_version<S, B>(
+    app: &TestApp<S>,
+    pipeline: &str,
+    reviewer: &str,
+    id: &str,
+    v: &str,
+    parent: Option<&str>,
+) -> Value
+where
+    S: AppService<B>,
+    B: MessageBody,
+{
+    let r = app
+        .post(
+            &format!("/v1/systems/{id}/models"),
+            pipeline,
+            version(v, parent),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = app
+        .post(
+            &format!("/v1/systems/{id}/models/{v}/tests"),
+            pipeline,
+            external_test(true),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let t = r.json()["id"].clone();
+    let r = app
+        .post(
+            &format!("/v1/systems/{id}/models/{v}/reviews"),
+            reviewer,
+            json!({"outcome": "approved", "rationale": "ok", "evidence": [t]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = app
+        .post(
+            &format!("/v1/systems/{id}/models/{v}/deployments"),
+            pipeline,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    r.json()
+}
+
+/// Register `system(id)` (by `officer`) with version `v` deployed through the gate
+/// (pipeline registers and tests it, `officer` approves it).
+pub async fn deployed_system<S, B>(app: &TestApp<S>, crew: &Crew, id: &str, v: &str)
+where
+    S: AppService<B>,
+    B: MessageBody,
+{
+    register_system(app, &crew.officer, id).await;
+    deploy_version(app, &crew.pipeline, &crew.officer, id, v, None).await;
+}
