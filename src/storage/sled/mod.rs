@@ -174,7 +174,7 @@ impl SledStore {
         Ok(edges[group].as_deref().is_none_or(|e| key > e))
     }
 
-    /// The chunk whose range holds trail row `key`, if one does: `(sled key, bytes)`.
+    /// The chunk whose range holds grouped row `key`, if one does: `(sled key, bytes)`.
     fn group_chunk_of(&self, key: &[u8]) -> StoreResult<Option<(sled::IVec, sled::IVec)>> {
         let Some(group) = self.group_of(key) else {
             return Ok(None);
@@ -192,7 +192,7 @@ impl SledStore {
     }
 
     /// Projection rows with keys in `[lo, hi)` (`hi` `None`: to the end), ascending or
-    /// descending, at most `limit`: rows of their own merged with chunked trail rows.
+    /// descending, at most `limit`: rows of their own merged with chunked grouped rows.
     fn projection_rows(
         &self,
         lo: &[u8],
@@ -224,7 +224,7 @@ impl SledStore {
         Ok(out)
     }
 
-    /// Chunked trail rows in `[lo, hi)`, in order, at most `limit`: chunks are disjoint
+    /// Chunked grouped rows in `[lo, hi)`, in order, at most `limit`: chunks are disjoint
     /// and sort as their rows, so this reads from the chunk holding `lo` (or `hi`) on
     /// and stops at the first chunk beyond the other bound.
     fn chunked_group_rows(

@@ -834,7 +834,7 @@ mod tests {
                     let len = 1 + rand(600) as usize;
                     w.insert(d(next), Some(vec![next as u8; len]));
                     w.insert(x(1_000 + rand(50), next), Some(Vec::new()));
-                    w.insert(s(rand(5) as u8, next), Some(b"sys".to_vec()));
+                    w.insert(s(rand(5) as u8, next), Some(b"v".to_vec()));
                     next += 1;
                 }
                 // Rewrites and deletes of older rows.
