@@ -101,6 +101,9 @@ pub struct ServeOpts {
     /// Log JSON lines instead of text.
     #[arg(long, env = "VERITRAIL_JSON_LOGS")]
     pub json_logs: bool,
+    /// How far in the future a time a caller sends (`occurred_at`) may lie, seconds.
+    #[arg(long, env = "VERITRAIL_MAX_CLOCK_SKEW_SECS", default_value_t = 300)]
+    pub max_clock_skew_secs: u64,
     /// Largest accepted request body in bytes.
     #[arg(long, env = "VERITRAIL_BODY_LIMIT", default_value_t = 16 * 1024 * 1024)]
     pub body_limit: usize,

@@ -15,6 +15,7 @@ pub enum ErrorCode {
     InvalidPath,
     UnsupportedMediaType,
     PayloadTooLarge,
+    EntryTooLarge,
     NotFound,
     MethodNotAllowed,
     // Who asks.
@@ -37,6 +38,8 @@ pub enum ErrorCode {
     ReviewNotAllowed,
     RequiredTestsMissing,
     RequiredTestsFailing,
+    EvidenceAfterReview,
+    LastAdmin,
     DecisionConflict,
     DecisionNotFound,
     LegalHold,
@@ -67,6 +70,11 @@ impl ErrorCode {
                 "The request body must be application/json",
             ),
             PayloadTooLarge => (413, "payload-too-large", "The request body is too large"),
+            EntryTooLarge => (
+                400,
+                "entry-too-large",
+                "What this would record exceeds the 64 KiB an entry may hold",
+            ),
             NotFound => (404, "not-found", "Not found"),
             MethodNotAllowed => (405, "method-not-allowed", "Method not allowed"),
             Unauthenticated => (401, "unauthenticated", "A valid bearer token is required"),
@@ -130,6 +138,16 @@ impl ErrorCode {
                 409,
                 "required-tests-failing",
                 "Tests the system's policy requires did not pass for this version",
+            ),
+            EvidenceAfterReview => (
+                409,
+                "evidence-after-review",
+                "A test was recorded for this version after its approving review: the evidence that stands needs a new review",
+            ),
+            LastAdmin => (
+                409,
+                "last-admin",
+                "This is the last admin token: revoking it would end token administration",
             ),
             DecisionConflict => (
                 409,
@@ -287,6 +305,16 @@ impl From<crate::log::AppendError<AppError>> for AppError {
                 ErrorCode::Unavailable,
                 "the ledger writer has stopped; nothing was recorded",
             ),
+            A::TooLarge { field, bytes } => {
+                let detail = format!(
+                    "the entry would be {bytes} bytes; an entry is at most {} (a tlog-tiles entry bundle holds a 2-byte length); nothing was recorded",
+                    crate::log::sequencer::MAX_ENTRY_BYTES
+                );
+                match field {
+                    Some(f) => AppError::field(ErrorCode::EntryTooLarge, f, detail),
+                    None => AppError::new(ErrorCode::EntryTooLarge, detail),
+                }
+            }
         }
     }
 }

@@ -7,10 +7,25 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{AppError, ErrorCode};
 
-/// Parse JSON bytes into `T`, naming the offending field by its path.
+/// Parse a request body, one JSON object and nothing after it, into `T`, naming the
+/// offending field by its path. (serde would read a struct from an array too, and
+/// stop reading at the end of the first value: neither is a body a caller meant.)
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(AppError::new(
+            ErrorCode::InvalidBody,
+            "the body must be one JSON object",
+        ));
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    field_error(serde_path_to_error::deserialize(de))
+    let value = field_error(serde_path_to_error::deserialize(&mut *de))?;
+    de.end().map_err(|e| {
+        AppError::new(
+            ErrorCode::InvalidBody,
+            format!("the body must be one JSON object, with nothing after it: {e}"),
+        )
+    })?;
+    Ok(value)
 }
 
 /// Read an already parsed JSON value into `T`, naming the offending field by its path.
@@ -99,7 +114,19 @@ pub fn validate_text(field: &str, v: &str, max: usize, required: bool) -> Result
             "must not contain control characters",
         ));
     }
+    if v.chars().any(is_bidi_control) {
+        return Err(AppError::invalid(
+            field,
+            "must not contain bidirectional formatting characters (U+202A-U+202E, U+2066-U+2069, U+200E, U+200F, U+061C)",
+        ));
+    }
     Ok(())
+}
+
+/// Characters that reorder how text displays (a name with U+202E reads backwards in a
+/// console or a report: "Trojan Source").
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}')
 }
 
 /// A lowercase hex SHA-256 digest.

@@ -31,6 +31,8 @@ pub struct OpenOpts {
     pub origin: Option<String>,
     pub signing_key_pem: Option<String>,
     pub body_limit: usize,
+    /// How far in the future a caller's time may lie, seconds.
+    pub max_clock_skew_secs: u64,
     pub full_check: bool,
     /// Page cache for the log, MiB.
     pub cache_mb: u64,
@@ -45,6 +47,7 @@ impl Default for OpenOpts {
             origin: None,
             signing_key_pem: None,
             body_limit: 16 * 1024 * 1024,
+            max_clock_skew_secs: 300,
             full_check: false,
             cache_mb: 256,
             database_url: None,
@@ -53,14 +56,43 @@ impl Default for OpenOpts {
     }
 }
 
-fn create_private_dir(path: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
+/// Everything this process creates is its owner's alone (umask 077: files 0600,
+/// folders 0700, sled's own included). The binary sets it before any command runs.
+pub fn private_files() {
+    // SAFETY: umask only sets the process's file mode creation mask; it cannot fail.
+    unsafe {
+        libc::umask(0o077);
+    }
+}
+
+/// The data dir is the owner's alone, on every start: 0700, created so or made so; a
+/// dir that cannot be made private is refused. (What the process creates in it is
+/// private by [`private_files`].)
+fn secure_data_dir(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    private_files();
     if !path.exists() {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(path)
             .with_context(|| format!("creating {}", path.display()))?;
+    }
+    let mode = std::fs::metadata(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).with_context(
+            || {
+                format!(
+                    "the data dir {} is open to others (mode {:o}) and cannot be made private (0700): fix its owner or mode",
+                    path.display(),
+                    mode & 0o777
+                )
+            },
+        )?;
+        tracing::warn!(path = %path.display(), was = format!("{:o}", mode & 0o777), "made the data dir private (0700)");
     }
     Ok(())
 }
@@ -89,7 +121,7 @@ pub fn open_store(
 
 /// Open (or create) the service's data dir and start the writer.
 pub async fn open(data_dir: &Path, opts: &OpenOpts) -> anyhow::Result<Service> {
-    create_private_dir(data_dir)?;
+    secure_data_dir(data_dir)?;
     let key = match &opts.signing_key_pem {
         Some(pem) => keyfile::from_pem(pem)?,
         None => {
@@ -133,6 +165,7 @@ pub async fn open(data_dir: &Path, opts: &OpenOpts) -> anyhow::Result<Service> {
         ledger,
         metrics,
         body_limit: opts.body_limit,
+        max_clock_skew_us: opts.max_clock_skew_secs.saturating_mul(1_000_000),
     });
     let admin_token = bootstrap_admin(&state, data_dir).await?;
     Ok(Service {
@@ -161,7 +194,7 @@ async fn bootstrap_admin(state: &State, data_dir: &Path) -> anyhow::Result<Optio
     match state
         .ledger
         .append(
-            "veritrail",
+            tokens::SERVICE_ACTOR,
             tokens::create_command("admin".into(), Role::Admin, tokens::secret_hash(&secret)),
         )
         .await
@@ -193,6 +226,7 @@ pub async fn serve(opts: ServeOpts) -> anyhow::Result<()> {
         origin: opts.origin.clone(),
         signing_key_pem: opts.signing_key_pem.clone(),
         body_limit: opts.body_limit,
+        max_clock_skew_secs: opts.max_clock_skew_secs,
         full_check: opts.full_check,
         cache_mb: opts.cache_mb,
         database_url: opts.store.database_url.clone(),

@@ -81,8 +81,21 @@ pub fn secret_hash(secret: &str) -> Vec<u8> {
     Sha256::digest(secret.as_bytes()).to_vec()
 }
 
-/// Token names are the `actor` of every entry: short, lowercase, stable.
+/// The actor of what the service writes itself (the first admin token).
+pub const SERVICE_ACTOR: &str = "veritrail";
+/// The actor of retention runs.
+pub const RETENTION_ACTOR: &str = "veritrail-retention";
+
+/// Token names are the `actor` of every entry: short, lowercase, stable, and never one
+/// of the service's own.
 pub fn validate_name(name: &str) -> Result<(), AppError> {
+    // The service's actors, and every name it may take for its own later.
+    if name == SERVICE_ACTOR || name.starts_with("veritrail-") {
+        return Err(AppError::invalid(
+            "name",
+            format!("{name:?} is reserved: the service writes as veritrail and veritrail-*"),
+        ));
+    }
     let ok = !name.is_empty()
         && name.len() <= 64
         && name
@@ -190,6 +203,12 @@ pub fn revoke_command(name: String) -> Command<AppError> {
                 format!("token {name:?} is already revoked"),
             ));
         }
+        if rec.role == Role::Admin && live_admins(s)? <= 1 {
+            return Err(AppError::new(
+                ErrorCode::LastAdmin,
+                format!("{name:?} is the last live admin token; create another admin first"),
+            ));
+        }
         let body = serde_cbor::value::to_value(RevokedBody { name }).map_err(AppError::internal)?;
         crate::projection::append(
             s,
@@ -200,6 +219,19 @@ pub fn revoke_command(name: String) -> Command<AppError> {
             }],
         )
     })
+}
+
+/// How many admin tokens are not revoked.
+fn live_admins(s: &Staging<'_>) -> Result<usize, AppError> {
+    let mut n = 0;
+    for (_, raw) in s
+        .scan(crate::register::keys::token_names())
+        .map_err(staging_err)?
+    {
+        let rec: TokenRecord = serde_cbor::from_slice(&raw).map_err(AppError::internal)?;
+        n += usize::from(rec.role == Role::Admin && rec.revoked_index.is_none());
+    }
+    Ok(n)
 }
 
 /// Look up the live token that `secret` belongs to.

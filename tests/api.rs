@@ -129,6 +129,38 @@ async fn tokens_roles_and_revocation() {
 }
 
 #[actix_web::test]
+async fn the_last_admin_token_cannot_be_revoked() {
+    let app = common::spawn().await;
+    let admin = app.admin.clone();
+    let r = app.delete("/v1/tokens/admin", &admin).await;
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert_eq!(problem_type(&r), "urn:veritrail:problem:last-admin");
+    // With a second admin, the first may go; then the second is the last.
+    let second = app.token("admin-2", "admin").await;
+    assert_eq!(app.delete("/v1/tokens/admin", &second).await.status, 200);
+    let r = app.delete("/v1/tokens/admin-2", &second).await;
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert_eq!(app.get("/v1/tokens", Some(&second)).await.status, 200);
+}
+
+#[actix_web::test]
+async fn the_services_own_actor_names_are_reserved() {
+    let app = common::spawn().await;
+    let admin = app.admin.clone();
+    for name in ["veritrail", "veritrail-retention", "veritrail-witness"] {
+        let r = app
+            .post(
+                "/v1/tokens",
+                &admin,
+                json!({"name": name, "role": "officer"}),
+            )
+            .await;
+        assert_eq!(r.status, 400, "{name}: {}", r.text());
+        assert_eq!(r.json()["field"], "name");
+    }
+}
+
+#[actix_web::test]
 async fn bad_requests_get_problems_naming_the_field() {
     let app = common::spawn_with(veritrail::startup::OpenOpts {
         body_limit: 1024,

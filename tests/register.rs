@@ -67,22 +67,40 @@ async fn approved_version<S: AppService<B>, B: MessageBody>(app: &TestApp<S>, c:
     failing
 }
 
-/// `approved_version`, then a passing test, then deployed: the deployment's JSON.
+/// A passing test of 1.0.0, and the second officer's approval of the evidence as it now
+/// stands (a test recorded after an approval needs a new review): the test's id.
+async fn passing_test_reviewed<S: AppService<B>, B: MessageBody>(
+    app: &TestApp<S>,
+    c: &Crew,
+) -> u64 {
+    let r = app
+        .post(
+            "/v1/systems/credit/models/1.0.0/tests",
+            &c.pipeline,
+            external_test(true),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let passing = r.json()["id"].as_u64().unwrap();
+    let r = app
+        .post(
+            "/v1/systems/credit/models/1.0.0/reviews",
+            &c.officer2,
+            approval(passing),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    passing
+}
+
+/// `approved_version`, then a passing test, reviewed again, then deployed: the
+/// deployment's JSON.
 async fn deployed_the_long_way<S: AppService<B>, B: MessageBody>(
     app: &TestApp<S>,
     c: &Crew,
 ) -> Value {
     approved_version(app, c).await;
-    assert_eq!(
-        app.post(
-            "/v1/systems/credit/models/1.0.0/tests",
-            &c.pipeline,
-            external_test(true)
-        )
-        .await
-        .status,
-        201
-    );
+    passing_test_reviewed(app, c).await;
     let r = app
         .post(
             "/v1/systems/credit/models/1.0.0/deployments",
@@ -444,16 +462,7 @@ async fn required_tests_must_pass_before_deployment() {
         "{}",
         r.text()
     );
-    assert_eq!(
-        app.post(
-            "/v1/systems/credit/models/1.0.0/tests",
-            &c.pipeline,
-            external_test(true)
-        )
-        .await
-        .status,
-        201
-    );
+    passing_test_reviewed(&app, &c).await;
     let r = app
         .post(
             "/v1/systems/credit/models/1.0.0/deployments",
@@ -463,6 +472,52 @@ async fn required_tests_must_pass_before_deployment() {
         .await;
     assert_eq!(r.status, 201, "{}", r.text());
     assert!(r.json()["replaces"].is_null());
+}
+
+#[actix_web::test]
+async fn a_test_recorded_after_the_approval_needs_a_new_review() {
+    let app = common::spawn().await;
+    let c = common::crew(&app).await;
+    approved_version(&app, &c).await;
+    // The pipeline records a passing (self-attested) test after the approval: the
+    // approval was not of it, so the gate refuses until an officer reviews again.
+    let r = app
+        .post(
+            "/v1/systems/credit/models/1.0.0/tests",
+            &c.pipeline,
+            external_test(true),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let passing = r.json()["id"].as_u64().unwrap();
+    let deploy = || {
+        app.post(
+            "/v1/systems/credit/models/1.0.0/deployments",
+            &c.pipeline,
+            json!({"environment": "production", "note": "go"}),
+        )
+    };
+    let r = deploy().await;
+    assert_eq!(
+        (r.status, ptype(&r).as_str()),
+        (409, "evidence-after-review"),
+        "{}",
+        r.text()
+    );
+    assert!(
+        r.text().contains(&format!("test {passing}")),
+        "{}",
+        r.text()
+    );
+    let r = app
+        .post(
+            "/v1/systems/credit/models/1.0.0/reviews",
+            &c.officer2,
+            approval(passing),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(deploy().await.status, 201);
 }
 
 #[actix_web::test]
@@ -842,11 +897,8 @@ async fn concurrent_decision_writers_lose_nothing_and_duplicate_nothing() {
                 .unwrap();
                 let cmd = veritrail::register::decisions::record_command(
                     "fraud".into(),
-                    d.validate().unwrap(),
-                    (
-                        veritrail::register::vault::fresh_salt(),
-                        veritrail::register::vault::fresh_salt(),
-                    ),
+                    d.validate(u64::MAX).unwrap(),
+                    veritrail::register::decisions::Salts::fresh(),
                 );
                 let r = state.ledger.append("deploy-bot", cmd).await.unwrap();
                 out.push((id, r.index, r.appended));

@@ -2,6 +2,7 @@
 //! every request, so a revoked token stops working with the batch that revokes it.
 
 use std::future::{ready, Ready};
+use std::marker::PhantomData;
 
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpRequest};
@@ -10,37 +11,57 @@ use super::State;
 use crate::error::{AppError, ErrorCode};
 use crate::tokens::{self, Role};
 
-/// The authenticated caller: the token's name (the `actor` of what it writes) and role.
-#[derive(Debug, Clone)]
-pub struct Caller {
+/// Who may call a route. A handler names it in its `Caller<A>` argument, so the role
+/// is checked by the extractor, before any later argument (the body above all) is read:
+/// a caller without the role costs a token lookup, never a body.
+pub trait Access {
+    const ROLES: &'static [Role];
+}
+
+macro_rules! access {
+    ($($(#[$doc:meta])* $name:ident = [$($role:ident),+];)+) => {$(
+        $(#[$doc])*
+        pub struct $name;
+        impl Access for $name {
+            const ROLES: &'static [Role] = &[$(Role::$role),+];
+        }
+    )+};
+}
+
+access! {
+    /// Every role that reads the register and the log.
+    Readers = [Auditor, Officer, Pipeline, Admin];
+    /// Who reads decisions and findings: officers and auditors.
+    DecisionReaders = [Officer, Auditor];
+    /// Who writes model versions and tests: pipelines and officers.
+    ModelWriters = [Pipeline, Officer];
+    Officers = [Officer];
+    Pipelines = [Pipeline];
+    Admins = [Admin];
+}
+
+/// The authenticated caller, with one of the roles of `A`: the token's name (the
+/// `actor` of what it writes) and role.
+#[derive(Debug)]
+pub struct Caller<A: Access> {
     pub name: String,
     pub role: Role,
+    access: PhantomData<A>,
 }
 
-impl Caller {
-    /// Refuse the call unless the caller has one of `roles`.
-    pub fn require(&self, roles: &[Role]) -> Result<(), AppError> {
-        if roles.contains(&self.role) {
-            Ok(())
-        } else {
-            let allowed: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
-            Err(AppError::new(
-                ErrorCode::Forbidden,
-                format!(
-                    "token {:?} has role {}; this needs {}",
-                    self.name,
-                    self.role.as_str(),
-                    allowed.join(" or ")
-                ),
-            ))
-        }
-    }
+fn refuse(name: &str, role: Role, roles: &[Role]) -> AppError {
+    let allowed: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+    AppError::new(
+        ErrorCode::Forbidden,
+        format!(
+            "token {name:?} has role {}; this needs {}",
+            role.as_str(),
+            allowed.join(" or ")
+        ),
+    )
 }
 
-/// Roles that may read the log and its proofs.
-pub const READERS: &[Role] = &[Role::Auditor, Role::Officer, Role::Pipeline, Role::Admin];
-
-fn caller(req: &HttpRequest) -> Result<Caller, AppError> {
+fn caller<A: Access>(req: &HttpRequest) -> Result<Caller<A>, AppError> {
     let state = req
         .app_data::<State>()
         .ok_or_else(|| AppError::internal("no application state"))?;
@@ -68,10 +89,12 @@ fn caller(req: &HttpRequest) -> Result<Caller, AppError> {
             )
         })?;
     match tokens::authenticate(&**state.ledger.store(), secret)? {
-        Some(rec) => Ok(Caller {
+        Some(rec) if A::ROLES.contains(&rec.role) => Ok(Caller {
             name: rec.name,
             role: rec.role,
+            access: PhantomData,
         }),
+        Some(rec) => Err(refuse(&rec.name, rec.role, A::ROLES)),
         None => Err(AppError::new(
             ErrorCode::Unauthenticated,
             "unknown or revoked token",
@@ -79,7 +102,7 @@ fn caller(req: &HttpRequest) -> Result<Caller, AppError> {
     }
 }
 
-impl FromRequest for Caller {
+impl<A: Access> FromRequest for Caller<A> {
     type Error = AppError;
     type Future = Ready<Result<Self, AppError>>;
 

@@ -14,9 +14,14 @@ use crate::error::{AppError, ErrorCode};
 
 /// A JSON request body of type `T`, at most `MULT` times the configured body limit
 /// (test inputs of a million samples per group need more than a decision does).
+/// Handlers take it after their `Caller`, so a caller without the role never has a
+/// body read; a large body is parsed on the blocking pool, not on an HTTP worker.
 pub struct Json<T, const MULT: usize = 1>(pub T);
 
-impl<T: DeserializeOwned + 'static, const MULT: usize> FromRequest for Json<T, MULT> {
+/// Bodies larger than this are parsed off the HTTP worker threads.
+const PARSE_INLINE_BYTES: usize = 64 * 1024;
+
+impl<T: DeserializeOwned + Send + 'static, const MULT: usize> FromRequest for Json<T, MULT> {
     type Error = AppError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, AppError>>>>;
 
@@ -24,7 +29,8 @@ impl<T: DeserializeOwned + 'static, const MULT: usize> FromRequest for Json<T, M
         let limit = req
             .app_data::<State>()
             .map(|s| s.body_limit)
-            .unwrap_or(1 << 20);
+            .unwrap_or(1 << 20)
+            .saturating_mul(MULT);
         let ct = req
             .headers()
             .get(actix_web::http::header::CONTENT_TYPE)
@@ -78,12 +84,26 @@ impl<T: DeserializeOwned + 'static, const MULT: usize> FromRequest for Json<T, M
                 }
                 buf.extend_from_slice(&chunk);
             }
-            parse(&buf).map(Json)
+            if buf.len() <= PARSE_INLINE_BYTES {
+                return parse(&buf).map(Json);
+            }
+            actix_web::web::block(move || parse(&buf))
+                .await
+                .map_err(AppError::internal)?
+                .map(Json)
         })
     }
 }
 
 pub use crate::fields::{parse, parse_value};
+
+/// A time in a query parameter (RFC 3339), refused as `invalid-query` naming it.
+pub fn query_time(name: &str, v: &str) -> Result<u64, AppError> {
+    crate::register::parse_time(name, v).map_err(|e| AppError {
+        code: ErrorCode::InvalidQuery,
+        ..e
+    })
+}
 
 /// A query string parsed into `T`, naming the offending parameter.
 pub struct Query<T>(pub T);

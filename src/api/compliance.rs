@@ -4,8 +4,7 @@ use actix_web::{get, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::auth::Caller;
-use super::decisions::DECISION_READERS;
+use super::auth::{Caller, DecisionReaders};
 use super::State;
 use crate::error::{AppError, Problem};
 use crate::register::compliance::{self, Finding, Severity};
@@ -52,10 +51,9 @@ fn status_of(state: &State, sys: systems::SystemRecord) -> Result<ComplianceStat
 #[get("/v1/systems/{system_id}/compliance")]
 async fn one(
     state: State,
-    caller: Caller,
+    _caller: Caller<DecisionReaders>,
     id: actix_web::web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    caller.require(DECISION_READERS)?;
     let sys = systems::read(&**state.ledger.store(), &id)?;
     Ok(HttpResponse::Ok().json(status_of(&state, sys)?))
 }
@@ -63,8 +61,7 @@ async fn one(
 /// Every system's compliance status (officer, auditor).
 #[utoipa::path(tag = "compliance", security(("bearer" = [])), responses((status = 200, body = Vec<ComplianceStatus>)))]
 #[get("/v1/compliance")]
-async fn all(state: State, caller: Caller) -> Result<HttpResponse, AppError> {
-    caller.require(DECISION_READERS)?;
+async fn all(state: State, _caller: Caller<DecisionReaders>) -> Result<HttpResponse, AppError> {
     let out = systems::list(&**state.ledger.store())?
         .into_iter()
         .map(|s| status_of(&state, s))

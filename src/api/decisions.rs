@@ -4,16 +4,15 @@ use actix_web::{get, post, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::auth::Caller;
-use super::body::Json;
+use super::auth::{Caller, DecisionReaders, Officers, Pipelines};
+use super::body::{query_time, Json};
 use super::{ReceiptView, State};
 use crate::error::{AppError, Problem};
 use crate::log::entry::{self, cbor_to_json};
 use crate::log::{AppendRequest, Receipt};
 use crate::register::decisions::{self, DecisionBody, DecisionRequest, HumanReview};
-use crate::register::vault::{fresh_salt, OpenedField};
-use crate::register::{parse_time, rfc3339, validate_slug};
-use crate::tokens::Role;
+use crate::register::vault::OpenedField;
+use crate::register::{rfc3339, validate_slug};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as CURSOR;
 use base64::Engine as _;
 use utoipa::IntoParams;
@@ -27,9 +26,6 @@ pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(by_subject)
         .service(erase);
 }
-
-/// Roles that may read decisions (they hold personal data).
-pub const DECISION_READERS: &[Role] = &[Role::Officer, Role::Auditor];
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct DecisionWritten {
@@ -60,21 +56,20 @@ fn written(decision_id: String, r: Receipt, fresh: bool) -> DecisionWritten {
 #[post("/v1/systems/{system_id}/decisions")]
 async fn record(
     state: State,
-    caller: Caller,
+    caller: Caller<Pipelines>,
     id: actix_web::web::Path<String>,
     body: Json<DecisionRequest>,
 ) -> Result<HttpResponse, AppError> {
-    caller.require(&[Role::Pipeline])?;
     let id = id.into_inner();
     validate_slug("system_id", &id)?;
-    let d = body.0.validate()?;
+    let d = body.0.validate(state.latest_caller_time())?;
     let decision_id = d.decision_id().to_owned();
     let reads = decisions::record_reads(&id, &decision_id);
     let receipt = state
         .ledger
         .append_reading(
             &caller.name,
-            decisions::record_command(id, d, (fresh_salt(), fresh_salt())),
+            decisions::record_command(id, d, decisions::Salts::fresh()),
             reads,
         )
         .await?;
@@ -123,11 +118,10 @@ pub const MAX_BATCH: usize = 10_000;
 #[post("/v1/systems/{system_id}/decisions/batch")]
 async fn record_batch(
     state: State,
-    caller: Caller,
+    caller: Caller<Pipelines>,
     id: actix_web::web::Path<String>,
     body: Json<DecisionBatch>,
 ) -> Result<HttpResponse, AppError> {
-    caller.require(&[Role::Pipeline])?;
     let id = id.into_inner();
     validate_slug("system_id", &id)?;
     let items = body.0.decisions;
@@ -137,6 +131,7 @@ async fn record_batch(
             format!("must hold 1 to {MAX_BATCH} decisions"),
         ));
     }
+    let latest_time = state.latest_caller_time();
     let mut results: Vec<BatchItem> = Vec::with_capacity(items.len());
     let mut requests = Vec::new();
     let mut slots = Vec::new();
@@ -146,14 +141,14 @@ async fn record_batch(
             .and_then(|v| v.as_str())
             .map(str::to_owned);
         let valid =
-            super::body::parse_value::<DecisionRequest>(item).and_then(DecisionRequest::validate);
+            super::body::parse_value::<DecisionRequest>(item).and_then(|d| d.validate(latest_time));
         match valid {
             Ok(d) => {
                 slots.push(i);
                 requests.push(AppendRequest {
                     actor: caller.name.clone(),
                     reads: decisions::record_reads(&id, d.decision_id()),
-                    command: decisions::record_command(id.clone(), d, (fresh_salt(), fresh_salt())),
+                    command: decisions::record_command(id.clone(), d, decisions::Salts::fresh()),
                 });
                 results.push(BatchItem {
                     decision_id,
@@ -213,7 +208,13 @@ pub struct DecisionView {
     pub index: u64,
     pub leaf_hash: String,
     pub subject_ref: OpenedField,
-    pub input_sha256: String,
+    /// The inputs' digest, opened from the vault (or erased). Absent for decisions
+    /// written before the digest was committed: see `input_sha256_uncommitted`.
+    pub input_sha256: Option<OpenedField>,
+    /// Only for decisions written before the digest was committed: their entry holds
+    /// it in the clear (lowercase hex), and it is shown as the entry holds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_sha256_uncommitted: Option<String>,
     pub inputs: Option<OpenedField>,
     pub output: serde_json::Value,
     pub confidence: Option<f64>,
@@ -243,7 +244,11 @@ pub fn decision_view(state: &State, index: u64) -> Result<DecisionView, AppError
         index,
         leaf_hash: hex::encode(crate::log::merkle::leaf_hash(&bytes)),
         subject_ref: OpenedField::new(&b.subject, open.as_ref().map(|o| &o.subject)),
-        input_sha256: hex::encode(&b.input_sha256),
+        input_sha256: b
+            .input_sha256_commitment
+            .as_ref()
+            .map(|c| OpenedField::new(c, open.as_ref().and_then(|o| o.input_sha256.as_ref()))),
+        input_sha256_uncommitted: b.input_sha256.as_ref().map(hex::encode),
         inputs: b
             .inputs
             .as_ref()
@@ -268,10 +273,9 @@ pub fn decision_view(state: &State, index: u64) -> Result<DecisionView, AppError
 #[get("/v1/systems/{system_id}/decisions/{decision_id}")]
 async fn get_one(
     state: State,
-    caller: Caller,
+    _caller: Caller<DecisionReaders>,
     path: actix_web::web::Path<(String, String)>,
 ) -> Result<HttpResponse, AppError> {
-    caller.require(DECISION_READERS)?;
     let (id, decision_id) = path.into_inner();
     let index = decisions::find(&**state.ledger.store(), &id, &decision_id)?;
     Ok(HttpResponse::Ok().json(decision_view(&state, index)?))
@@ -351,11 +355,10 @@ fn decode_cursor(c: &str) -> Result<decisions::TrailPosition, AppError> {
 #[get("/v1/systems/{system_id}/decisions")]
 async fn trail(
     state: State,
-    caller: Caller,
+    _caller: Caller<DecisionReaders>,
     id: actix_web::web::Path<String>,
     q: super::body::Query<TrailQuery>,
 ) -> Result<HttpResponse, AppError> {
-    caller.require(DECISION_READERS)?;
     let store = &**state.ledger.store();
     crate::register::systems::read(store, &id)?;
     let q = q.0;
@@ -371,6 +374,21 @@ async fn trail(
         }
     };
     let after = q.cursor.as_deref().map(decode_cursor).transpose()?;
+    let from = q
+        .from
+        .as_deref()
+        .map(|t| query_time("from", t))
+        .transpose()?;
+    let to = q.to.as_deref().map(|t| query_time("to", t)).transpose()?;
+    if let (Some(f), Some(t)) = (from, to) {
+        if f > t {
+            return Err(AppError::field(
+                crate::error::ErrorCode::InvalidQuery,
+                "from",
+                "must not be after to",
+            ));
+        }
+    }
     let outcome = match &q.outcome {
         Some(o) => {
             let v: serde_json::Value =
@@ -384,12 +402,8 @@ async fn trail(
     let filter = decisions::TrailFilter {
         model_version: q.model_version,
         subject: q.subject,
-        from: q
-            .from
-            .as_deref()
-            .map(|t| parse_time("from", t))
-            .transpose()?,
-        to: q.to.as_deref().map(|t| parse_time("to", t)).transpose()?,
+        from,
+        to,
         outcome,
         newest_first,
         after,
@@ -434,12 +448,11 @@ pub struct SubjectDecisions {
 #[get("/v1/subjects/{subject_ref}/decisions")]
 async fn by_subject(
     state: State,
-    caller: Caller,
+    _caller: Caller<DecisionReaders>,
     subject: actix_web::web::Path<String>,
     q: super::body::Query<SubjectQuery>,
 ) -> Result<HttpResponse, AppError> {
-    caller.require(DECISION_READERS)?;
-    let subject = subject.into_inner();
+    let subject = subject_in_path(subject)?;
     let after = q.cursor.as_deref().map(decode_cursor).transpose()?;
     let (rows, last) =
         decisions::by_subject(&**state.ledger.store(), &subject, after, limit_of(q.limit)?)?;
@@ -469,12 +482,21 @@ async fn by_subject(
 #[get("/v1/systems/{system_id}/decisions/{decision_id}/audit")]
 async fn audit_bundle(
     state: State,
-    caller: Caller,
+    _caller: Caller<DecisionReaders>,
     path: actix_web::web::Path<(String, String)>,
 ) -> Result<HttpResponse, AppError> {
-    caller.require(DECISION_READERS)?;
     let (id, decision_id) = path.into_inner();
     Ok(HttpResponse::Ok().json(crate::audit::build(&state.ledger, &id, &decision_id)?))
+}
+
+/// A subject reference in a path, checked as the body's field is (length, characters).
+fn subject_in_path(p: actix_web::web::Path<String>) -> Result<String, AppError> {
+    let subject = p.into_inner();
+    crate::register::validate_text("subject_ref", &subject, 256, true).map_err(|e| AppError {
+        code: crate::error::ErrorCode::InvalidPath,
+        ..e
+    })?;
+    Ok(subject)
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -504,33 +526,28 @@ pub struct ErasureDone {
 #[post("/v1/subjects/{subject_ref}/erasure")]
 async fn erase(
     state: State,
-    caller: Caller,
+    caller: Caller<Officers>,
     subject: actix_web::web::Path<String>,
     body: Json<ErasureRequest>,
 ) -> Result<HttpResponse, AppError> {
-    caller.require(&[Role::Officer])?;
     crate::register::validate_text("reason", &body.0.reason, 2000, true)?;
     let receipt = state
         .ledger
         .append(
             &caller.name,
-            crate::register::erasure::erase_command(subject.into_inner(), body.0.reason),
+            crate::register::erasure::erase_command(subject_in_path(subject)?, body.0.reason),
         )
         .await?;
-    let bytes = state
-        .ledger
-        .entry(receipt.index)?
-        .ok_or_else(|| AppError::internal("erasure entry missing"))?;
-    let e: entry::Entry<crate::register::erasure::ErasureBody> =
-        entry::decode(&bytes).map_err(AppError::internal)?;
+    use crate::register::erasure::{read_parts, ErasureBody};
+    let parts = read_parts(&state.ledger, receipt.index, |b: &ErasureBody| b.parts)?;
     // Rewrite the vault so the shredded values leave the disk before we say so.
     let store = state.ledger.store().clone();
     actix_web::web::block(move || store.vault_compact())
         .await
         .map_err(AppError::internal)??;
     Ok(HttpResponse::Ok().json(ErasureDone {
-        erased: e.body.count,
-        decisions: e.body.decisions,
+        erased: parts.iter().map(|b| b.count).sum(),
+        decisions: parts.into_iter().flat_map(|b| b.decisions).collect(),
         receipt: receipt.into(),
     }))
 }

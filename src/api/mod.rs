@@ -31,6 +31,15 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Largest accepted request body, bytes.
     pub body_limit: usize,
+    /// How far in the future a caller's time may lie, µs.
+    pub max_clock_skew_us: u64,
+}
+
+impl AppState {
+    /// The latest time a caller may send now (unix µs): the clock plus the allowed skew.
+    pub fn latest_caller_time(&self) -> u64 {
+        crate::log::sequencer::now_micros().saturating_add(self.max_clock_skew_us)
+    }
 }
 
 pub type State = actix_web::web::Data<AppState>;
@@ -215,10 +224,57 @@ pub fn app(
         .wrap(actix_web::middleware::from_fn(observe::observe))
 }
 
-async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, AppError> {
-    Err(AppError::not_found(format!(
-        "no route for {} {}",
-        req.method(),
-        req.path()
-    )))
+/// No route answers: 405 (with `Allow`) when the path is a route's under another
+/// method, else 404. The routes are those of the API description, so the two agree.
+async fn not_found(
+    req: actix_web::HttpRequest,
+    api: actix_web::web::Data<utoipa::openapi::OpenApi>,
+) -> Result<HttpResponse, AppError> {
+    let allowed = methods_of(&api, req.path());
+    if allowed.is_empty() {
+        return Err(AppError::not_found(format!(
+            "no route for {}",
+            req.method()
+        )));
+    }
+    let allow = allowed.join(", ");
+    let problem = AppError::new(
+        ErrorCode::MethodNotAllowed,
+        format!("{} is not allowed here; allowed: {allow}", req.method()),
+    );
+    let mut res = problem.error_response();
+    if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&allow) {
+        res.headers_mut().insert(actix_web::http::header::ALLOW, v);
+    }
+    Ok(res)
+}
+
+/// The methods the API description has for a concrete path (`{param}` matches any one
+/// non-empty segment).
+fn methods_of(api: &utoipa::openapi::OpenApi, path: &str) -> Vec<&'static str> {
+    let segments: Vec<&str> = path.split('/').collect();
+    let matches = |template: &str| {
+        let t: Vec<&str> = template.split('/').collect();
+        t.len() == segments.len()
+            && t.iter()
+                .zip(&segments)
+                .all(|(t, s)| (t.starts_with('{') && t.ends_with('}') && !s.is_empty()) || t == s)
+    };
+    let mut out = Vec::new();
+    for (template, item) in &api.paths.paths {
+        if !matches(template) {
+            continue;
+        }
+        for (method, op) in [
+            ("GET", &item.get),
+            ("POST", &item.post),
+            ("PUT", &item.put),
+            ("DELETE", &item.delete),
+        ] {
+            if op.is_some() && !out.contains(&method) {
+                out.push(method);
+            }
+        }
+    }
+    out
 }

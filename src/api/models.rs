@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
-use super::auth::{Caller, READERS};
+use super::auth::{Caller, ModelWriters, Officers, Pipelines, Readers};
 use super::body::Json;
 use super::{ReceiptView, State};
 use crate::error::{AppError, Problem};
@@ -19,7 +19,6 @@ use crate::register::models::{
     TrainingData, VersionRecord, VersionSpec, VersionStatus,
 };
 use crate::register::{rfc3339, vault};
-use crate::tokens::Role;
 
 pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.service(register)
@@ -141,11 +140,10 @@ pub struct VersionWritten {
 #[post("/v1/systems/{system_id}/models")]
 async fn register(
     state: State,
-    caller: Caller,
+    caller: Caller<ModelWriters>,
     id: actix_web::web::Path<String>,
     body: Json<VersionSpec>,
 ) -> Result<HttpResponse, AppError> {
-    caller.require(&[Role::Pipeline, Role::Officer])?;
     let spec = body.0;
     spec.validate()?;
     let (id, version) = (id.into_inner(), spec.version.clone());
@@ -168,10 +166,9 @@ async fn register(
 #[get("/v1/systems/{system_id}/models")]
 async fn list(
     state: State,
-    caller: Caller,
+    _caller: Caller<Readers>,
     id: actix_web::web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    caller.require(READERS)?;
     let store = &**state.ledger.store();
     crate::register::systems::read(store, &id)?;
     let out: Vec<VersionView> = models::list(store, &id)?
@@ -189,10 +186,9 @@ async fn list(
 #[get("/v1/systems/{system_id}/models/{version}")]
 async fn get_one(
     state: State,
-    caller: Caller,
+    _caller: Caller<Readers>,
     path: actix_web::web::Path<(String, String)>,
 ) -> Result<HttpResponse, AppError> {
-    caller.require(READERS)?;
     let (id, version) = path.into_inner();
     Ok(HttpResponse::Ok().json(VersionView::from(models::read(
         &**state.ledger.store(),
@@ -223,11 +219,10 @@ pub struct ReviewWritten {
 #[post("/v1/systems/{system_id}/models/{version}/reviews")]
 async fn review(
     state: State,
-    caller: Caller,
+    caller: Caller<Officers>,
     path: actix_web::web::Path<(String, String)>,
     body: Json<ReviewSpec>,
 ) -> Result<HttpResponse, AppError> {
-    caller.require(&[Role::Officer])?;
     let spec = body.0;
     spec.validate()?;
     let (id, version) = path.into_inner();
@@ -310,11 +305,10 @@ pub struct TestWritten {
 #[post("/v1/systems/{system_id}/models/{version}/tests")]
 async fn record_test(
     state: State,
-    caller: Caller,
+    caller: Caller<ModelWriters>,
     path: actix_web::web::Path<(String, String)>,
-    body: Json<TestRequest>,
+    body: Json<TestRequest, 8>,
 ) -> Result<HttpResponse, AppError> {
-    caller.require(&[Role::Pipeline, Role::Officer])?;
     let (id, version) = path.into_inner();
     let req = body.0;
     let ev = evaluators::registry().get(&req.evaluator).ok_or_else(|| {
@@ -410,10 +404,9 @@ pub fn test_view(state: &State, id: u64) -> Result<TestView, AppError> {
 #[get("/v1/systems/{system_id}/models/{version}/tests")]
 async fn list_tests(
     state: State,
-    caller: Caller,
+    _caller: Caller<Readers>,
     path: actix_web::web::Path<(String, String)>,
 ) -> Result<HttpResponse, AppError> {
-    caller.require(READERS)?;
     let (id, version) = path.into_inner();
     let store = &**state.ledger.store();
     models::read(store, &id, &version)?;
@@ -444,11 +437,10 @@ pub struct DeploymentWritten {
 #[post("/v1/systems/{system_id}/models/{version}/deployments")]
 async fn deploy(
     state: State,
-    caller: Caller,
+    caller: Caller<Pipelines>,
     path: actix_web::web::Path<(String, String)>,
     body: Json<DeploySpec>,
 ) -> Result<HttpResponse, AppError> {
-    caller.require(&[Role::Pipeline])?;
     let spec = body.0;
     spec.validate()?;
     let (id, version) = path.into_inner();
@@ -478,8 +470,7 @@ async fn deploy(
 /// The pluggable bias and drift evaluators, with their parameters and defaults.
 #[utoipa::path(tag = "tests", security(("bearer" = [])), responses((status = 200, body = Vec<evaluators::EvaluatorInfo>)))]
 #[get("/v1/evaluators")]
-async fn list_evaluators(caller: Caller) -> Result<HttpResponse, AppError> {
-    caller.require(READERS)?;
+async fn list_evaluators(_caller: Caller<Readers>) -> Result<HttpResponse, AppError> {
     let out: Vec<evaluators::EvaluatorInfo> =
         evaluators::registry().all().map(|e| e.info()).collect();
     Ok(HttpResponse::Ok().json(out))

@@ -4,16 +4,15 @@ use actix_web::{get, post, put, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::auth::{Caller, READERS};
+use super::auth::{Caller, Officers, Readers};
 use super::body::{Json, Query};
 use super::{ReceiptView, State};
 use crate::error::{AppError, ErrorCode, Problem};
 use crate::log::entry;
+use crate::register::rfc3339;
 use crate::register::systems::{
     self, RegisterReview, RegisterReviewOutcome, SystemBody, SystemRecord, SystemSpec,
 };
-use crate::register::{parse_time, rfc3339};
-use crate::tokens::Role;
 
 pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.service(register)
@@ -33,10 +32,23 @@ pub struct LastReview {
     pub outcome: RegisterReviewOutcome,
 }
 
+/// SystemSpec's schema without its `additionalProperties: false` (from
+/// `deny_unknown_fields`, right for a request): flattened into an answer, it would
+/// forbid the answer's own fields.
+fn spec_fields() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::{schema::Schema, RefOr};
+    let mut s = <SystemSpec as utoipa::PartialSchema>::schema();
+    if let RefOr::T(Schema::Object(o)) = &mut s {
+        o.additional_properties = None;
+    }
+    s
+}
+
 /// A register entry as it stands.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct SystemView {
     #[serde(flatten)]
+    #[schema(schema_with = spec_fields)]
     pub spec: SystemSpec,
     pub revision: u32,
     pub registered_at: String,
@@ -97,10 +109,9 @@ pub struct SystemWritten {
 #[post("/v1/systems")]
 async fn register(
     state: State,
-    caller: Caller,
+    caller: Caller<Officers>,
     body: Json<SystemSpec>,
 ) -> Result<HttpResponse, AppError> {
-    caller.require(&[Role::Officer])?;
     let spec = body.0;
     spec.validate()?;
     let id = spec.id.clone();
@@ -118,8 +129,7 @@ async fn register(
 /// Every AI system in the register.
 #[utoipa::path(tag = "register", security(("bearer" = [])), responses((status = 200, body = Vec<SystemView>)))]
 #[get("/v1/systems")]
-async fn list(state: State, caller: Caller) -> Result<HttpResponse, AppError> {
-    caller.require(READERS)?;
+async fn list(state: State, _caller: Caller<Readers>) -> Result<HttpResponse, AppError> {
     let out: Vec<SystemView> = systems::list(&**state.ledger.store())?
         .into_iter()
         .map(Into::into)
@@ -138,6 +148,7 @@ pub struct AtQuery {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct SystemAsOf {
     #[serde(flatten)]
+    #[schema(schema_with = spec_fields)]
     pub spec: SystemSpec,
     pub revision: u32,
     pub as_of: String,
@@ -146,25 +157,33 @@ pub struct SystemAsOf {
     pub revised_at: String,
 }
 
+/// What `GET /v1/systems/{system_id}` answers: the entry as it stands, or with `?at=`
+/// the revision in force then.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum SystemAnswer {
+    Current(SystemView),
+    AsOf(SystemAsOf),
+}
+
 /// One AI system; with `?at=`, the revision in force at that time.
 #[utoipa::path(tag = "register", security(("bearer" = [])), params(("system_id" = String, Path), AtQuery), responses(
-    (status = 200, description = "Current state (SystemView), or with ?at= the revision then (SystemAsOf)", body = SystemView),
+    (status = 200, description = "Current state (SystemView), or with ?at= the revision then (SystemAsOf)", body = SystemAnswer),
     (status = 404, body = Problem, content_type = "application/problem+json"),
 ))]
 #[get("/v1/systems/{system_id}")]
 async fn get_one(
     state: State,
-    caller: Caller,
+    _caller: Caller<Readers>,
     id: actix_web::web::Path<String>,
     q: Query<AtQuery>,
 ) -> Result<HttpResponse, AppError> {
-    caller.require(READERS)?;
     let store = &**state.ledger.store();
     let current = systems::read(store, &id)?;
     let Some(at) = q.at.as_deref() else {
         return Ok(HttpResponse::Ok().json(SystemView::from(current)));
     };
-    let at_us = parse_time("at", at)?;
+    let at_us = super::body::query_time("at", at)?;
     let rev = systems::revisions(store, &id)?
         .into_iter()
         .rfind(|r| r.time <= at_us)
@@ -198,11 +217,10 @@ async fn get_one(
 #[put("/v1/systems/{system_id}")]
 async fn revise(
     state: State,
-    caller: Caller,
+    caller: Caller<Officers>,
     id: actix_web::web::Path<String>,
     body: Json<SystemSpec>,
 ) -> Result<HttpResponse, AppError> {
-    caller.require(&[Role::Officer])?;
     let spec = body.0;
     spec.validate()?;
     let id = id.into_inner();
@@ -234,11 +252,10 @@ pub struct RegisterReviewed {
 #[post("/v1/systems/{system_id}/register-reviews")]
 async fn review(
     state: State,
-    caller: Caller,
+    caller: Caller<Officers>,
     id: actix_web::web::Path<String>,
     body: Json<RegisterReview>,
 ) -> Result<HttpResponse, AppError> {
-    caller.require(&[Role::Officer])?;
     let r = body.0;
     crate::register::validate_text("notes", &r.notes, 20_000, false)?;
     let id = id.into_inner();

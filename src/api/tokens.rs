@@ -4,7 +4,7 @@ use actix_web::{delete, get, post, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::auth::Caller;
+use super::auth::{Admins, Caller};
 use super::body::Json;
 use super::{ReceiptView, State};
 use crate::error::{AppError, Problem};
@@ -53,10 +53,9 @@ pub struct TokenView {
 #[post("/v1/tokens")]
 async fn create(
     state: State,
-    caller: Caller,
+    caller: Caller<Admins>,
     body: Json<CreateToken>,
 ) -> Result<HttpResponse, AppError> {
-    caller.require(&[Role::Admin])?;
     let CreateToken { name, role } = body.0;
     tokens::validate_name(&name)?;
     let secret = tokens::new_secret();
@@ -82,8 +81,7 @@ async fn create(
     (status = 403, body = Problem, content_type = "application/problem+json"),
 ))]
 #[get("/v1/tokens")]
-async fn list(state: State, caller: Caller) -> Result<HttpResponse, AppError> {
-    caller.require(&[Role::Admin])?;
+async fn list(state: State, _caller: Caller<Admins>) -> Result<HttpResponse, AppError> {
     let out: Vec<TokenView> = tokens::list(&**state.ledger.store())?
         .into_iter()
         .map(|t| TokenView {
@@ -114,10 +112,9 @@ pub struct RevokedToken {
 #[delete("/v1/tokens/{name}")]
 async fn revoke(
     state: State,
-    caller: Caller,
+    caller: Caller<Admins>,
     name: actix_web::web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    caller.require(&[Role::Admin])?;
     let name = name.into_inner();
     let receipt = state
         .ledger

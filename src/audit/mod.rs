@@ -48,6 +48,10 @@ pub struct Openings {
     pub subject_ref: Option<OpeningView>,
     /// Absent when erased or never given.
     pub inputs: Option<OpeningView>,
+    /// The inputs' digest. Absent when erased, or when the decision was written before
+    /// the digest was committed (its entry holds it in the clear).
+    #[serde(default)]
+    pub input_sha256: Option<OpeningView>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
@@ -93,6 +97,10 @@ pub struct Summary {
     pub subject_ref: String,
     /// `opened`, `erased` or `absent`.
     pub inputs: String,
+    /// `opened`, `erased`, or `uncommitted` (written before the digest was committed:
+    /// the entry holds it in the clear).
+    #[serde(default)]
+    pub input_sha256: String,
 }
 
 /// The audit bundle of one decision.
@@ -233,6 +241,17 @@ pub fn build<E>(
     let openings = Openings {
         subject_ref: open.as_ref().map(|o| view(&o.subject)),
         inputs: open.as_ref().and_then(|o| o.inputs.as_ref()).map(view),
+        input_sha256: open
+            .as_ref()
+            .and_then(|o| o.input_sha256.as_ref())
+            .map(view),
+    };
+    let digest_state = if d_body["input_sha256_commitment"].is_null() {
+        "uncommitted"
+    } else if openings.input_sha256.is_some() {
+        "opened"
+    } else {
+        "erased"
     };
     let inputs_state = if d_body["inputs"].is_null() {
         "absent"
@@ -271,6 +290,7 @@ pub fn build<E>(
         }
         .into(),
         inputs: inputs_state.into(),
+        input_sha256: digest_state.into(),
     };
     Ok(Bundle {
         format: FORMAT.into(),
@@ -650,6 +670,22 @@ fn check_openings(bundle: &Bundle, db: &Value, rep: &mut Report) {
                 s.inputs != "opened",
                 "summary says opened but no opening is given",
             ),
+        ),
+    }
+    match &bundle.openings.input_sha256 {
+        Some(o) => rep.check(
+            "input_sha256 opens its commitment",
+            check_open(o, commitment("input_sha256_commitment")),
+        ),
+        None => rep.check(
+            "input_sha256 erased or uncommitted (not a failure)",
+            match s.input_sha256.as_str() {
+                "opened" => Err("summary says opened but no opening is given".into()),
+                "uncommitted" if commitment("input_sha256_commitment").is_some() => {
+                    Err("summary says uncommitted but the entry holds a commitment".into())
+                }
+                _ => Ok(()),
+            },
         ),
     }
 }

@@ -10,6 +10,13 @@ use crate::fields::{parse_sha256, validate_text};
 
 pub struct External;
 
+/// Most metrics one external result may carry.
+pub const MAX_METRICS: usize = 100;
+/// Longest metric name, bytes.
+pub const MAX_METRIC_NAME: usize = 100;
+/// Longest text value of a metric, bytes.
+pub const MAX_METRIC_TEXT: usize = 200;
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ExternalResult {
@@ -53,10 +60,25 @@ impl Evaluator for External {
                 "must name at least one metric",
             ));
         }
+        if r.metrics.len() > MAX_METRICS {
+            return Err(AppError::invalid(
+                "result.metrics",
+                format!(
+                    "has {} metrics; at most {MAX_METRICS} (they enter the entry; the full report is what report_sha256 names)",
+                    r.metrics.len()
+                ),
+            ));
+        }
         for (k, v) in &r.metrics {
+            let field = format!("result.metrics.{k}");
+            validate_text(&field, k, MAX_METRIC_NAME, true)?;
             let ok = match v {
                 Value::Number(n) => n.as_f64().is_some_and(f64::is_finite),
-                Value::Bool(_) | Value::String(_) => true,
+                Value::Bool(_) => true,
+                Value::String(s) => {
+                    validate_text(&field, s, MAX_METRIC_TEXT, false)?;
+                    true
+                }
                 _ => false,
             };
             if !ok {

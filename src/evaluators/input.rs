@@ -86,21 +86,49 @@ pub fn labels(input: &Map<String, Value>, name: &str) -> Result<Vec<bool>, AppEr
         .collect()
 }
 
+/// Most groups a bias test may compare: each group's figures enter the test's entry,
+/// and an entry is at most 64 KiB.
+pub const MAX_GROUPS: usize = 200;
+/// Longest group label, bytes.
+pub const MAX_GROUP_LABEL: usize = 64;
+
+/// A group label: a short text without control or bidirectional characters.
+fn group_label(field: &str, s: &str) -> Result<(), AppError> {
+    crate::fields::validate_text(field, s, MAX_GROUP_LABEL, true)
+}
+
+/// Refuse more groups than [`MAX_GROUPS`].
+pub fn at_most_groups(field: &str, n: usize) -> Result<(), AppError> {
+    if n > MAX_GROUPS {
+        return Err(AppError::invalid(
+            field,
+            format!("has {n} groups; at most {MAX_GROUPS} (each group's figures enter the entry)"),
+        ));
+    }
+    Ok(())
+}
+
 /// Group labels (strings, or numbers taken as their text).
 pub fn groups(input: &Map<String, Value>, name: &str) -> Result<Vec<String>, AppError> {
-    array(input, name)?
+    let labels = array(input, name)?
         .iter()
         .enumerate()
-        .map(|(i, v)| match v {
-            Value::String(s) if !s.is_empty() && s.len() <= 200 => Ok(s.clone()),
-            Value::Number(n) => Ok(n.to_string()),
-            Value::Bool(b) => Ok(b.to_string()),
-            _ => Err(AppError::invalid(
-                format!("input.{name}[{i}]"),
-                "must be a group label: a non-empty string or a number",
-            )),
+        .map(|(i, v)| {
+            let field = format!("input.{name}[{i}]");
+            match v {
+                Value::String(s) => group_label(&field, s).map(|()| s.clone()),
+                Value::Number(n) => Ok(n.to_string()),
+                Value::Bool(b) => Ok(b.to_string()),
+                _ => Err(AppError::invalid(
+                    field,
+                    "must be a group label: a non-empty string or a number",
+                )),
+            }
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    let distinct: std::collections::BTreeSet<&str> = labels.iter().map(String::as_str).collect();
+    at_most_groups(&format!("input.{name}"), distinct.len())?;
+    Ok(labels)
 }
 
 /// Two arrays that must have the same length.
@@ -126,8 +154,10 @@ pub fn group_table(
     if m.len() < 2 {
         return Err(AppError::invalid(&field, "needs at least two groups"));
     }
+    at_most_groups(&field, m.len())?;
     let mut out = BTreeMap::new();
     for (g, v) in m {
+        group_label(&format!("{field}.{g}"), g)?;
         let f = |k: &str| -> Result<f64, AppError> {
             v.get(k)
                 .and_then(Value::as_f64)

@@ -90,6 +90,36 @@ pub enum AppendError<E> {
     Storage(String),
     #[error("the writer has stopped")]
     Unavailable,
+    /// An entry of the command would exceed [`MAX_ENTRY_BYTES`]; nothing was appended.
+    #[error("an entry would be {bytes} bytes; at most {MAX_ENTRY_BYTES}")]
+    TooLarge {
+        /// The body's largest field, which a caller can shrink.
+        field: Option<String>,
+        bytes: usize,
+    },
+}
+
+/// The largest entry the log takes, bytes: C2SP tlog-tiles entry bundles prefix each
+/// entry with a 2-byte length.
+pub const MAX_ENTRY_BYTES: usize = u16::MAX as usize;
+
+/// An entry that does not fit: its size and its body's largest top-level field.
+struct TooLarge {
+    field: Option<String>,
+    bytes: usize,
+}
+
+/// The body field whose value encodes largest (where the room went).
+fn largest_field(body: &serde_cbor::Value) -> Option<String> {
+    let serde_cbor::Value::Map(m) = body else {
+        return None;
+    };
+    m.iter()
+        .max_by_key(|(_, v)| serde_cbor::to_vec(v).map_or(0, |b| b.len()))
+        .and_then(|(k, _)| match k {
+            serde_cbor::Value::Text(t) => Some(t.clone()),
+            _ => None,
+        })
 }
 
 /// What a caller is given once its entry is durable.
@@ -370,14 +400,18 @@ impl<E: Send + 'static> Sequencer<E> {
                 let result = (req.command)(&mut staging);
                 let own = staging.into_writes();
                 outs.push(match result {
-                    Ok(Prepared::Append(drafts)) => {
-                        let mut last = index;
-                        for draft in drafts.into_iter() {
-                            last = batch.push(draft, &req.actor);
+                    Ok(Prepared::Append(drafts)) => match batch.seal(drafts, &req.actor) {
+                        Ok(sealed) => {
+                            let last = batch.extend(sealed);
+                            batch.overlay.extend(own);
+                            Outcome::Appended(last)
                         }
-                        batch.overlay.extend(own);
-                        Outcome::Appended(last)
-                    }
+                        // Nothing of the command enters the batch: not its entries, not
+                        // what it staged.
+                        Err(TooLarge { field, bytes }) => {
+                            Outcome::Failed(AppendError::TooLarge { field, bytes })
+                        }
+                    },
                     Ok(Prepared::Existing(i)) => {
                         batch.overlay.extend(own);
                         Outcome::Existing(i)
@@ -562,25 +596,44 @@ impl BatchBuilder {
         self.first_index + self.entries.len() as u64
     }
 
-    /// Encode one entry and extend the chain and the tree with it; returns its index.
-    fn push(&mut self, draft: Draft, actor: &str) -> u64 {
-        let index = self.next_index();
-        let e = Entry {
-            v: FORMAT_VERSION,
-            index,
-            time: self.time,
-            kind: draft.kind,
-            system: draft.system,
-            actor: actor.to_owned(),
-            prev: self.prev.to_vec(),
-            body: draft.body,
-        };
-        let bytes = entry::encode(&e);
-        let leaf = merkle::leaf_hash(&bytes);
-        self.tiles.push(leaf);
-        self.frontier.push(leaf);
-        self.prev = leaf;
-        self.entries.push(bytes);
-        index
+    /// Encode a command's entries as they would follow in the batch (each entry's bytes
+    /// and leaf hash), refusing the command when one would exceed [`MAX_ENTRY_BYTES`].
+    /// The batch itself is not changed.
+    fn seal(&self, drafts: Drafts, actor: &str) -> Result<Vec<(Vec<u8>, Hash)>, TooLarge> {
+        let mut prev = self.prev;
+        let mut sealed = Vec::with_capacity(1);
+        for (i, draft) in drafts.into_iter().enumerate() {
+            let e = Entry {
+                v: FORMAT_VERSION,
+                index: self.next_index() + i as u64,
+                time: self.time,
+                kind: draft.kind,
+                system: draft.system,
+                actor: actor.to_owned(),
+                prev: prev.to_vec(),
+                body: draft.body,
+            };
+            let bytes = entry::encode(&e);
+            if bytes.len() > MAX_ENTRY_BYTES {
+                return Err(TooLarge {
+                    field: largest_field(&e.body),
+                    bytes: bytes.len(),
+                });
+            }
+            prev = merkle::leaf_hash(&bytes);
+            sealed.push((bytes, prev));
+        }
+        Ok(sealed)
+    }
+
+    /// Extend the chain and the tree with sealed entries; returns the last one's index.
+    fn extend(&mut self, sealed: Vec<(Vec<u8>, Hash)>) -> u64 {
+        for (bytes, leaf) in sealed {
+            self.tiles.push(leaf);
+            self.frontier.push(leaf);
+            self.prev = leaf;
+            self.entries.push(bytes);
+        }
+        self.next_index() - 1
     }
 }

@@ -43,7 +43,8 @@ pub struct DecisionRequest {
     pub occurred_at: String,
     /// A pseudonymous reference to the data subject. Personal: committed, kept in the vault.
     pub subject_ref: String,
-    /// SHA-256 of the decision's inputs, lowercase hex.
+    /// SHA-256 of the decision's inputs, lowercase hex. Personal (a digest of few inputs
+    /// is found by trying them): committed, kept in the vault.
     pub input_sha256: String,
     /// The inputs themselves (optional). Personal: committed, kept in the vault.
     #[serde(default)]
@@ -60,9 +61,9 @@ pub struct DecisionRequest {
     pub human_review: Option<HumanReview>,
 }
 
-/// The body of `decision.recorded`. No personal value and no float: `subject` and
-/// `inputs` are commitments, `output` is RFC 8785 canonical JSON text, `confidence`
-/// decimal text.
+/// The body of `decision.recorded`. No personal value and no float: `subject`,
+/// `input_sha256_commitment` and `inputs` are commitments, `output` is RFC 8785
+/// canonical JSON text, `confidence` decimal text.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct DecisionBody {
     pub decision_id: String,
@@ -71,8 +72,13 @@ pub struct DecisionBody {
     pub occurred_at: u64,
     #[serde(with = "serde_bytes")]
     pub subject: Vec<u8>,
-    #[serde(with = "serde_bytes")]
-    pub input_sha256: Vec<u8>,
+    /// The inputs' digest in the clear: only entries written before it was committed
+    /// hold it (they are never rewritten); new entries have the commitment instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_sha256: Option<serde_bytes::ByteBuf>,
+    /// The commitment to `input_sha256` (its hex text as a JSON string).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_sha256_commitment: Option<serde_bytes::ByteBuf>,
     pub inputs: Option<serde_bytes::ByteBuf>,
     pub output: String,
     /// A decimal fraction (CBOR tag 4).
@@ -91,11 +97,50 @@ pub struct ValidDecision {
     confidence: Option<serde_cbor::Value>,
 }
 
+/// The salts of a decision's committed fields, one fresh 32-byte salt each.
+#[derive(Debug, Clone, Copy)]
+pub struct Salts {
+    pub subject: [u8; 32],
+    pub inputs: [u8; 32],
+    pub input_sha256: [u8; 32],
+}
+
+impl Salts {
+    pub fn fresh() -> Self {
+        Self {
+            subject: vault::fresh_salt(),
+            inputs: vault::fresh_salt(),
+            input_sha256: vault::fresh_salt(),
+        }
+    }
+}
+
+/// How a decision's inputs digest is sealed: committed (every decision written now), or
+/// in the clear as entries written before the commitment hold it (only to match such a
+/// decision sent again).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DigestSeal {
+    Committed,
+    Clear,
+}
+
 impl DecisionRequest {
-    pub fn validate(self) -> Result<ValidDecision, AppError> {
+    /// Check every field; `occurred_at` may lie no later than `latest_time` (unix µs:
+    /// the clock plus the allowed skew), else retention would never reach the decision
+    /// and it would head every newest-first trail.
+    pub fn validate(self, latest_time: u64) -> Result<ValidDecision, AppError> {
         validate_ident("decision_id", &self.decision_id, 128)?;
         validate_ident("model_version", &self.model_version, 64)?;
         let occurred_at = parse_time("occurred_at", &self.occurred_at)?;
+        if occurred_at > latest_time {
+            return Err(AppError::invalid(
+                "occurred_at",
+                format!(
+                    "lies in the future: at most {} (the server's clock plus --max-clock-skew-secs)",
+                    super::rfc3339(latest_time)
+                ),
+            ));
+        }
         validate_text("subject_ref", &self.subject_ref, 256, true)?;
         let input_sha256 = parse_sha256("input_sha256", &self.input_sha256)?;
         let output =
@@ -149,27 +194,44 @@ impl ValidDecision {
     fn seal(
         &self,
         system: &str,
-        subject_salt: [u8; 32],
-        inputs_salt: [u8; 32],
+        salts: Salts,
+        digest: DigestSeal,
         expires_at: u64,
     ) -> Result<(DecisionBody, DecisionVault), AppError> {
+        let commit = |salt: &[u8; 32], v: &serde_json::Value| -> Result<_, AppError> {
+            Ok((
+                serde_bytes::ByteBuf::from(vault::commit(salt, v)?.to_vec()),
+                Opening::new(*salt, v)?,
+            ))
+        };
         let subject_json = serde_json::Value::String(self.req.subject_ref.clone());
-        let subject = vault::commit(&subject_salt, &subject_json)?;
+        let (subject, subject_open) = commit(&salts.subject, &subject_json)?;
         let (inputs, inputs_open) = match &self.req.inputs {
-            Some(v) => (
-                Some(serde_bytes::ByteBuf::from(
-                    vault::commit(&inputs_salt, v)?.to_vec(),
-                )),
-                Some(Opening::new(inputs_salt, v)?),
-            ),
+            Some(v) => {
+                let (c, o) = commit(&salts.inputs, v)?;
+                (Some(c), Some(o))
+            }
             None => (None, None),
+        };
+        let (input_sha256, input_sha256_commitment, digest_open) = match digest {
+            DigestSeal::Committed => {
+                let hex = serde_json::Value::String(hex::encode(self.input_sha256));
+                let (c, o) = commit(&salts.input_sha256, &hex)?;
+                (None, Some(c), Some(o))
+            }
+            DigestSeal::Clear => (
+                Some(serde_bytes::ByteBuf::from(self.input_sha256.to_vec())),
+                None,
+                None,
+            ),
         };
         let body = DecisionBody {
             decision_id: self.req.decision_id.clone(),
             model_version: self.req.model_version.clone(),
             occurred_at: self.occurred_at,
-            subject: subject.to_vec(),
-            input_sha256: self.input_sha256.to_vec(),
+            subject: subject.into_vec(),
+            input_sha256,
+            input_sha256_commitment,
             inputs,
             output: self.output.clone(),
             confidence: self.confidence.clone(),
@@ -178,10 +240,11 @@ impl ValidDecision {
         };
         let vault_row = DecisionVault {
             system: system.to_owned(),
-            subject: Opening::new(subject_salt, &subject_json)?,
+            subject: subject_open,
             inputs: inputs_open,
             expires_at,
             occurred_at: self.occurred_at,
+            input_sha256: digest_open,
         };
         Ok((body, vault_row))
     }
@@ -275,11 +338,7 @@ fn gate(s: &Staging<'_>, system: &str) -> Result<Gate, AppError> {
 
 /// Log a decision: the gate (registered, active system; its deployed version), then
 /// idempotency (same decision again: the original entry; a different one: 409).
-pub fn record_command(
-    system: String,
-    d: ValidDecision,
-    salts: ([u8; 32], [u8; 32]),
-) -> Command<AppError> {
+pub fn record_command(system: String, d: ValidDecision, salts: Salts) -> Command<AppError> {
     Box::new(move |s| {
         let sys = gate(s, &system)?;
         let expires_at = d.occurred_at.max(s.time()) + u64::from(sys.retention_days) * DAY_MICROS;
@@ -294,8 +353,19 @@ pub fn record_command(
                 ));
             };
             let old: DecisionVault = super::uncbor(&raw)?;
-            let inputs_salt = old.inputs.as_ref().map(Opening::salt).unwrap_or(salts.1);
-            let (body, _) = d.seal(&system, old.subject.salt(), inputs_salt, expires_at)?;
+            let recorded = Salts {
+                subject: old.subject.salt(),
+                inputs: old.inputs.as_ref().map_or(salts.inputs, Opening::salt),
+                input_sha256: old
+                    .input_sha256
+                    .as_ref()
+                    .map_or(salts.input_sha256, Opening::salt),
+            };
+            let digest = match old.input_sha256 {
+                Some(_) => DigestSeal::Committed,
+                None => DigestSeal::Clear,
+            };
+            let (body, _) = d.seal(&system, recorded, digest, expires_at)?;
             if fingerprint(&super::to_value(&body)?) == existing.fingerprint {
                 return Ok(Prepared::Existing(existing.index));
             }
@@ -332,7 +402,7 @@ pub fn record_command(
                 ),
             });
         }
-        let (body, vault_row) = d.seal(&system, salts.0, salts.1, expires_at)?;
+        let (body, vault_row) = d.seal(&system, salts, DigestSeal::Committed, expires_at)?;
         let index = s.index();
         s.vault_put(vault::decision_key(index), cbor_packed(&vault_row));
         s.vault_put(

@@ -11,20 +11,57 @@ use super::{to_value, uncbor};
 use crate::error::{AppError, ErrorCode};
 use crate::log::{Command, Draft, Prepared, Staging};
 
-/// Append one entry that belongs to no system.
-fn append_one(
+/// Append entries that belong to no system, in order.
+fn append_all(
     s: &mut Staging<'_>,
     kind: &str,
-    body: serde_cbor::Value,
+    bodies: Vec<serde_cbor::Value>,
 ) -> Result<Prepared, AppError> {
-    crate::projection::append(
-        s,
-        vec![Draft {
+    let drafts = bodies
+        .into_iter()
+        .map(|body| Draft {
             kind: kind.to_owned(),
             system: None,
             body,
-        }],
-    )
+        })
+        .collect();
+    crate::projection::append(s, drafts)
+}
+
+/// Decisions one `subject.erased` entry lists (an index and a 32-byte commitment each:
+/// about 43 KB, inside the 64 KiB an entry may hold); more go into further entries.
+pub const ERASED_PER_ENTRY: usize = 1_000;
+/// Decisions one `retention.expired` entry lists (an index each: about 45 KB).
+pub const EXPIRED_PER_ENTRY: usize = 5_000;
+
+/// An entry's place among the entries one erasure or retention run appended (1-based).
+fn one() -> u64 {
+    1
+}
+
+/// The entries one erasure or retention run appended, ending at `last`, decoded: one
+/// for entries written before runs were split (they have no `parts`).
+pub fn read_parts<B: for<'de> Deserialize<'de>>(
+    ledger: &crate::log::Ledger<AppError>,
+    last: u64,
+    parts: impl Fn(&B) -> u64,
+) -> Result<Vec<B>, AppError> {
+    let read = |index: u64| -> Result<B, AppError> {
+        let bytes = ledger
+            .entry(index)?
+            .ok_or_else(|| AppError::internal(format!("entry {index} missing")))?;
+        let e: crate::log::entry::Entry<B> =
+            crate::log::entry::decode(&bytes).map_err(AppError::internal)?;
+        Ok(e.body)
+    };
+    let tail = read(last)?;
+    let n = parts(&tail).max(1);
+    let first = last
+        .checked_sub(n - 1)
+        .ok_or_else(|| AppError::internal("an entry names more parts than precede it"))?;
+    let mut out = (first..last).map(read).collect::<Result<Vec<_>, _>>()?;
+    out.push(tail);
+    Ok(out)
 }
 
 pub const SUBJECT_ERASED: &str = "subject.erased";
@@ -39,6 +76,11 @@ pub struct ErasureBody {
     pub subject_commitments: Vec<serde_bytes::ByteBuf>,
     pub count: u64,
     pub reason: String,
+    /// This entry's place among the erasure's entries, and how many there are.
+    #[serde(default = "one")]
+    pub part: u64,
+    #[serde(default = "one")]
+    pub parts: u64,
 }
 
 /// The body of `retention.expired`.
@@ -48,6 +90,11 @@ pub struct RetentionBody {
     pub count: u64,
     /// Values whose retention ended before this time (unix µs) were shredded.
     pub before: u64,
+    /// This entry's place among the run's entries, and how many there are.
+    #[serde(default = "one")]
+    pub part: u64,
+    #[serde(default = "one")]
+    pub parts: u64,
 }
 
 fn index_of(key: &[u8]) -> Result<u64, AppError> {
@@ -107,17 +154,23 @@ pub fn erase_command(subject_ref: String, reason: String) -> Command<AppError> {
                 commitments.push(serde_bytes::ByteBuf::from(c));
             }
         }
-        let count = decisions.len() as u64;
-        append_one(
-            s,
-            SUBJECT_ERASED,
-            to_value(&ErasureBody {
-                decisions,
-                subject_commitments: commitments,
-                count,
-                reason,
-            })?,
-        )
+        let parts = decisions.len().div_ceil(ERASED_PER_ENTRY) as u64;
+        let bodies = decisions
+            .chunks(ERASED_PER_ENTRY)
+            .zip(commitments.chunks(ERASED_PER_ENTRY))
+            .zip(1..)
+            .map(|((decisions, commitments), part)| {
+                to_value(&ErasureBody {
+                    decisions: decisions.to_vec(),
+                    subject_commitments: commitments.to_vec(),
+                    count: decisions.len() as u64,
+                    reason: reason.clone(),
+                    part,
+                    parts,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        append_all(s, SUBJECT_ERASED, bodies)
     })
 }
 
@@ -156,16 +209,21 @@ pub fn retention_command(now: u64) -> Command<AppError> {
                 "no personal data past its retention period",
             ));
         }
-        let count = decisions.len() as u64;
-        append_one(
-            s,
-            RETENTION_EXPIRED,
-            to_value(&RetentionBody {
-                decisions,
-                count,
-                before: now,
-            })?,
-        )
+        let parts = decisions.len().div_ceil(EXPIRED_PER_ENTRY) as u64;
+        let bodies = decisions
+            .chunks(EXPIRED_PER_ENTRY)
+            .zip(1..)
+            .map(|(decisions, part)| {
+                to_value(&RetentionBody {
+                    decisions: decisions.to_vec(),
+                    count: decisions.len() as u64,
+                    before: now,
+                    part,
+                    parts,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        append_all(s, RETENTION_EXPIRED, bodies)
     })
 }
 
@@ -176,25 +234,24 @@ pub async fn run_retention(
     now: u64,
 ) -> Result<u64, AppError> {
     match ledger
-        .append("veritrail-retention", retention_command(now))
+        .append(crate::tokens::RETENTION_ACTOR, retention_command(now))
         .await
     {
         Ok(r) => {
-            let bytes = ledger
-                .entry(r.index)?
-                .ok_or_else(|| AppError::internal("retention entry missing"))?;
-            let e: crate::log::entry::Entry<RetentionBody> =
-                crate::log::entry::decode(&bytes).map_err(AppError::internal)?;
+            let count: u64 = read_parts(ledger, r.index, |b: &RetentionBody| b.parts)?
+                .iter()
+                .map(|b| b.count)
+                .sum();
             let store = ledger.store().clone();
             tokio::task::spawn_blocking(move || store.vault_compact())
                 .await
                 .map_err(AppError::internal)??;
             tracing::info!(
-                count = e.body.count,
+                count,
                 entry = r.index,
                 "retention: shredded personal data past its retention period"
             );
-            Ok(e.body.count)
+            Ok(count)
         }
         Err(crate::log::AppendError::Rejected(e)) if e.code == ErrorCode::Conflict => Ok(0),
         Err(e) => Err(e.into()),

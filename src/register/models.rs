@@ -403,6 +403,7 @@ pub fn deploy_command(system: String, version: String, spec: DeploySpec) -> Comm
                 "the approving review was made by the version's registrant",
             ));
         }
+        check_evidence_reviewed(&rec)?;
         check_required_tests(&sys, &rec)?;
         let mut drafts = Vec::new();
         if let Some(old) = sys.deployed.clone().filter(|o| *o != version) {
@@ -428,6 +429,32 @@ pub fn deploy_command(system: String, version: String, spec: DeploySpec) -> Comm
         )?);
         append(s, drafts)
     })
+}
+
+/// The approving review must be of the evidence that stands at deployment: a test
+/// recorded for the version after it (a failing one, or a pipeline's self-attested
+/// `external` one) needs a new review first.
+fn check_evidence_reviewed(rec: &VersionRecord) -> Result<(), AppError> {
+    let Some(review) = rec.latest_review() else {
+        return Ok(());
+    };
+    let later: Vec<String> = rec
+        .latest_tests
+        .iter()
+        .filter(|(_, t)| t.id > review.id)
+        .map(|(evaluator, t)| format!("{evaluator} (test {})", t.id))
+        .collect();
+    if later.is_empty() {
+        return Ok(());
+    }
+    Err(AppError::new(
+        ErrorCode::EvidenceAfterReview,
+        format!(
+            "tests recorded after the approving review (entry {}): {}; review the version again",
+            review.id,
+            later.join(", ")
+        ),
+    ))
 }
 
 fn check_required_tests(sys: &SystemRecord, rec: &VersionRecord) -> Result<(), AppError> {

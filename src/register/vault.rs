@@ -1,5 +1,5 @@
-//! Personal data stays off the log. A decision's `subject_ref` and `inputs` enter its
-//! entry only as salted commitments, `HMAC-SHA256(key = 32-byte random salt, message =
+//! Personal data stays off the log. A decision's `subject_ref`, `input_sha256` and
+//! `inputs` enter its entry only as salted commitments, `HMAC-SHA256(key = 32-byte random salt, message =
 //! RFC 8785 canonical JSON of the value)`; the value and its salt live in the vault
 //! beside the log. Erasing them (crypto-shredding) leaves every entry, leaf hash and
 //! proof valid: the field then reads as erased.
@@ -100,6 +100,11 @@ pub struct DecisionVault {
     pub expires_at: u64,
     /// When the decision was made (unix µs): part of its subject index key.
     pub occurred_at: u64,
+    /// The opening of the inputs' digest; absent in rows of decisions written before
+    /// the digest was committed (their entries hold it in the clear). Last, so that
+    /// packed rows written before it still decode.
+    #[serde(default)]
+    pub input_sha256: Option<Opening>,
 }
 
 pub use super::keys::subject_digest;

@@ -237,6 +237,18 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_veritrail");
 /// Start the real `veritrail serve` on a free port against `backend` (extra
 /// environment in `env`); return the child and its base URL.
 pub fn start_server(backend: &Backend, env: &[(&str, &str)]) -> (std::process::Child, String) {
+    let (child, url, _) = start_server_logging(backend, env);
+    (child, url)
+}
+
+/// The lines a real server wrote to stderr (its log), as they come.
+pub type LogLines = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// [`start_server`], keeping every line the server logs.
+pub fn start_server_logging(
+    backend: &Backend,
+    env: &[(&str, &str)],
+) -> (std::process::Child, String, LogLines) {
     use std::io::{BufRead, BufReader};
     let mut child = std::process::Command::new(BIN)
         .args(["serve", "--bind", "127.0.0.1:0"])
@@ -261,8 +273,14 @@ pub fn start_server(backend: &Backend, env: &[(&str, &str)]) -> (std::process::C
         }
     };
     // Keep draining stderr so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (child, url)
+    let log: LogLines = Default::default();
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    (child, url, log)
 }
 
 /// Tokens, a system and a deployed version to log decisions against: (pipeline, auditor).
