@@ -215,9 +215,10 @@ impl ValidDecision {
         };
         let (input_sha256, input_sha256_commitment, digest_open) = match digest {
             DigestSeal::Committed => {
-                let hex = serde_json::Value::String(hex::encode(self.input_sha256));
-                let (c, o) = commit(&salts.input_sha256, &hex)?;
-                (None, Some(c), Some(o))
+                let text = vault::canonical_hex(&self.input_sha256);
+                let c = vault::commit_canonical(&salts.input_sha256, text.as_bytes());
+                let o = Opening::of_canonical(salts.input_sha256, text);
+                (None, Some(serde_bytes::ByteBuf::from(c.to_vec())), Some(o))
             }
             DigestSeal::Clear => (
                 Some(serde_bytes::ByteBuf::from(self.input_sha256.to_vec())),

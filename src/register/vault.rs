@@ -19,9 +19,24 @@ pub fn canonical(v: &serde_json::Value) -> Result<Vec<u8>, AppError> {
 
 /// The commitment to `value` under `salt`.
 pub fn commit(salt: &[u8; 32], value: &serde_json::Value) -> Result<[u8; 32], AppError> {
+    Ok(commit_canonical(salt, &canonical(value)?))
+}
+
+/// The commitment to a value already in its canonical JSON bytes.
+pub fn commit_canonical(salt: &[u8; 32], canonical: &[u8]) -> [u8; 32] {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(salt).expect("HMAC takes any key length");
-    mac.update(&canonical(value)?);
-    Ok(mac.finalize().into_bytes().into())
+    mac.update(canonical);
+    mac.finalize().into_bytes().into()
+}
+
+/// The canonical JSON text of a lowercase hex digest: the digits in quotes (RFC 8785
+/// escapes nothing in them), without a round through a JSON value.
+pub fn canonical_hex(digest: &[u8]) -> String {
+    let mut text = String::with_capacity(digest.len() * 2 + 2);
+    text.push('"');
+    text.push_str(&hex::encode(digest));
+    text.push('"');
+    text
 }
 
 pub fn fresh_salt() -> [u8; 32] {
@@ -43,10 +58,18 @@ pub struct Opening {
 
 impl Opening {
     pub fn new(salt: [u8; 32], value: &serde_json::Value) -> Result<Self, AppError> {
-        Ok(Self {
-            value: String::from_utf8(canonical(value)?).map_err(AppError::internal)?,
+        Ok(Self::of_canonical(
+            salt,
+            String::from_utf8(canonical(value)?).map_err(AppError::internal)?,
+        ))
+    }
+
+    /// The opening of a value given as its canonical JSON text.
+    pub fn of_canonical(salt: [u8; 32], canonical: String) -> Self {
+        Self {
+            value: canonical,
             salt: salt.to_vec(),
-        })
+        }
     }
 
     pub fn salt(&self) -> [u8; 32] {

@@ -262,18 +262,20 @@ pub fn start_server_logging(
     let stderr = child.stderr.take().unwrap();
     let mut lines = BufReader::new(stderr).lines();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut before = Vec::new();
     let url = loop {
         assert!(std::time::Instant::now() < deadline, "server did not start");
-        let line = lines
-            .next()
-            .expect("server exited before listening")
-            .unwrap();
+        let Some(line) = lines.next() else {
+            panic!("server exited before listening:\n{}", before.join("\n"));
+        };
+        let line = line.unwrap();
         if let Some(rest) = line.strip_prefix("veritrail listening on ") {
             break rest.trim().to_owned();
         }
+        before.push(line);
     };
     // Keep draining stderr so the server never blocks on a full pipe.
-    let log: LogLines = Default::default();
+    let log: LogLines = std::sync::Arc::new(std::sync::Mutex::new(before));
     let sink = log.clone();
     std::thread::spawn(move || {
         for line in lines.map_while(Result::ok) {

@@ -30,6 +30,12 @@ use crate::storage::rows::{merge_rows, sort_rows, successor, visit_in_order};
 use crate::storage::{IndexedRows, Packing, Rows, StoreError, StoreResult};
 
 const MARKER: &[u8] = b"\x00pending";
+/// Present from a batch that deleted rows until a compaction: their values may still
+/// be in sled's files. A vault opened with it compacts before it is used (a crash
+/// between an erasure's commit and its compaction leaves nothing behind).
+const COMPACT_OWED: &[u8] = b"\x00compact-owed";
+/// A compaction copies and flushes this many bytes of rows at a time.
+const COPY_SLICE_BYTES: usize = 4 << 20;
 
 #[derive(Serialize, Deserialize)]
 struct Pending {
@@ -211,7 +217,9 @@ pub struct Layout {
 }
 
 pub struct SledVault {
-    path: PathBuf,
+    /// Where the vault's generations live: generation 0 at this path, generation n at
+    /// `<path>.g<n>`, the current one named by `<path>.current` (see [`SledVault::compact`]).
+    root: PathBuf,
     cache_bytes: u64,
     db: RwLock<sled::Db>,
     /// Per kind, the highest index any chunk has held since start (at least that of the
@@ -222,6 +230,11 @@ pub struct SledVault {
     /// The run family's runs (see runs.rs). Readers hold it across the runs they
     /// read, writers while they change them, so no read sees half a merge.
     runs: RwLock<Runs>,
+    /// While a compaction copies the live rows, every batch applied meanwhile, in order:
+    /// replayed onto the copy before it takes over (see [`SledVault::compact`]).
+    tail: std::sync::Mutex<Option<Vec<sled::Batch>>>,
+    /// The generation in use; held by a compaction throughout (one at a time).
+    generation: std::sync::Mutex<u64>,
 }
 
 fn open_db(path: &Path, cache_bytes: u64) -> StoreResult<sled::Db> {
@@ -238,6 +251,74 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(suffix);
     PathBuf::from(s)
+}
+
+/// The directory of a vault generation: 0 is the root itself (vaults before generations
+/// were there), n is `<root>.g<n>`.
+fn generation_path(root: &Path, generation: u64) -> PathBuf {
+    match generation {
+        0 => root.to_owned(),
+        n => sibling(root, &format!(".g{n}")),
+    }
+}
+
+/// The generation `<root>.current` names (0 without one), after removing every other
+/// generation's files: older ones hold values erased since, a newer one is a compaction
+/// a crash interrupted before it took over.
+fn settle_generations(root: &Path) -> StoreResult<u64> {
+    let io = |e: std::io::Error| StoreError::backend("vault generations", e);
+    let pointer = sibling(root, ".current");
+    let current = match std::fs::read_to_string(&pointer) {
+        Ok(text) => text.trim().parse::<u64>().map_err(|_| {
+            StoreError::Corrupt(format!("{} is not a generation", pointer.display()))
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+        Err(e) => return Err(io(e)),
+    };
+    let (Some(parent), Some(name)) = (root.parent(), root.file_name()) else {
+        return Err(StoreError::Corrupt("the vault path has no parent".into()));
+    };
+    let name = name.to_string_lossy().into_owned();
+    for entry in std::fs::read_dir(parent).map_err(io)? {
+        let entry = entry.map_err(io)?;
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let stale = match file.strip_prefix(&name) {
+            Some("") => current != 0,
+            // Compactions before generations: `.compacting` (incomplete), `.old` (replaced).
+            Some(".compacting" | ".old") => true,
+            Some(rest) => rest
+                .strip_prefix(".g")
+                .and_then(|n| n.parse::<u64>().ok())
+                .is_some_and(|n| n != current),
+            None => false,
+        };
+        if stale {
+            std::fs::remove_dir_all(entry.path()).map_err(io)?;
+        }
+    }
+    Ok(current)
+}
+
+/// Name `generation` the current one, durably (write, sync, rename, sync the folder).
+fn write_pointer(root: &Path, generation: u64) -> StoreResult<()> {
+    use std::io::Write;
+    let io = |e: std::io::Error| StoreError::backend("vault generation pointer", e);
+    let (pointer, tmp) = (sibling(root, ".current"), sibling(root, ".current.tmp"));
+    let mut f = std::fs::File::create(&tmp).map_err(io)?;
+    f.write_all(format!("{generation}\n").as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(io)?;
+    std::fs::rename(&tmp, &pointer).map_err(io)?;
+    sync_parent(root)
+}
+
+fn sync_parent(root: &Path) -> StoreResult<()> {
+    if let Some(parent) = root.parent() {
+        std::fs::File::open(parent)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| StoreError::backend("vault folder sync", e))?;
+    }
+    Ok(())
 }
 
 impl SledVault {
@@ -257,41 +338,50 @@ impl SledVault {
             let (k, _) = kv?;
             if self.kinds.iter().any(|kind| k.starts_with(&kind.chunk)) {
                 out.chunks += 1;
-            } else if !k.starts_with(runs::RUN) && &k[..] != MARKER {
+            } else if !k.starts_with(runs::RUN) && &k[..] != MARKER && &k[..] != COMPACT_OWED {
                 out.own_rows += 1;
             }
         }
         Ok(out)
     }
 
-    /// Open the vault at `path`, finishing an interrupted compaction first.
+    /// Open the vault at `path` (its current generation), after removing what other
+    /// generations left.
     pub fn open(path: &Path, cache_bytes: u64, packing: &Packing) -> StoreResult<Self> {
-        let (tmp, old) = (sibling(path, ".compacting"), sibling(path, ".old"));
-        let io = |e: std::io::Error| StoreError::backend("vault compaction recovery", e);
-        if !path.exists() {
-            if tmp.join("COMPLETE").exists() {
-                std::fs::rename(&tmp, path).map_err(io)?;
-            } else if old.exists() {
-                std::fs::rename(&old, path).map_err(io)?;
-            }
-        }
-        for leftover in [&tmp, &old] {
-            if leftover.exists() {
-                std::fs::remove_dir_all(leftover).map_err(io)?;
-            }
-        }
+        let generation = settle_generations(path)?;
+        let root = path.to_owned();
+        let path = &generation_path(path, generation);
         let db = open_db(path, cache_bytes)?;
         let kinds = kinds(packing)?;
         let highest = Self::last_indexes(&db, &kinds)?;
         let runs = runs::load(&db, packing.runs.clone())?;
-        Ok(Self {
-            path: path.to_owned(),
+        let owed = db.contains_key(COMPACT_OWED)?;
+        let vault = Self {
+            root,
             cache_bytes,
             db: RwLock::new(db),
             highest: std::sync::Mutex::new(highest),
             kinds,
             runs: RwLock::new(runs),
-        })
+            tail: std::sync::Mutex::new(None),
+            generation: std::sync::Mutex::new(generation),
+        };
+        if owed {
+            vault.compact()?;
+        }
+        Ok(vault)
+    }
+
+    /// Apply a batch, and keep a copy of it for the compaction copying meanwhile, if
+    /// one is. (Under the tail's lock: a batch is either applied before a copy starts
+    /// or kept for it.)
+    fn apply(&self, db: &sled::Db, b: sled::Batch) -> StoreResult<()> {
+        let mut tail = self.tail.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = tail.as_mut() {
+            t.push(b.clone());
+        }
+        db.apply_batch(b)?;
+        Ok(())
     }
 
     /// Per kind, the index of the last chunk's last row.
@@ -565,7 +655,7 @@ impl SledVault {
             }
         }
         b.insert(MARKER, serde_cbor::to_vec(&p).expect("marker encodes"));
-        db.apply_batch(b)?;
+        self.apply(&db, b)?;
         db.flush()?;
         Ok(())
     }
@@ -620,13 +710,17 @@ impl SledVault {
         let db = self.db();
         let mut runs = self.runs_mut();
         let mut b = sled::Batch::default();
-        let deletes = writes
+        let deletes: Vec<&[u8]> = writes
             .iter()
             .filter(|(_, v)| v.is_none())
-            .map(|(k, _)| k.as_slice());
+            .map(|(k, _)| k.as_slice())
+            .collect();
+        if !deletes.is_empty() {
+            b.insert(COMPACT_OWED, &[][..]);
+        }
         Self::delete_rows(&db, &self.kinds, &mut runs, deletes, &mut b)?;
         b.remove(MARKER);
-        db.apply_batch(b)?;
+        self.apply(&db, b)?;
         db.flush()?;
         Ok(())
     }
@@ -641,6 +735,8 @@ impl SledVault {
         let p: Pending = serde_cbor::from_slice(&raw)
             .map_err(|e| StoreError::Corrupt(format!("vault marker: {e}")))?;
         let mut b = sled::Batch::default();
+        // Either way rows leave: their values must leave sled's files too.
+        b.insert(COMPACT_OWED, &[][..]);
         let n = if p.first_index >= log_size {
             // The entries never landed: their personal data must not linger.
             p.puts.iter().for_each(|k| b.remove(k.as_slice()));
@@ -660,53 +756,117 @@ impl SledVault {
             p.deletes.len()
         };
         b.remove(MARKER);
-        db.apply_batch(b)?;
+        self.apply(&db, b)?;
         db.flush()?;
         *self.highest.lock().unwrap_or_else(|e| e.into_inner()) =
             Self::last_indexes(&db, &self.kinds)?;
         let layout = runs.layout().cloned();
         *runs = runs::load(&db, layout)?;
+        drop((db, runs));
+        self.compact()?;
         Ok(n)
     }
 
     /// Rewrite the live rows into a fresh database and delete the old files, so that
-    /// removed values are gone from the disk, not just unreachable.
+    /// removed values are gone from the disk, not just unreachable. The fresh database
+    /// is the next generation, beside the current one. Writers and readers go on while
+    /// the rows are copied (the batches applied meanwhile are kept and replayed onto the
+    /// copy); they wait only while the copy takes over: the replay, a flush, and the
+    /// pointer to the new generation written and synced. Returns the rows copied.
     pub fn compact(&self) -> StoreResult<usize> {
-        let mut guard = self.db.write().unwrap_or_else(|e| e.into_inner());
-        let (tmp, old) = (
-            sibling(&self.path, ".compacting"),
-            sibling(&self.path, ".old"),
-        );
+        self.compact_with(|| {})
+    }
+
+    /// [`Self::compact`], running `meanwhile` between the copy and the take-over (the
+    /// tests write there).
+    fn compact_with(&self, meanwhile: impl FnOnce()) -> StoreResult<usize> {
+        let mut generation = self.generation.lock().unwrap_or_else(|e| e.into_inner());
+        let (current, next) = (*generation, *generation + 1);
         let io = |e: std::io::Error| StoreError::backend("vault compaction", e);
-        if tmp.exists() {
-            std::fs::remove_dir_all(&tmp).map_err(io)?;
+        let fresh_path = generation_path(&self.root, next);
+        if fresh_path.exists() {
+            std::fs::remove_dir_all(&fresh_path).map_err(io)?;
         }
-        let fresh = open_db(&tmp, self.cache_bytes)?;
-        let mut n = 0;
-        for kv in guard.iter() {
+        let fresh = open_db(&fresh_path, self.cache_bytes)?;
+        let n = match self.copy_live_rows(&fresh) {
+            Ok(n) => n,
+            Err(e) => {
+                // Stop recording; the copy is abandoned.
+                *self.tail.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                drop(fresh);
+                std::fs::remove_dir_all(&fresh_path).ok();
+                return Err(e);
+            }
+        };
+        // Reopened before it takes over (outside the lock): sled keeps the pages of a
+        // bulk load in its cache and writes them out again on later flushes (measured:
+        // the copy grew to twice the vault's size without this).
+        drop(fresh);
+        let fresh = open_db(&fresh_path, self.cache_bytes)?;
+        meanwhile();
+        let started = std::time::Instant::now();
+        let old = self.take_over(fresh, next)?;
+        tracing::debug!(
+            rows = n,
+            locked_ms = started.elapsed().as_secs_f64() * 1e3,
+            "vault compacted; writers waited only for the take-over"
+        );
+        *generation = next;
+        // The old generation's files hold the removed values: gone before this returns.
+        // (A crash before this point leaves them to `open`, which removes them.)
+        drop(old);
+        std::fs::remove_dir_all(generation_path(&self.root, current)).map_err(io)?;
+        sync_parent(&self.root)?;
+        Ok(n)
+    }
+
+    /// Copy every row into `fresh`, recording the batches applied meanwhile (they stay
+    /// recorded for [`Self::take_over`]).
+    fn copy_live_rows(&self, fresh: &sled::Db) -> StoreResult<usize> {
+        *self.tail.lock().unwrap_or_else(|e| e.into_inner()) = Some(Vec::new());
+        let db = self.db();
+        let (mut n, mut slice, mut bytes) = (0, sled::Batch::default(), 0);
+        for kv in db.iter() {
             let (k, v) = kv?;
-            fresh.insert(k, v)?;
+            // The copy owes nothing (a batch deleting meanwhile owes again).
+            if &k[..] == COMPACT_OWED {
+                continue;
+            }
+            bytes += k.len() + v.len();
+            slice.insert(k, v);
             n += 1;
+            // Written out a slice at a time: one burst of the whole vault at the end
+            // would queue the log's fsyncs behind it.
+            if bytes >= COPY_SLICE_BYTES {
+                fresh.apply_batch(std::mem::take(&mut slice))?;
+                fresh.flush()?;
+                bytes = 0;
+            }
+        }
+        drop(db);
+        fresh.apply_batch(slice)?;
+        fresh.flush()?;
+        Ok(n)
+    }
+
+    /// Stop writers and readers, replay onto `fresh` the batches applied since the copy
+    /// began (recording ends here), name its generation the current one, and put it in
+    /// the current database's place. Returns the database it replaced.
+    fn take_over(&self, fresh: sled::Db, generation: u64) -> StoreResult<sled::Db> {
+        let mut guard = self.db.write().unwrap_or_else(|e| e.into_inner());
+        // Writers apply under the read guard: none is between its batch and its record.
+        let tail = self
+            .tail
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .unwrap_or_default();
+        for b in tail {
+            fresh.apply_batch(b)?;
         }
         fresh.flush()?;
-        drop(fresh);
-        std::fs::write(tmp.join("COMPLETE"), b"").map_err(io)?;
-        // Swap: the current database is closed before its files move.
-        let placeholder = sled::Config::new().temporary(true).open()?;
-        let current = std::mem::replace(&mut *guard, placeholder);
-        current.flush()?;
-        drop(current);
-        std::fs::rename(&self.path, &old).map_err(io)?;
-        std::fs::rename(&tmp, &self.path).map_err(io)?;
-        std::fs::remove_file(self.path.join("COMPLETE")).map_err(io)?;
-        std::fs::remove_dir_all(&old).map_err(io)?;
-        if let Some(parent) = self.path.parent() {
-            std::fs::File::open(parent)
-                .and_then(|d| d.sync_all())
-                .map_err(io)?;
-        }
-        *guard = open_db(&self.path, self.cache_bytes)?;
-        Ok(n)
+        write_pointer(&self.root, generation)?;
+        Ok(std::mem::replace(&mut *guard, fresh))
     }
 }
 
@@ -815,6 +975,131 @@ mod tests {
                 assert_eq!(got, want, "pages of {prefix:?}, reverse {reverse}");
             }
         }
+    }
+
+    /// Files under `dir` whose bytes contain `needle`.
+    fn files_holding(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let mut dirs = vec![dir.to_path_buf()];
+        while let Some(d) = dirs.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    dirs.push(p);
+                } else if std::fs::read(&p)
+                    .unwrap()
+                    .windows(needle.len())
+                    .any(|w| w == needle)
+                {
+                    out.push(p);
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_vault_left_with_deleted_values_on_disk_compacts_when_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vault");
+        let needle = b"ERASED-VALUE-8b1f0e".to_vec();
+        let mut model = Model::new();
+        {
+            let v = open(&path);
+            let w: Writes = [(d(0), Some(needle.clone())), (d(1), Some(b"kept".to_vec()))].into();
+            apply(&v, &mut model, 0, w);
+            apply(&v, &mut model, 2, [(d(0), None)].into());
+            // The process stops before the erasure's compaction.
+        }
+        assert!(
+            !files_holding(&path, &needle).is_empty(),
+            "sled keeps deleted values"
+        );
+        let v = open(&path);
+        assert!(files_holding(dir.path(), &needle).is_empty());
+        check(&v, &model);
+    }
+
+    #[test]
+    fn opening_removes_the_generations_a_crash_left_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vault");
+        let mut model = Model::new();
+        {
+            let v = open(&path);
+            apply(&v, &mut model, 0, [(d(0), Some(b"kept".to_vec()))].into());
+            v.compact().unwrap();
+        }
+        assert!(
+            !path.exists(),
+            "generation 0 is gone after the first compaction"
+        );
+        // As a crash would leave them: the replaced generation not yet removed, and a
+        // compaction's copy that never took over.
+        let needle = b"LEFT-BEHIND-4e21";
+        for stale in [path.clone(), sibling(&path, ".g2")] {
+            std::fs::create_dir_all(&stale).unwrap();
+            std::fs::write(stale.join("db"), needle).unwrap();
+        }
+        let v = open(&path);
+        assert!(files_holding(dir.path(), needle).is_empty());
+        assert!(sibling(&path, ".g1").exists());
+        check(&v, &model);
+    }
+
+    #[test]
+    fn compaction_keeps_every_batch_applied_while_it_copies() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vault");
+        let v = std::sync::Arc::new(open(&path));
+        let mut model = Model::new();
+        let mut next = 0u64;
+        let mut rand = crate::storage::xorshift(0x9e37_79b9_7f4a_7c15u64);
+        let mut batch = |model: &mut Model, v: &SledVault, next: &mut u64| {
+            let mut w = Writes::new();
+            let first = *next;
+            for _ in 0..1 + rand(40) {
+                w.insert(d(*next), Some(vec![*next as u8; 1 + rand(300) as usize]));
+                w.insert(x(1_000 + rand(50), *next), Some(Vec::new()));
+                w.insert(s(rand(5) as u8, *next), Some(b"v".to_vec()));
+                *next += 1;
+            }
+            // Erase some older decisions, as erasure does.
+            let old: Vec<u64> = (0..first).filter(|_| rand(20) == 0).take(3).collect();
+            for i in old {
+                for k in [d(i), s(0, i), s(1, i), s(2, i), s(3, i), s(4, i)] {
+                    if model.contains_key(&k) {
+                        w.insert(k, None);
+                    }
+                }
+            }
+            apply(v, model, first, w);
+        };
+        for _ in 0..50 {
+            batch(&mut model, &v, &mut next);
+        }
+        // Batches between the copy and the take-over reach the compacted vault.
+        v.compact_with(|| {
+            for _ in 0..10 {
+                batch(&mut model, &v, &mut next);
+            }
+        })
+        .unwrap();
+        check(&v, &model);
+        // And when they really run side by side, batch after batch.
+        for _ in 0..3 {
+            let compactor = {
+                let v = v.clone();
+                std::thread::spawn(move || v.compact().unwrap())
+            };
+            while !compactor.is_finished() {
+                batch(&mut model, &v, &mut next);
+            }
+            compactor.join().unwrap();
+            check(&v, &model);
+        }
+        drop(v);
+        check(&open(&path), &model);
     }
 
     #[test]
