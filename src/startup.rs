@@ -166,6 +166,7 @@ pub async fn open(data_dir: &Path, opts: &OpenOpts) -> anyhow::Result<Service> {
         metrics,
         body_limit: opts.body_limit,
         max_clock_skew_us: opts.max_clock_skew_secs.saturating_mul(1_000_000),
+        sessions: Default::default(),
     });
     let admin_token = bootstrap_admin(&state, data_dir).await?;
     Ok(Service {

@@ -236,8 +236,13 @@ fn live_admins(s: &Staging<'_>) -> Result<usize, AppError> {
 
 /// Look up the live token that `secret` belongs to.
 pub fn authenticate(store: &dyn Store, secret: &str) -> Result<Option<TokenRecord>, AppError> {
-    let hash = secret_hash(secret);
-    let Some(name) = store.get(&hash_key(&hash))? else {
+    authenticate_hash(store, &secret_hash(secret))
+}
+
+/// Look up the live token whose secret has SHA-256 `hash` (a console session keeps the
+/// hash, never the secret).
+pub fn authenticate_hash(store: &dyn Store, hash: &[u8]) -> Result<Option<TokenRecord>, AppError> {
+    let Some(name) = store.get(&hash_key(hash))? else {
         return Ok(None);
     };
     let Some(raw) = store.get(&[crate::register::keys::token_names(), &name].concat())? else {
@@ -246,7 +251,7 @@ pub fn authenticate(store: &dyn Store, secret: &str) -> Result<Option<TokenRecor
     let rec: TokenRecord = serde_cbor::from_slice(&raw).map_err(AppError::internal)?;
     // The lookup was by hash; compare again in constant time so that a corrupted index
     // can never let a different secret through.
-    if rec.revoked_index.is_some() || !bool::from(rec.secret_sha256.ct_eq(&hash)) {
+    if rec.revoked_index.is_some() || !bool::from(rec.secret_sha256.as_slice().ct_eq(hash)) {
         return Ok(None);
     }
     Ok(Some(rec))

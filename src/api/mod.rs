@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod body;
 pub mod compliance;
+pub mod console;
 pub mod decisions;
 pub mod log;
 pub mod models;
@@ -33,6 +34,8 @@ pub struct AppState {
     pub body_limit: usize,
     /// How far in the future a caller's time may lie, µs.
     pub max_clock_skew_us: u64,
+    /// The console's sessions on this node.
+    pub sessions: console::session::Sessions,
 }
 
 impl AppState {
@@ -220,6 +223,7 @@ pub fn app(
         .split_for_parts();
     add_problem_defaults(&mut api);
     app.app_data(actix_web::web::Data::new(api))
+        .configure(console::configure)
         .default_service(actix_web::web::to(not_found))
         .wrap(actix_web::middleware::from_fn(observe::observe))
 }

@@ -299,6 +299,25 @@ fn settle_generations(root: &Path) -> StoreResult<u64> {
     Ok(current)
 }
 
+/// Remove a generation's folder. A sled database just dropped may still finish a
+/// snapshot file in it from its thread pool, so a removal that races with that write
+/// (the folder not empty, or an entry gone while listed) is tried again, for up to a
+/// second.
+fn remove_generation(path: &Path) -> std::io::Result<()> {
+    let mut attempt = 0;
+    loop {
+        match std::fs::remove_dir_all(path) {
+            Ok(()) => return Ok(()),
+            Err(_) if !path.exists() => return Ok(()),
+            Err(_) if attempt < 50 => {
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Name `generation` the current one, durably (write, sync, rename, sync the folder).
 fn write_pointer(root: &Path, generation: u64) -> StoreResult<()> {
     use std::io::Write;
@@ -815,7 +834,7 @@ impl SledVault {
         // The old generation's files hold the removed values: gone before this returns.
         // (A crash before this point leaves them to `open`, which removes them.)
         drop(old);
-        std::fs::remove_dir_all(generation_path(&self.root, current)).map_err(io)?;
+        remove_generation(&generation_path(&self.root, current)).map_err(io)?;
         sync_parent(&self.root)?;
         Ok(n)
     }

@@ -1,0 +1,332 @@
+//! The console over HTTP (actix's test service): sign-in and sessions, the security
+//! headers, CSRF, escaping, and a review made through it being the API's own command.
+//! (Browser tests against the real binary are in the console issue's next step.)
+
+mod common;
+
+use actix_web::test::TestRequest;
+use serde_json::json;
+
+/// The session cookie (`name=value`) an answer sets, if any.
+fn set_cookie(r: &common::Resp, name: &str) -> Option<String> {
+    r.headers
+        .get_all("set-cookie")
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .map(str::to_owned)
+}
+
+fn pair(set_cookie: &str) -> String {
+    set_cookie.split(';').next().unwrap().to_owned()
+}
+
+/// The value of `name="csrf" value="…"` in a page.
+fn csrf_of(html: &str) -> String {
+    let at = html.find("name=\"csrf\" value=\"").expect("a CSRF field") + 19;
+    html[at..at + 64].to_owned()
+}
+
+/// Sign in with `token`: the session cookie pair (`veritrail_session=…`).
+async fn sign_in<S: common::AppService<B>, B: actix_web::body::MessageBody>(
+    app: &common::TestApp<S>,
+    token: &str,
+) -> common::Resp {
+    let form = app.call(TestRequest::get().uri("/console/login")).await;
+    let login_cookie = pair(&set_cookie(&form, "veritrail_login").unwrap());
+    let csrf = csrf_of(&form.text());
+    app.call(
+        TestRequest::post()
+            .uri("/console/login")
+            .insert_header(("cookie", login_cookie))
+            .insert_header(("content-type", "application/x-www-form-urlencoded"))
+            .set_payload(format!("csrf={csrf}&token={token}")),
+    )
+    .await
+}
+
+async fn session<S: common::AppService<B>, B: actix_web::body::MessageBody>(
+    app: &common::TestApp<S>,
+    token: &str,
+) -> String {
+    let r = sign_in(app, token).await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    pair(&set_cookie(&r, "veritrail_session").expect("a session cookie"))
+}
+
+async fn get<S: common::AppService<B>, B: actix_web::body::MessageBody>(
+    app: &common::TestApp<S>,
+    cookie: &str,
+    path: &str,
+) -> common::Resp {
+    app.call(
+        TestRequest::get()
+            .uri(path)
+            .insert_header(("cookie", cookie.to_owned())),
+    )
+    .await
+}
+
+async fn post_form<S: common::AppService<B>, B: actix_web::body::MessageBody>(
+    app: &common::TestApp<S>,
+    cookie: &str,
+    path: &str,
+    form: &str,
+) -> common::Resp {
+    app.call(
+        TestRequest::post()
+            .uri(path)
+            .insert_header(("cookie", cookie.to_owned()))
+            .insert_header(("content-type", "application/x-www-form-urlencoded"))
+            .set_payload(form.to_owned()),
+    )
+    .await
+}
+
+#[actix_web::test]
+async fn signing_in_sets_a_strict_http_only_cookie_and_never_shows_the_token() {
+    let app = common::spawn().await;
+    let officer = app.token("officer-ana", "officer").await;
+    let r = sign_in(&app, &officer).await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    let cookie = set_cookie(&r, "veritrail_session").unwrap();
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/console"] {
+        assert!(cookie.contains(attr), "{cookie} lacks {attr}");
+    }
+    assert!(!cookie.contains(&officer));
+    let page = get(&app, &pair(&cookie), "/console/").await;
+    assert_eq!(page.status, 200);
+    assert!(!page.text().contains(&officer), "the token is on the page");
+}
+
+#[actix_web::test]
+async fn pipelines_and_unknown_tokens_do_not_sign_in() {
+    let app = common::spawn().await;
+    let pipeline = app.token("deploy-bot", "pipeline").await;
+    for token in [pipeline.as_str(), "not-a-token"] {
+        let r = sign_in(&app, token).await;
+        assert_eq!(r.status, 401, "{}", r.text());
+        assert!(set_cookie(&r, "veritrail_session").is_none());
+    }
+}
+
+#[actix_web::test]
+async fn console_pages_carry_the_security_headers() {
+    let app = common::spawn().await;
+    let cookie = session(&app, &app.admin.clone()).await;
+    for path in [
+        "/console/login",
+        "/console/",
+        "/console/log",
+        "/console/tokens",
+    ] {
+        let r = get(&app, &cookie, path).await;
+        assert_eq!(r.status, 200, "{path}");
+        let csp = r
+            .headers
+            .get("content-security-policy")
+            .unwrap()
+            .to_str()
+            .unwrap();
+        assert!(
+            csp.contains("frame-ancestors 'none'") && !csp.contains("unsafe-inline"),
+            "{csp}"
+        );
+        assert_eq!(r.headers.get("referrer-policy").unwrap(), "no-referrer");
+        assert_eq!(r.headers.get("cache-control").unwrap(), "no-store");
+    }
+}
+
+#[actix_web::test]
+async fn a_page_without_a_session_sends_the_browser_to_sign_in() {
+    let app = common::spawn().await;
+    let r = app.call(TestRequest::get().uri("/console/")).await;
+    assert_eq!(r.status, 303);
+    assert_eq!(r.headers.get("location").unwrap(), "/console/login");
+}
+
+#[actix_web::test]
+async fn a_form_without_the_sessions_csrf_token_is_refused() {
+    let app = common::spawn().await;
+    let cookie = session(&app, &app.admin.clone()).await;
+    let size = app.state.ledger.latest().size;
+    let r = post_form(&app, &cookie, "/console/tokens", "name=intruder&role=admin").await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    let r = post_form(
+        &app,
+        &cookie,
+        "/console/tokens",
+        &format!("csrf={}&name=intruder&role=admin", "0".repeat(64)),
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(app.state.ledger.latest().size, size, "nothing was recorded");
+}
+
+#[actix_web::test]
+async fn revoking_the_token_ends_its_sessions_at_once() {
+    let app = common::spawn().await;
+    let auditor = app.token("auditor-eve", "auditor").await;
+    let cookie = session(&app, &auditor).await;
+    assert_eq!(get(&app, &cookie, "/console/").await.status, 200);
+    assert_eq!(
+        app.delete("/v1/tokens/auditor-eve", &app.admin.clone())
+            .await
+            .status,
+        200
+    );
+    let r = get(&app, &cookie, "/console/").await;
+    assert_eq!(r.status, 303, "the revoked token's session still works");
+}
+
+#[actix_web::test]
+async fn signing_out_ends_the_session() {
+    let app = common::spawn().await;
+    let cookie = session(&app, &app.admin.clone()).await;
+    let page = get(&app, &cookie, "/console/").await;
+    let csrf = csrf_of(&page.text());
+    let r = post_form(&app, &cookie, "/console/logout", &format!("csrf={csrf}")).await;
+    assert_eq!(r.status, 303);
+    assert_eq!(get(&app, &cookie, "/console/").await.status, 303);
+}
+
+#[actix_web::test]
+async fn what_users_supply_renders_as_text() {
+    let app = common::spawn().await;
+    let c = common::crew(&app).await;
+    let mut sys = common::system("xss");
+    sys["name"] = json!("<script>alert(1)</script>");
+    sys["owner"] = json!({"name": "Q \"Quote\" O'Brien", "email": "q\"x@example.com"});
+    let r = app.post("/v1/systems", &c.officer, sys).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let cookie = session(&app, &c.officer).await;
+    for path in ["/console/", "/console/systems/xss"] {
+        let html = get(&app, &cookie, path).await.text();
+        assert!(
+            !html.contains("<script>alert(1)</script>"),
+            "{path}: unescaped"
+        );
+        assert!(
+            html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            "{path}"
+        );
+        assert!(
+            !html.contains("q\"x@example.com"),
+            "{path}: unescaped quote"
+        );
+    }
+}
+
+#[actix_web::test]
+async fn a_review_in_the_console_is_the_apis_command_under_the_same_gate() {
+    let app = common::spawn().await;
+    let c = common::crew(&app).await;
+    common::register_system(&app, &c.officer, "credit").await;
+    // The officer registers the version: four eyes will bite.
+    let r = app
+        .post(
+            "/v1/systems/credit/models",
+            &c.officer,
+            common::version("1.0.0", None),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let t = app
+        .post(
+            "/v1/systems/credit/models/1.0.0/tests",
+            &c.pipeline,
+            common::external_test(true),
+        )
+        .await
+        .json()["id"]
+        .as_u64()
+        .unwrap();
+    let overview = get(&app, &session(&app, &c.auditor).await, "/console/")
+        .await
+        .text();
+    // A finding as the table shows it (the filter's options name every code).
+    let awaiting = "<code>model_version_awaiting_review</code>";
+    assert!(overview.contains(awaiting), "{overview}");
+
+    let path = "/console/systems/credit/models/1.0.0";
+    let registrant = session(&app, &c.officer).await;
+    let page = get(&app, &registrant, path).await.text();
+    assert!(page.contains("four eyes"), "the registrant is told why");
+    let form = format!(
+        "csrf={}&outcome=approved&rationale=looks+fine&evidence={t}",
+        csrf_of(&page)
+    );
+    let r = post_form(&app, &registrant, &format!("{path}/reviews"), &form).await;
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert!(r.text().contains("self-approval"));
+
+    let second = session(&app, &c.officer2).await;
+    let page = get(&app, &second, path).await.text();
+    let form = format!(
+        "csrf={}&outcome=approved&rationale=bias+within+tolerance&evidence={t}&checklist.dpia_done=true",
+        csrf_of(&page)
+    );
+    let r = post_form(&app, &second, &format!("{path}/reviews"), &form).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let html = r.text();
+    assert!(html.contains("Recorded: entry"), "the receipt is shown");
+    // The same entry the API writes, by the second officer, citing the test.
+    let index = app.state.ledger.latest().size - 1;
+    let e = app
+        .get(&format!("/v1/log/entries/{index}"), Some(&c.auditor))
+        .await
+        .json();
+    assert_eq!(e["entry"]["kind"], "review.recorded");
+    assert_eq!(e["entry"]["actor"], "officer-ben");
+    assert_eq!(e["entry"]["body"]["evidence"], json!([t]));
+    assert_eq!(e["entry"]["body"]["checklist"]["dpia_done"], true);
+    assert_eq!(
+        app.get("/v1/systems/credit/models/1.0.0", Some(&c.auditor))
+            .await
+            .json()["status"],
+        "approved"
+    );
+    let overview = get(&app, &second, "/console/").await.text();
+    assert!(!overview.contains(awaiting), "the finding cleared");
+}
+
+#[actix_web::test]
+async fn an_admin_creates_and_revokes_tokens_in_the_console() {
+    let app = common::spawn().await;
+    let cookie = session(&app, &app.admin.clone()).await;
+    let page = get(&app, &cookie, "/console/tokens").await.text();
+    let r = post_form(
+        &app,
+        &cookie,
+        "/console/tokens",
+        &format!("csrf={}&name=auditor-x&role=auditor", csrf_of(&page)),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let html = r.text();
+    let at = html.find("<pre class=\"secret\">").unwrap() + 20;
+    let secret = &html[at..at + html[at..].find("</pre>").unwrap()];
+    assert_eq!(
+        app.get("/v1/systems", Some(secret)).await.status,
+        200,
+        "the secret shown works"
+    );
+    let r = post_form(
+        &app,
+        &cookie,
+        "/console/tokens/auditor-x/revoke",
+        &format!("csrf={}", csrf_of(&html)),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(app.get("/v1/systems", Some(secret)).await.status, 401);
+    // The last admin is refused here as in the API.
+    let r = post_form(
+        &app,
+        &cookie,
+        "/console/tokens/admin/revoke",
+        &format!("csrf={}", csrf_of(&r.text())),
+    )
+    .await;
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert!(r.text().contains("last-admin"));
+}
