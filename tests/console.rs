@@ -330,3 +330,151 @@ async fn an_admin_creates_and_revokes_tokens_in_the_console() {
     assert_eq!(r.status, 409, "{}", r.text());
     assert!(r.text().contains("last-admin"));
 }
+
+/// "credit" deployed, two decisions about "subj-1" (one in "loans" too) and one about
+/// "subj-2"; an officer's and an auditor's sessions.
+async fn with_decisions<S: common::AppService<B>, B: actix_web::body::MessageBody>(
+    app: &common::TestApp<S>,
+    c: &common::Crew,
+) {
+    common::deployed_system(app, c, "credit", "1.0.0").await;
+    common::deployed_system(app, c, "loans", "1").await;
+    for (sys, v, id, subject) in [
+        ("credit", "1.0.0", "d-1", "subj-1"),
+        ("credit", "1.0.0", "d-2", "subj-2"),
+        ("loans", "1", "l-1", "subj-1"),
+    ] {
+        let r = app
+            .post(
+                &format!("/v1/systems/{sys}/decisions"),
+                &c.pipeline,
+                common::decision(id, v, subject),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text());
+    }
+}
+
+#[actix_web::test]
+async fn the_trail_filters_by_a_posted_subject_never_one_in_the_url() {
+    let app = common::spawn().await;
+    let c = common::crew(&app).await;
+    with_decisions(&app, &c).await;
+    let cookie = session(&app, &c.auditor).await;
+    // A subject in the URL is ignored: both decisions show.
+    let html = get(
+        &app,
+        &cookie,
+        "/console/systems/credit/decisions?subject=subj-1",
+    )
+    .await
+    .text();
+    assert!(html.contains(">d-1<") && html.contains(">d-2<"), "{html}");
+    let r = post_form(
+        &app,
+        &cookie,
+        "/console/systems/credit/decisions",
+        &format!("csrf={}&subject=subj-1&order=newest", csrf_of(&html)),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let html = r.text();
+    assert!(html.contains(">d-1<") && !html.contains(">d-2<"), "{html}");
+}
+
+#[actix_web::test]
+async fn a_decision_shows_its_opened_fields_and_its_bundle_verifies() {
+    let app = common::spawn().await;
+    let c = common::crew(&app).await;
+    with_decisions(&app, &c).await;
+    let cookie = session(&app, &c.officer).await;
+    let html = get(&app, &cookie, "/console/systems/credit/decisions/d-1")
+        .await
+        .text();
+    assert!(
+        html.contains("subj-1") && html.contains("debt_ratio_high"),
+        "{html}"
+    );
+    let r = get(&app, &cookie, "/console/systems/credit/decisions/d-1/audit").await;
+    assert_eq!(r.status, 200);
+    assert!(r
+        .headers
+        .get("content-disposition")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .contains("attachment"));
+    let b: veritrail::audit::Bundle = serde_json::from_slice(&r.body).unwrap();
+    let report = veritrail::audit::verify(&b, app.state.ledger.verifier());
+    assert!(report.ok(), "{:?}", report.failures());
+}
+
+#[actix_web::test]
+async fn admins_do_not_see_decisions_in_the_console() {
+    let app = common::spawn().await;
+    let c = common::crew(&app).await;
+    with_decisions(&app, &c).await;
+    let cookie = session(&app, &app.admin.clone()).await;
+    for path in [
+        "/console/systems/credit/decisions",
+        "/console/systems/credit/decisions/d-1",
+        "/console/subjects",
+    ] {
+        assert_eq!(get(&app, &cookie, path).await.status, 403, "{path}");
+    }
+}
+
+#[actix_web::test]
+async fn subject_access_finds_every_system_and_an_officer_erases() {
+    let app = common::spawn().await;
+    let c = common::crew(&app).await;
+    with_decisions(&app, &c).await;
+    let cookie = session(&app, &c.officer).await;
+    let form = get(&app, &cookie, "/console/subjects").await.text();
+    let r = post_form(
+        &app,
+        &cookie,
+        "/console/subjects",
+        &format!("csrf={}&subject_ref=subj-1", csrf_of(&form)),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let html = r.text();
+    assert!(
+        html.contains("2 decisions")
+            && html.contains("credit / d-1")
+            && html.contains("loans / l-1"),
+        "{html}"
+    );
+    let r = post_form(
+        &app,
+        &cookie,
+        "/console/subjects",
+        &format!(
+            "csrf={}&subject_ref=subj-1&erase=yes&reason=GDPR+Art.+17",
+            csrf_of(&html)
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("Erased: 2"), "{}", r.text());
+    let v = app
+        .get("/v1/systems/credit/decisions/d-1", Some(&c.auditor))
+        .await
+        .json();
+    assert_eq!(v["subject_ref"]["erased"], true);
+    // An auditor may look, not erase.
+    let auditor = session(&app, &c.auditor).await;
+    let form = get(&app, &auditor, "/console/subjects").await.text();
+    let r = post_form(
+        &app,
+        &auditor,
+        "/console/subjects",
+        &format!(
+            "csrf={}&subject_ref=subj-2&erase=yes&reason=x",
+            csrf_of(&form)
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", r.text());
+}

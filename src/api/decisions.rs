@@ -281,7 +281,7 @@ async fn get_one(
     Ok(HttpResponse::Ok().json(decision_view(&state, index)?))
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct TrailQuery {
     pub model_version: Option<String>,
@@ -361,66 +361,81 @@ async fn trail(
 ) -> Result<HttpResponse, AppError> {
     let store = &**state.ledger.store();
     crate::register::systems::read(store, &id)?;
-    let q = q.0;
-    let newest_first = match q.order.as_deref() {
-        None | Some("newest") => true,
-        Some("oldest") => false,
-        Some(_) => {
-            return Err(AppError::field(
-                crate::error::ErrorCode::InvalidQuery,
-                "order",
-                "must be newest or oldest",
-            ))
+    Ok(HttpResponse::Ok().json(trail_page(&state, &id, &q.0.filter()?)?))
+}
+
+impl TrailQuery {
+    /// The trail filter this query asks for, each parameter checked (a bad one named).
+    pub fn filter(self) -> Result<decisions::TrailFilter, AppError> {
+        let q = self;
+        let newest_first = match q.order.as_deref() {
+            None | Some("newest") => true,
+            Some("oldest") => false,
+            Some(_) => {
+                return Err(AppError::field(
+                    crate::error::ErrorCode::InvalidQuery,
+                    "order",
+                    "must be newest or oldest",
+                ))
+            }
+        };
+        let after = q.cursor.as_deref().map(decode_cursor).transpose()?;
+        let from = q
+            .from
+            .as_deref()
+            .map(|t| query_time("from", t))
+            .transpose()?;
+        let to = q.to.as_deref().map(|t| query_time("to", t)).transpose()?;
+        if let (Some(f), Some(t)) = (from, to) {
+            if f > t {
+                return Err(AppError::field(
+                    crate::error::ErrorCode::InvalidQuery,
+                    "from",
+                    "must not be after to",
+                ));
+            }
         }
-    };
-    let after = q.cursor.as_deref().map(decode_cursor).transpose()?;
-    let from = q
-        .from
-        .as_deref()
-        .map(|t| query_time("from", t))
-        .transpose()?;
-    let to = q.to.as_deref().map(|t| query_time("to", t)).transpose()?;
-    if let (Some(f), Some(t)) = (from, to) {
-        if f > t {
-            return Err(AppError::field(
-                crate::error::ErrorCode::InvalidQuery,
-                "from",
-                "must not be after to",
-            ));
-        }
+        let outcome = match &q.outcome {
+            Some(o) => {
+                let v: serde_json::Value = serde_json::from_str(o)
+                    .unwrap_or_else(|_| serde_json::Value::String(o.clone()));
+                let text = String::from_utf8(crate::register::vault::canonical(&v)?)
+                    .map_err(AppError::internal)?;
+                Some(decisions::output_digest(&text))
+            }
+            None => None,
+        };
+        Ok(decisions::TrailFilter {
+            model_version: q.model_version,
+            subject: q.subject,
+            from,
+            to,
+            outcome,
+            newest_first,
+            after,
+            limit: limit_of(q.limit)?,
+        })
     }
-    let outcome = match &q.outcome {
-        Some(o) => {
-            let v: serde_json::Value =
-                serde_json::from_str(o).unwrap_or_else(|_| serde_json::Value::String(o.clone()));
-            let text = String::from_utf8(crate::register::vault::canonical(&v)?)
-                .map_err(AppError::internal)?;
-            Some(decisions::output_digest(&text))
-        }
-        None => None,
-    };
-    let filter = decisions::TrailFilter {
-        model_version: q.model_version,
-        subject: q.subject,
-        from,
-        to,
-        outcome,
-        newest_first,
-        after,
-        limit: limit_of(q.limit)?,
-    };
+}
+
+/// One page of a system's trail as readers see it: the published decisions the filter
+/// selects, and the cursor of the next page (the API's route and the console's).
+pub fn trail_page(
+    state: &State,
+    system: &str,
+    filter: &decisions::TrailFilter,
+) -> Result<DecisionPage, AppError> {
     let published = state.ledger.latest().size;
-    let (indices, last) = decisions::trail(store, &id, &filter)?;
+    let (indices, last) = decisions::trail(&**state.ledger.store(), system, filter)?;
     let decisions = indices
         .into_iter()
         .filter(|i| *i < published)
-        .map(|i| decision_view(&state, i))
+        .map(|i| decision_view(state, i))
         .collect::<Result<Vec<_>, _>>()?;
-    let next_cursor = last.map(encode_cursor);
-    Ok(HttpResponse::Ok().json(DecisionPage {
+    Ok(DecisionPage {
         decisions,
-        next_cursor,
-    }))
+        next_cursor: last.map(encode_cursor),
+    })
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -531,11 +546,29 @@ async fn erase(
     body: Json<ErasureRequest>,
 ) -> Result<HttpResponse, AppError> {
     crate::register::validate_text("reason", &body.0.reason, 2000, true)?;
+    let done = erase_subject(
+        &state,
+        &caller.name,
+        subject_in_path(subject)?,
+        body.0.reason,
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(done))
+}
+
+/// Erase a subject's personal data (the API's route and the console's): the erasure
+/// entries, then the vault rewritten so the values leave the disk before this returns.
+pub async fn erase_subject(
+    state: &State,
+    actor: &str,
+    subject_ref: String,
+    reason: String,
+) -> Result<ErasureDone, AppError> {
     let receipt = state
         .ledger
         .append(
-            &caller.name,
-            crate::register::erasure::erase_command(subject_in_path(subject)?, body.0.reason),
+            actor,
+            crate::register::erasure::erase_command(subject_ref, reason),
         )
         .await?;
     use crate::register::erasure::{read_parts, ErasureBody};
@@ -545,9 +578,9 @@ async fn erase(
     actix_web::web::block(move || store.vault_compact())
         .await
         .map_err(AppError::internal)??;
-    Ok(HttpResponse::Ok().json(ErasureDone {
+    Ok(ErasureDone {
         erased: parts.iter().map(|b| b.count).sum(),
         decisions: parts.into_iter().flat_map(|b| b.decisions).collect(),
         receipt: receipt.into(),
-    }))
+    })
 }

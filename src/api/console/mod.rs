@@ -3,8 +3,10 @@
 //! same commands as the API (a review made here is the same entry, checked by the same
 //! gate, answered with the same receipt, shown on the page). Pages are rendered on the
 //! server (maud, every value escaped); no script is needed to read or act; nothing is
-//! loaded from another origin. Sessions: `session.rs`; screens: `pages.rs`.
+//! loaded from another origin. Sessions: `session.rs`; screens: `pages.rs` (register,
+//! versions, log, tokens) and `decisions.rs` (trail, decision, subject access).
 
+pub mod decisions;
 pub mod pages;
 pub mod session;
 
@@ -45,6 +47,24 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 "/systems/{system_id}/models/{version}/reviews",
                 web::post().to(pages::review),
             )
+            .route(
+                "/systems/{system_id}/decisions",
+                web::get().to(decisions::trail),
+            )
+            .route(
+                "/systems/{system_id}/decisions",
+                web::post().to(decisions::trail),
+            )
+            .route(
+                "/systems/{system_id}/decisions/{decision_id}",
+                web::get().to(decisions::decision),
+            )
+            .route(
+                "/systems/{system_id}/decisions/{decision_id}/audit",
+                web::get().to(decisions::bundle),
+            )
+            .route("/subjects", web::get().to(decisions::subjects))
+            .route("/subjects", web::post().to(decisions::subjects))
             .route("/log", web::get().to(pages::log))
             .route("/tokens", web::get().to(pages::tokens))
             .route("/tokens", web::post().to(pages::create_token))
@@ -119,6 +139,7 @@ fn error_page(e: &AppError) -> HttpResponse {
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Nav {
     Overview,
+    Subjects,
     Log,
     Tokens,
 }
@@ -145,6 +166,9 @@ pub fn page(
                     @if let Some((v, at)) = viewer {
                         nav aria-label="Sections" { ul {
                             li { a href="/console/" aria-current=[(at == Nav::Overview).then_some("page")] { "Register" } }
+                            @if v.is(&[Role::Officer, Role::Auditor]) {
+                                li { a href="/console/subjects" aria-current=[(at == Nav::Subjects).then_some("page")] { "Subject access" } }
+                            }
                             li { a href="/console/log" aria-current=[(at == Nav::Log).then_some("page")] { "Log" } }
                             @if v.is(&[Role::Admin]) {
                                 li { a href="/console/tokens" aria-current=[(at == Nav::Tokens).then_some("page")] { "Tokens" } }

@@ -24,7 +24,10 @@ const READERS: &[Role] = &[Role::Admin, Role::Officer, Role::Auditor];
 type Page = Result<HttpResponse, AppError>;
 
 /// The signed-in viewer, or the answer that sends the browser to sign in.
-fn signed_in(state: &State, req: &HttpRequest) -> Result<Result<Viewer, HttpResponse>, AppError> {
+pub(super) fn signed_in(
+    state: &State,
+    req: &HttpRequest,
+) -> Result<Result<Viewer, HttpResponse>, AppError> {
     Ok(match state.sessions.viewer(&**state.ledger.store(), req)? {
         Some(v) => Ok(v),
         None => Err(see_other("/console/login")),
@@ -37,7 +40,7 @@ fn see_other(to: &str) -> HttpResponse {
         .finish()
 }
 
-fn refuse(viewer: &Viewer, roles: &[Role]) -> Result<(), AppError> {
+pub(super) fn refuse(viewer: &Viewer, roles: &[Role]) -> Result<(), AppError> {
     if viewer.is(roles) {
         return Ok(());
     }
@@ -52,13 +55,13 @@ fn refuse(viewer: &Viewer, roles: &[Role]) -> Result<(), AppError> {
 }
 
 /// A form's fields, repeated names kept in order (evidence is a list).
-struct FormFields(Vec<(String, String)>);
+pub(super) struct FormFields(pub(super) Vec<(String, String)>);
 
 impl FormFields {
-    fn parse(body: &[u8]) -> Self {
+    pub(super) fn parse(body: &[u8]) -> Self {
         Self(form_urlencoded::parse(body).into_owned().collect())
     }
-    fn one(&self, name: &str) -> Option<&str> {
+    pub(super) fn one(&self, name: &str) -> Option<&str> {
         self.0
             .iter()
             .find(|(k, _)| k == name)
@@ -73,7 +76,7 @@ impl FormFields {
 }
 
 /// Refuse a form whose CSRF token is not the session's.
-fn check_csrf(viewer: &Viewer, form: &FormFields) -> Result<(), AppError> {
+pub(super) fn check_csrf(viewer: &Viewer, form: &FormFields) -> Result<(), AppError> {
     if form
         .one("csrf")
         .is_some_and(|sent| session::csrf_ok(viewer, sent))
@@ -87,7 +90,7 @@ fn check_csrf(viewer: &Viewer, form: &FormFields) -> Result<(), AppError> {
     }
 }
 
-fn csrf_field(viewer: &Viewer) -> Markup {
+pub(super) fn csrf_field(viewer: &Viewer) -> Markup {
     html! { input type="hidden" name="csrf" value=(viewer.csrf); }
 }
 
@@ -400,7 +403,9 @@ pub async fn system(
                 }
             }
         }
-        p { a href=(format!("/v1/systems/{}", view.spec.id)) { "This entry in the API" } }
+        @if viewer.is(&[Role::Officer, Role::Auditor]) {
+            p { a href=(format!("/console/systems/{}/decisions", view.spec.id)) { "Decision trail" } }
+        }
     };
     Ok(page(
         actix_web::http::StatusCode::OK,

@@ -1,0 +1,287 @@
+//! The console's decision screens: a system's trail (the API's filters; a subject filter
+//! is POSTed so the reference stays out of the URL), one decision with its opened
+//! personal fields and its audit bundle, and subject access with erasure. Officers and
+//! auditors only, as in the API.
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use maud::{html, Markup};
+
+use super::pages::{check_csrf, csrf_field, refuse, signed_in, FormFields};
+use super::{page, Nav};
+use crate::api::decisions::{decision_view, trail_page, DecisionView, TrailQuery};
+use crate::api::{ReceiptView, State};
+use crate::error::AppError;
+use crate::register::{decisions, systems, vault::OpenedField};
+use crate::tokens::Role;
+
+const DECISION_READERS: &[Role] = &[Role::Officer, Role::Auditor];
+
+type Page = Result<HttpResponse, AppError>;
+
+/// The trail's filters from a form or a query (empty fields are no filter).
+fn trail_query(form: &FormFields) -> TrailQuery {
+    let field = |name: &str| form.one(name).filter(|v| !v.is_empty()).map(str::to_owned);
+    TrailQuery {
+        model_version: field("model_version"),
+        subject: field("subject"),
+        from: field("from"),
+        to: field("to"),
+        outcome: field("outcome"),
+        order: field("order"),
+        cursor: field("cursor"),
+        limit: Some(50),
+    }
+}
+
+/// `GET /console/systems/{system_id}/decisions` (filters without a subject in the
+/// query) and `POST` (any filter, the subject among them, in the body).
+pub async fn trail(
+    state: State,
+    req: HttpRequest,
+    id: web::Path<String>,
+    body: web::Bytes,
+) -> Page {
+    let viewer = match signed_in(&state, &req)? {
+        Ok(v) => v,
+        Err(to_login) => return Ok(to_login),
+    };
+    refuse(&viewer, DECISION_READERS)?;
+    let is_post = req.method() == actix_web::http::Method::POST;
+    let form = if is_post {
+        let f = FormFields::parse(&body);
+        check_csrf(&viewer, &f)?;
+        f
+    } else {
+        let mut f = FormFields::parse(req.query_string().as_bytes());
+        // A subject never travels in a URL: one there is ignored.
+        f.0.retain(|(k, _)| k != "subject");
+        f
+    };
+    let q = trail_query(&form);
+    let store = &**state.ledger.store();
+    let sys = systems::read(store, &id)?;
+    let shown = q.clone();
+    let filter = q.filter()?;
+    let result = trail_page(&state, &id, &filter)?;
+    let value = |v: &Option<String>| v.clone().unwrap_or_default();
+    let body = html! {
+        p { a href=(format!("/console/systems/{}", sys.spec.id)) { "← " (sys.spec.name) } }
+        h1 { "Decision trail of " (sys.spec.name) }
+        form.filters method="post" action=(format!("/console/systems/{}/decisions", sys.spec.id)) {
+            (csrf_field(&viewer))
+            label for="model_version" { "Model version" }
+            input #model_version type="text" name="model_version" value=(value(&shown.model_version));
+            label for="subject" { "Subject reference" }
+            input #subject type="text" name="subject" autocomplete="off" value=(value(&shown.subject));
+            label for="from" { "From (RFC 3339)" }
+            input #from type="text" name="from" placeholder="2026-11-01T00:00:00Z" value=(value(&shown.from));
+            label for="to" { "To (RFC 3339)" }
+            input #to type="text" name="to" value=(value(&shown.to));
+            label for="outcome" { "Outcome (JSON)" }
+            input #outcome type="text" name="outcome" placeholder="{\"approved\":false}" value=(value(&shown.outcome));
+            label for="order" { "Order" }
+            select #order name="order" {
+                option value="newest" selected[shown.order.as_deref() != Some("oldest")] { "newest first" }
+                option value="oldest" selected[shown.order.as_deref() == Some("oldest")] { "oldest first" }
+            }
+            button type="submit" { "Search" }
+        }
+        @if result.decisions.is_empty() { p { "No decision matches." } }
+        @else {
+            table {
+                caption { (result.decisions.len()) " decisions" }
+                thead { tr {
+                    th scope="col" { "Decision" } th scope="col" { "Occurred" } th scope="col" { "Version" }
+                    th scope="col" { "Output" } th scope="col" { "Confidence" } th scope="col" { "Human review" }
+                } }
+                tbody { @for d in &result.decisions {
+                    tr {
+                        td { a href=(format!("/console/systems/{}/decisions/{}", sys.spec.id, d.decision_id)) { (d.decision_id) } }
+                        td { (d.occurred_at) }
+                        td { (d.model_version) }
+                        td { code { (d.output.to_string()) } }
+                        td { (d.confidence.map(|c| c.to_string()).unwrap_or_default()) }
+                        td { (d.human_review.as_ref().map(|h| format!("{:?} by {}", h.action, h.reviewer).to_lowercase()).unwrap_or_default()) }
+                    }
+                } }
+            }
+        }
+        @if let Some(next) = &result.next_cursor {
+            // The next page continues with the same filters, posted again.
+            form method="post" action=(format!("/console/systems/{}/decisions", sys.spec.id)) {
+                (csrf_field(&viewer))
+                @for (name, v) in [("model_version", &shown.model_version), ("subject", &shown.subject), ("from", &shown.from), ("to", &shown.to), ("outcome", &shown.outcome), ("order", &shown.order)] {
+                    @if let Some(v) = v { input type="hidden" name=(name) value=(v); }
+                }
+                input type="hidden" name="cursor" value=(next);
+                button type="submit" { "Next page" }
+            }
+        }
+    };
+    Ok(page(
+        actix_web::http::StatusCode::OK,
+        "Decision trail",
+        Some((&viewer, Nav::Overview)),
+        body,
+    ))
+}
+
+fn opened(label: &str, f: &OpenedField) -> Markup {
+    html! {
+        dt { (label) }
+        dd {
+            @if f.erased { "erased " } @else { code { (f.value.as_ref().map(|v| v.to_string()).unwrap_or_default()) } }
+            br; small { "commitment " code { (f.commitment) } @if let Some(s) = &f.salt { ", salt " code { (s) } } }
+        }
+    }
+}
+
+fn decision_body(d: &DecisionView) -> Markup {
+    html! {
+        dl.spec {
+            dt { "Model version" } dd { (d.model_version) }
+            dt { "Occurred" } dd { (d.occurred_at) }
+            dt { "Recorded" } dd { (d.recorded_at) " by " (d.recorded_by) " (entry " (d.index) ")" }
+            dt { "Leaf hash" } dd { code { (d.leaf_hash) } }
+            dt { "Output" } dd { code { (d.output.to_string()) } }
+            dt { "Confidence" } dd { (d.confidence.map(|c| c.to_string()).unwrap_or_else(|| "none".into())) }
+            dt { "Reasons" } dd { (d.reasons.join(", ")) }
+            dt { "Human oversight" } dd {
+                @match &d.human_review {
+                    Some(h) => { (format!("{:?}", h.action).to_lowercase()) " by " (h.reviewer) " after " (h.review_ms) " ms" }
+                    None => { "none" }
+                }
+            }
+            (opened("Subject reference", &d.subject_ref))
+            @if let Some(f) = &d.input_sha256 { (opened("Inputs digest", f)) }
+            @if let Some(u) = &d.input_sha256_uncommitted { dt { "Inputs digest" } dd { code { (u) } " (written before digests were committed)" } }
+            @if let Some(f) = &d.inputs { (opened("Inputs", f)) }
+        }
+    }
+}
+
+/// `GET /console/systems/{system_id}/decisions/{decision_id}`.
+pub async fn decision(state: State, req: HttpRequest, path: web::Path<(String, String)>) -> Page {
+    let viewer = match signed_in(&state, &req)? {
+        Ok(v) => v,
+        Err(to_login) => return Ok(to_login),
+    };
+    refuse(&viewer, DECISION_READERS)?;
+    let (id, decision_id) = path.into_inner();
+    let index = decisions::find(&**state.ledger.store(), &id, &decision_id)?;
+    let d = decision_view(&state, index)?;
+    let body = html! {
+        p { a href=(format!("/console/systems/{id}/decisions")) { "← the trail of " (id) } }
+        h1 { "Decision " (d.decision_id) }
+        (decision_body(&d))
+        p { a href=(format!("/console/systems/{id}/decisions/{decision_id}/audit")) download=(format!("{decision_id}.bundle.json")) {
+            "Download its audit bundle" } " — check it offline with " code { "veritrail verify-bundle FILE --key VERIFIER_KEY" } }
+    };
+    Ok(page(
+        actix_web::http::StatusCode::OK,
+        &format!("Decision {decision_id}"),
+        Some((&viewer, Nav::Overview)),
+        body,
+    ))
+}
+
+/// `GET /console/systems/{system_id}/decisions/{decision_id}/audit`: the API's audit
+/// bundle, as a download.
+pub async fn bundle(state: State, req: HttpRequest, path: web::Path<(String, String)>) -> Page {
+    let viewer = match signed_in(&state, &req)? {
+        Ok(v) => v,
+        Err(to_login) => return Ok(to_login),
+    };
+    refuse(&viewer, DECISION_READERS)?;
+    let (id, decision_id) = path.into_inner();
+    let b = crate::audit::build(&state.ledger, &id, &decision_id)?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .insert_header((
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{decision_id}.bundle.json\""),
+        ))
+        .json(b))
+}
+
+/// `GET /console/subjects` (the form) and `POST` (every decision about the subject
+/// posted, across systems; for officers, its erasure).
+pub async fn subjects(state: State, req: HttpRequest, body: web::Bytes) -> Page {
+    let viewer = match signed_in(&state, &req)? {
+        Ok(v) => v,
+        Err(to_login) => return Ok(to_login),
+    };
+    refuse(&viewer, DECISION_READERS)?;
+    let mut subject = None;
+    let mut receipt: Option<(u64, ReceiptView)> = None;
+    if req.method() == actix_web::http::Method::POST {
+        let form = FormFields::parse(&body);
+        check_csrf(&viewer, &form)?;
+        let s = form.one("subject_ref").unwrap_or_default().to_owned();
+        crate::register::validate_text("subject_ref", &s, 256, true)?;
+        if form.one("erase") == Some("yes") {
+            refuse(&viewer, &[Role::Officer])?;
+            let reason = form.one("reason").unwrap_or_default().to_owned();
+            crate::register::validate_text("reason", &reason, 2000, true)?;
+            let done =
+                crate::api::decisions::erase_subject(&state, viewer.name(), s.clone(), reason)
+                    .await?;
+            receipt = Some((done.erased, done.receipt));
+        }
+        subject = Some(s);
+    }
+    let found = match &subject {
+        Some(s) => {
+            let (rows, _) = decisions::by_subject(&**state.ledger.store(), s, None, 1000)?;
+            let published = state.ledger.latest().size;
+            rows.into_iter()
+                .filter(|(i, _)| *i < published)
+                .map(|(i, sys)| decision_view(&state, i).map(|d| (sys, d)))
+                .collect::<Result<Vec<_>, _>>()?
+        }
+        None => Vec::new(),
+    };
+    let body = html! {
+        h1 { "Subject access" }
+        p { "Every decision about one data subject, across systems (GDPR Art. 15, 22). The reference is posted, never put in a URL." }
+        form method="post" action="/console/subjects" {
+            (csrf_field(&viewer))
+            label for="subject_ref" { "Subject reference" }
+            input #subject_ref type="text" name="subject_ref" autocomplete="off" required value=(subject.clone().unwrap_or_default());
+            button type="submit" { "Find decisions" }
+        }
+        @if let Some((erased, r)) = &receipt {
+            section.receipt aria-label="Receipt" {
+                h2 { "Erased: " (erased) " decisions' personal data (entry " (r.index) ")" }
+                pre.checkpoint { (r.checkpoint) }
+            }
+        }
+        @if let Some(s) = &subject {
+            h2 { (found.len()) " decisions" }
+            @for (sys, d) in &found {
+                section {
+                    h3 { a href=(format!("/console/systems/{sys}/decisions/{}", d.decision_id)) { (sys) " / " (d.decision_id) } }
+                    (decision_body(d))
+                }
+            }
+            @if viewer.is(&[Role::Officer]) && !found.is_empty() {
+                h2 { "Erase this subject's personal data" }
+                form method="post" action="/console/subjects" {
+                    (csrf_field(&viewer))
+                    input type="hidden" name="subject_ref" value=(s);
+                    input type="hidden" name="erase" value="yes";
+                    label for="reason" { "Reason (e.g. the request's reference)" }
+                    input #reason type="text" name="reason" required;
+                    button type="submit" { "Erase (crypto-shred)" }
+                }
+            }
+        }
+    };
+    Ok(page(
+        actix_web::http::StatusCode::OK,
+        "Subject access",
+        Some((&viewer, Nav::Subjects)),
+        body,
+    ))
+}
