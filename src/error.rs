@@ -198,6 +198,11 @@ impl AppError {
         }
     }
 
+    /// The same error under another code (a field check reused for a query or a path).
+    pub fn recoded(self, code: ErrorCode) -> Self {
+        Self { code, ..self }
+    }
+
     pub fn invalid(field: impl Into<String>, detail: impl Into<String>) -> Self {
         Self::field(ErrorCode::InvalidField, field, detail)
     }

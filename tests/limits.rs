@@ -5,18 +5,12 @@
 
 mod common;
 
+use common::ptype;
+
 use actix_web::test::TestRequest;
 use serde_json::{json, Value};
 
 const MAX_ENTRY: usize = 65_535;
-
-fn ptype(r: &common::Resp) -> String {
-    r.json()["type"]
-        .as_str()
-        .unwrap_or_default()
-        .trim_start_matches("urn:veritrail:problem:")
-        .to_owned()
-}
 
 fn external_with(metrics: Value) -> Value {
     json!({"evaluator": "external", "result": {

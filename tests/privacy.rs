@@ -16,6 +16,22 @@ fn decision_with_digest(id: &str) -> Value {
     d
 }
 
+/// The pipeline logs decision "p-1" (with [`DIGEST`]) to "credit": its entry index.
+async fn log_p1<S: common::AppService<B>, B: actix_web::body::MessageBody>(
+    app: &common::TestApp<S>,
+    c: &common::Crew,
+) -> u64 {
+    let r = app
+        .post(
+            "/v1/systems/credit/decisions",
+            &c.pipeline,
+            decision_with_digest("p-1"),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    r.json()["receipt"]["index"].as_u64().unwrap()
+}
+
 /// Does `value` with `salt` (hex) open `commitment` (hex)?
 fn opens(commitment: &Value, value: &Value, salt: &Value) -> bool {
     let salt: [u8; 32] = hex::decode(salt.as_str().unwrap())
@@ -31,15 +47,7 @@ async fn the_inputs_digest_enters_the_entry_only_as_a_commitment() {
     let app = common::spawn().await;
     let c = common::crew(&app).await;
     common::deployed_system(&app, &c, "credit", "1.0.0").await;
-    let r = app
-        .post(
-            "/v1/systems/credit/decisions",
-            &c.pipeline,
-            decision_with_digest("p-1"),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text());
-    let index = r.json()["receipt"]["index"].as_u64().unwrap();
+    let index = log_p1(&app, &c).await;
     let raw = app.state.ledger.entry(index).unwrap().unwrap();
     let digest = hex::decode(DIGEST).unwrap();
     assert!(
@@ -71,14 +79,7 @@ async fn erasure_shreds_the_inputs_digest() {
     let app = common::spawn().await;
     let c = common::crew(&app).await;
     common::deployed_system(&app, &c, "credit", "1.0.0").await;
-    let r = app
-        .post(
-            "/v1/systems/credit/decisions",
-            &c.pipeline,
-            decision_with_digest("p-1"),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text());
+    log_p1(&app, &c).await;
     let r = app
         .post(
             &format!("/v1/subjects/{SUBJECT}/erasure"),
@@ -104,14 +105,7 @@ async fn bundles_open_the_inputs_digest_and_verify() {
     let app = common::spawn().await;
     let c = common::crew(&app).await;
     common::deployed_system(&app, &c, "credit", "1.0.0").await;
-    let r = app
-        .post(
-            "/v1/systems/credit/decisions",
-            &c.pipeline,
-            decision_with_digest("p-1"),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text());
+    log_p1(&app, &c).await;
     let bundle = app
         .get("/v1/systems/credit/decisions/p-1/audit", Some(&c.auditor))
         .await

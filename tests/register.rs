@@ -4,18 +4,12 @@
 
 mod common;
 
+use common::ptype;
+
 use actix_web::body::MessageBody;
 use serde_json::{json, Value};
 
 use common::{decision, external_test, system, version, AppService, Crew, TestApp};
-
-fn ptype(r: &common::Resp) -> String {
-    r.json()["type"]
-        .as_str()
-        .unwrap_or_default()
-        .trim_start_matches("urn:veritrail:problem:")
-        .to_owned()
-}
 
 fn urlencode(s: &str) -> String {
     s.replace('+', "%2B").replace(':', "%3A")

@@ -4,16 +4,10 @@
 
 mod common;
 
+use common::ptype;
+
 use actix_web::test::TestRequest;
 use serde_json::json;
-
-fn ptype(r: &common::Resp) -> String {
-    r.json()["type"]
-        .as_str()
-        .unwrap_or_default()
-        .trim_start_matches("urn:veritrail:problem:")
-        .to_owned()
-}
 
 /// POST a raw body as the admin to `/v1/tokens`.
 async fn post_raw<S: common::AppService<B>, B: actix_web::body::MessageBody>(

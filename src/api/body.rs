@@ -99,10 +99,7 @@ pub use crate::fields::{parse, parse_value};
 
 /// A time in a query parameter (RFC 3339), refused as `invalid-query` naming it.
 pub fn query_time(name: &str, v: &str) -> Result<u64, AppError> {
-    crate::register::parse_time(name, v).map_err(|e| AppError {
-        code: ErrorCode::InvalidQuery,
-        ..e
-    })
+    crate::register::parse_time(name, v).map_err(|e| e.recoded(ErrorCode::InvalidQuery))
 }
 
 /// A query string parsed into `T`, naming the offending parameter.

@@ -507,10 +507,8 @@ async fn audit_bundle(
 /// A subject reference in a path, checked as the body's field is (length, characters).
 fn subject_in_path(p: actix_web::web::Path<String>) -> Result<String, AppError> {
     let subject = p.into_inner();
-    crate::register::validate_text("subject_ref", &subject, 256, true).map_err(|e| AppError {
-        code: crate::error::ErrorCode::InvalidPath,
-        ..e
-    })?;
+    crate::register::validate_text("subject_ref", &subject, 256, true)
+        .map_err(|e| e.recoded(crate::error::ErrorCode::InvalidPath))?;
     Ok(subject)
 }
 

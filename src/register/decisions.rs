@@ -93,6 +93,8 @@ pub struct ValidDecision {
     req: DecisionRequest,
     occurred_at: u64,
     input_sha256: [u8; 32],
+    /// The inputs' canonical JSON text (computed once: checked, committed, opened).
+    inputs: Option<String>,
     output: String,
     confidence: Option<serde_cbor::Value>,
 }
@@ -151,10 +153,13 @@ impl DecisionRequest {
                 "must be at most 64 KiB of JSON",
             ));
         }
-        if let Some(i) = &self.inputs {
-            if vault::canonical(i)?.len() > 1 << 20 {
-                return Err(AppError::invalid("inputs", "must be at most 1 MiB of JSON"));
-            }
+        let inputs = self
+            .inputs
+            .as_ref()
+            .map(vault::canonical_text)
+            .transpose()?;
+        if inputs.as_ref().is_some_and(|i| i.len() > 1 << 20) {
+            return Err(AppError::invalid("inputs", "must be at most 1 MiB of JSON"));
         }
         let confidence = match self.confidence {
             Some(c) if !(0.0..=1.0).contains(&c) => {
@@ -179,6 +184,7 @@ impl DecisionRequest {
             req: self,
             occurred_at,
             input_sha256,
+            inputs,
             output,
             confidence,
         })
@@ -198,27 +204,22 @@ impl ValidDecision {
         digest: DigestSeal,
         expires_at: u64,
     ) -> Result<(DecisionBody, DecisionVault), AppError> {
-        let commit = |salt: &[u8; 32], v: &serde_json::Value| -> Result<_, AppError> {
-            Ok((
-                serde_bytes::ByteBuf::from(vault::commit(salt, v)?.to_vec()),
-                Opening::new(*salt, v)?,
-            ))
-        };
-        let subject_json = serde_json::Value::String(self.req.subject_ref.clone());
-        let (subject, subject_open) = commit(&salts.subject, &subject_json)?;
-        let (inputs, inputs_open) = match &self.req.inputs {
-            Some(v) => {
-                let (c, o) = commit(&salts.inputs, v)?;
-                (Some(c), Some(o))
+        let bytes = |c: [u8; 32]| serde_bytes::ByteBuf::from(c.to_vec());
+        let subject_text =
+            vault::canonical_text(&serde_json::Value::String(self.req.subject_ref.clone()))?;
+        let (subject, subject_open) = vault::seal_canonical(salts.subject, subject_text);
+        let (inputs, inputs_open) = match &self.inputs {
+            Some(text) => {
+                let (c, o) = vault::seal_canonical(salts.inputs, text.clone());
+                (Some(bytes(c)), Some(o))
             }
             None => (None, None),
         };
         let (input_sha256, input_sha256_commitment, digest_open) = match digest {
             DigestSeal::Committed => {
                 let text = vault::canonical_hex(&self.input_sha256);
-                let c = vault::commit_canonical(&salts.input_sha256, text.as_bytes());
-                let o = Opening::of_canonical(salts.input_sha256, text);
-                (None, Some(serde_bytes::ByteBuf::from(c.to_vec())), Some(o))
+                let (c, o) = vault::seal_canonical(salts.input_sha256, text);
+                (None, Some(bytes(c)), Some(o))
             }
             DigestSeal::Clear => (
                 Some(serde_bytes::ByteBuf::from(self.input_sha256.to_vec())),
@@ -230,7 +231,7 @@ impl ValidDecision {
             decision_id: self.req.decision_id.clone(),
             model_version: self.req.model_version.clone(),
             occurred_at: self.occurred_at,
-            subject: subject.into_vec(),
+            subject: subject.to_vec(),
             input_sha256,
             input_sha256_commitment,
             inputs,

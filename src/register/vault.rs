@@ -29,6 +29,18 @@ pub fn commit_canonical(salt: &[u8; 32], canonical: &[u8]) -> [u8; 32] {
     mac.finalize().into_bytes().into()
 }
 
+/// The commitment to a value given as its canonical JSON text, and its opening: the
+/// value canonicalized once for both.
+pub fn seal_canonical(salt: [u8; 32], canonical: String) -> ([u8; 32], Opening) {
+    let commitment = commit_canonical(&salt, canonical.as_bytes());
+    (commitment, Opening::of_canonical(salt, canonical))
+}
+
+/// The canonical JSON text of a value.
+pub fn canonical_text(v: &serde_json::Value) -> Result<String, AppError> {
+    String::from_utf8(canonical(v)?).map_err(AppError::internal)
+}
+
 /// The canonical JSON text of a lowercase hex digest: the digits in quotes (RFC 8785
 /// escapes nothing in them), without a round through a JSON value.
 pub fn canonical_hex(digest: &[u8]) -> String {
@@ -58,10 +70,7 @@ pub struct Opening {
 
 impl Opening {
     pub fn new(salt: [u8; 32], value: &serde_json::Value) -> Result<Self, AppError> {
-        Ok(Self::of_canonical(
-            salt,
-            String::from_utf8(canonical(value)?).map_err(AppError::internal)?,
-        ))
+        Ok(Self::of_canonical(salt, canonical_text(value)?))
     }
 
     /// The opening of a value given as its canonical JSON text.

@@ -80,6 +80,15 @@ impl Resp {
     }
 }
 
+/// A problem answer's code (its `type` without `urn:veritrail:problem:`).
+pub fn ptype(r: &Resp) -> String {
+    r.json()["type"]
+        .as_str()
+        .unwrap_or_default()
+        .trim_start_matches("urn:veritrail:problem:")
+        .to_owned()
+}
+
 impl<S, B> TestApp<S>
 where
     S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,

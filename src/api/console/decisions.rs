@@ -7,7 +7,8 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use maud::{html, Markup};
 
-use super::pages::{check_csrf, csrf_field, refuse, signed_in, FormFields};
+use super::pages::{check_csrf, csrf_field, refuse, FormFields};
+use super::session::Viewer;
 use super::{page, Nav};
 use crate::api::decisions::{decision_view, trail_page, DecisionView, TrailQuery};
 use crate::api::{ReceiptView, State};
@@ -39,13 +40,10 @@ fn trail_query(form: &FormFields) -> TrailQuery {
 pub async fn trail(
     state: State,
     req: HttpRequest,
+    viewer: Viewer,
     id: web::Path<String>,
     body: web::Bytes,
 ) -> Page {
-    let viewer = match signed_in(&state, &req)? {
-        Ok(v) => v,
-        Err(to_login) => return Ok(to_login),
-    };
     refuse(&viewer, DECISION_READERS)?;
     let is_post = req.method() == actix_web::http::Method::POST;
     let form = if is_post {
@@ -162,11 +160,7 @@ fn decision_body(d: &DecisionView) -> Markup {
 }
 
 /// `GET /console/systems/{system_id}/decisions/{decision_id}`.
-pub async fn decision(state: State, req: HttpRequest, path: web::Path<(String, String)>) -> Page {
-    let viewer = match signed_in(&state, &req)? {
-        Ok(v) => v,
-        Err(to_login) => return Ok(to_login),
-    };
+pub async fn decision(state: State, viewer: Viewer, path: web::Path<(String, String)>) -> Page {
     refuse(&viewer, DECISION_READERS)?;
     let (id, decision_id) = path.into_inner();
     let index = decisions::find(&**state.ledger.store(), &id, &decision_id)?;
@@ -188,11 +182,7 @@ pub async fn decision(state: State, req: HttpRequest, path: web::Path<(String, S
 
 /// `GET /console/systems/{system_id}/decisions/{decision_id}/audit`: the API's audit
 /// bundle, as a download.
-pub async fn bundle(state: State, req: HttpRequest, path: web::Path<(String, String)>) -> Page {
-    let viewer = match signed_in(&state, &req)? {
-        Ok(v) => v,
-        Err(to_login) => return Ok(to_login),
-    };
+pub async fn bundle(state: State, viewer: Viewer, path: web::Path<(String, String)>) -> Page {
     refuse(&viewer, DECISION_READERS)?;
     let (id, decision_id) = path.into_inner();
     let b = crate::audit::build(&state.ledger, &id, &decision_id)?;
@@ -207,11 +197,7 @@ pub async fn bundle(state: State, req: HttpRequest, path: web::Path<(String, Str
 
 /// `GET /console/subjects` (the form) and `POST` (every decision about the subject
 /// posted, across systems; for officers, its erasure).
-pub async fn subjects(state: State, req: HttpRequest, body: web::Bytes) -> Page {
-    let viewer = match signed_in(&state, &req)? {
-        Ok(v) => v,
-        Err(to_login) => return Ok(to_login),
-    };
+pub async fn subjects(state: State, req: HttpRequest, viewer: Viewer, body: web::Bytes) -> Page {
     refuse(&viewer, DECISION_READERS)?;
     let mut subject = None;
     let mut receipt: Option<(u64, ReceiptView)> = None;

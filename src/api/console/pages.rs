@@ -23,17 +23,6 @@ const READERS: &[Role] = &[Role::Admin, Role::Officer, Role::Auditor];
 
 type Page = Result<HttpResponse, AppError>;
 
-/// The signed-in viewer, or the answer that sends the browser to sign in.
-pub(super) fn signed_in(
-    state: &State,
-    req: &HttpRequest,
-) -> Result<Result<Viewer, HttpResponse>, AppError> {
-    Ok(match state.sessions.viewer(&**state.ledger.store(), req)? {
-        Some(v) => Ok(v),
-        None => Err(see_other("/console/login")),
-    })
-}
-
 fn see_other(to: &str) -> HttpResponse {
     HttpResponse::SeeOther()
         .insert_header((header::LOCATION, to))
@@ -190,11 +179,7 @@ pub async fn login(state: State, req: HttpRequest, body: web::Bytes) -> Page {
 }
 
 /// `POST /console/logout`: end the session.
-pub async fn logout(state: State, req: HttpRequest, body: web::Bytes) -> Page {
-    let viewer = match signed_in(&state, &req)? {
-        Ok(v) => v,
-        Err(to_login) => return Ok(to_login),
-    };
+pub async fn logout(state: State, viewer: Viewer, body: web::Bytes) -> Page {
     check_csrf(&viewer, &FormFields::parse(&body))?;
     state.sessions.sign_out(&viewer);
     let mut res = see_other("/console/login");
@@ -217,11 +202,7 @@ fn severity_counts(findings: &[Finding]) -> (usize, usize, usize) {
 }
 
 /// `GET /console/`: every system, the most out of compliance first.
-pub async fn overview(state: State, req: HttpRequest, q: web::Query<OverviewQuery>) -> Page {
-    let viewer = match signed_in(&state, &req)? {
-        Ok(v) => v,
-        Err(to_login) => return Ok(to_login),
-    };
+pub async fn overview(state: State, viewer: Viewer, q: web::Query<OverviewQuery>) -> Page {
     refuse(&viewer, READERS)?;
     let store = &**state.ledger.store();
     let now = crate::log::sequencer::now_micros();
@@ -324,14 +305,10 @@ pub struct AtQuery {
 /// latest tests and findings; with `?at=` the revision in force then, from the log.
 pub async fn system(
     state: State,
-    req: HttpRequest,
+    viewer: Viewer,
     id: web::Path<String>,
     q: web::Query<AtQuery>,
 ) -> Page {
-    let viewer = match signed_in(&state, &req)? {
-        Ok(v) => v,
-        Err(to_login) => return Ok(to_login),
-    };
     refuse(&viewer, READERS)?;
     let store = &**state.ledger.store();
     let rec = systems::read(store, &id)?;
@@ -422,11 +399,7 @@ fn urlencode(s: &str) -> String {
 // One model version, and its review.
 
 /// `GET /console/systems/{system_id}/models/{version}`.
-pub async fn version(state: State, req: HttpRequest, path: web::Path<(String, String)>) -> Page {
-    let viewer = match signed_in(&state, &req)? {
-        Ok(v) => v,
-        Err(to_login) => return Ok(to_login),
-    };
+pub async fn version(state: State, viewer: Viewer, path: web::Path<(String, String)>) -> Page {
     refuse(&viewer, READERS)?;
     let (id, version) = path.into_inner();
     version_page(&state, &viewer, &id, &version, None, None)
@@ -539,14 +512,10 @@ fn version_page(
 /// command, with the form's fields under the API's names.
 pub async fn review(
     state: State,
-    req: HttpRequest,
+    viewer: Viewer,
     path: web::Path<(String, String)>,
     body: web::Bytes,
 ) -> Page {
-    let viewer = match signed_in(&state, &req)? {
-        Ok(v) => v,
-        Err(to_login) => return Ok(to_login),
-    };
     refuse(&viewer, &[Role::Officer])?;
     let form = FormFields::parse(&body);
     check_csrf(&viewer, &form)?;
@@ -595,11 +564,7 @@ pub async fn review(
 // The log.
 
 /// `GET /console/log`: the latest checkpoint, the verifier key, the newest entries.
-pub async fn log(state: State, req: HttpRequest) -> Page {
-    let viewer = match signed_in(&state, &req)? {
-        Ok(v) => v,
-        Err(to_login) => return Ok(to_login),
-    };
+pub async fn log(state: State, viewer: Viewer) -> Page {
     refuse(&viewer, READERS)?;
     let latest = state.ledger.latest();
     let start = latest.size.saturating_sub(25);
@@ -645,11 +610,7 @@ pub async fn log(state: State, req: HttpRequest) -> Page {
 // Tokens (admin).
 
 /// `GET /console/tokens`.
-pub async fn tokens(state: State, req: HttpRequest) -> Page {
-    let viewer = match signed_in(&state, &req)? {
-        Ok(v) => v,
-        Err(to_login) => return Ok(to_login),
-    };
+pub async fn tokens(state: State, viewer: Viewer) -> Page {
     refuse(&viewer, &[Role::Admin])?;
     tokens_page(&state, &viewer, None, None, None)
 }
@@ -714,11 +675,7 @@ fn tokens_page(
 }
 
 /// `POST /console/tokens`: create a token (its secret shown once).
-pub async fn create_token(state: State, req: HttpRequest, body: web::Bytes) -> Page {
-    let viewer = match signed_in(&state, &req)? {
-        Ok(v) => v,
-        Err(to_login) => return Ok(to_login),
-    };
+pub async fn create_token(state: State, viewer: Viewer, body: web::Bytes) -> Page {
     refuse(&viewer, &[Role::Admin])?;
     let form = FormFields::parse(&body);
     check_csrf(&viewer, &form)?;
@@ -748,14 +705,10 @@ pub async fn create_token(state: State, req: HttpRequest, body: web::Bytes) -> P
 /// `POST /console/tokens/{name}/revoke`.
 pub async fn revoke_token(
     state: State,
-    req: HttpRequest,
+    viewer: Viewer,
     name: web::Path<String>,
     body: web::Bytes,
 ) -> Page {
-    let viewer = match signed_in(&state, &req)? {
-        Ok(v) => v,
-        Err(to_login) => return Ok(to_login),
-    };
     refuse(&viewer, &[Role::Admin])?;
     check_csrf(&viewer, &FormFields::parse(&body))?;
     let result = state

@@ -7,8 +7,12 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use std::future::{ready, Ready};
+
 use actix_web::cookie::{Cookie, SameSite};
-use actix_web::HttpRequest;
+use actix_web::dev::Payload;
+use actix_web::http::{header, StatusCode};
+use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError};
 use sha2::{Digest, Sha256};
 
 use crate::error::AppError;
@@ -54,6 +58,46 @@ impl Viewer {
 
     pub fn is(&self, roles: &[Role]) -> bool {
         roles.contains(&self.token.role)
+    }
+}
+
+/// A page asked for without a live session: the answer sends the browser to sign in.
+#[derive(Debug)]
+pub struct SignIn;
+
+impl std::fmt::Display for SignIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("sign in first")
+    }
+}
+
+impl ResponseError for SignIn {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::SEE_OTHER
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::SeeOther()
+            .insert_header((header::LOCATION, "/console/login"))
+            .finish()
+    }
+}
+
+/// A console handler's viewer: its session, live, of a token still live; taken before
+/// any body is read, and without one the browser is sent to sign in.
+impl FromRequest for Viewer {
+    type Error = actix_web::Error;
+    type Future = Ready<Result<Self, actix_web::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let Some(state) = req.app_data::<crate::api::State>() else {
+            return ready(Err(AppError::internal("no application state").into()));
+        };
+        ready(match state.sessions.viewer(&**state.ledger.store(), req) {
+            Ok(Some(v)) => Ok(v),
+            Ok(None) => Err(SignIn.into()),
+            Err(e) => Err(e.into()),
+        })
     }
 }
 
