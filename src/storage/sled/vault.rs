@@ -237,11 +237,26 @@ pub struct SledVault {
     generation: std::sync::Mutex<u64>,
 }
 
+/// Open a sled database. A database just dropped in this process (a compaction's copy,
+/// reopened before it takes over; a vault closed and opened again) may hold its file
+/// lock a moment longer, while sled's background threads let go of it: a lock refused
+/// with `WouldBlock` is tried again, for up to two seconds.
 fn open_db(path: &Path, cache_bytes: u64) -> StoreResult<sled::Db> {
-    Ok(sled::Config::new()
-        .path(path)
-        .cache_capacity(cache_bytes)
-        .open()?)
+    let config = sled::Config::new().path(path).cache_capacity(cache_bytes);
+    let mut attempt = 0;
+    loop {
+        match config.open() {
+            Err(sled::Error::Io(e))
+                if attempt < 200
+                    && e.kind() == std::io::ErrorKind::Other
+                    && e.to_string().contains("could not acquire lock") =>
+            {
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            r => return Ok(r?),
+        }
+    }
 }
 
 /// Chunked rows as `(index, payload)`.
