@@ -84,7 +84,8 @@ impl Drop for Killed {
 pub struct World {
     pub url: String,
     pub admin: String,
-    pub backend: common::backend::Backend,
+    /// The server's data dir (removed when the test ends).
+    _backend: common::backend::Backend,
     /// Where the browser saves downloads.
     pub downloads: tempfile::TempDir,
     pub browser: Client,
@@ -147,7 +148,7 @@ impl World {
         World {
             url,
             admin,
-            backend,
+            _backend: backend,
             downloads,
             browser,
             http,

@@ -10,6 +10,7 @@ mod harness;
 mod review;
 mod session;
 mod trail;
+mod verify;
 
 use serde_json::json;
 

@@ -171,6 +171,7 @@ pub async fn decision(state: State, viewer: Viewer, path: web::Path<(String, Str
         (decision_body(&d))
         p { a href=(format!("/console/systems/{id}/decisions/{decision_id}/audit")) download=(format!("{decision_id}.bundle.json")) {
             "Download its audit bundle" } " — check it offline with " code { "veritrail verify-bundle FILE --key VERIFIER_KEY" } }
+        (verify_panel())
     };
     Ok(page(
         actix_web::http::StatusCode::OK,
@@ -178,6 +179,29 @@ pub async fn decision(state: State, viewer: Viewer, path: web::Path<(String, Str
         Some((&viewer, Nav::Overview)),
         body,
     ))
+}
+
+/// "Verify in this browser": `verify.js` fetches the audit bundle and checks it with
+/// WebCrypto against the verifier key the user gives (never one the page offers), so
+/// the result does not rest on the server's word. Without script, the form stays hidden
+/// and the bundle download is the way.
+fn verify_panel() -> Markup {
+    html! {
+        section #verify aria-labelledby="verify-heading" {
+            h2 #verify-heading { "Verify in this browser" }
+            p { "Checks, with this browser's own cryptography, that the log's checkpoint is signed by the key you trust, that this decision's entry and the entries it rests on are in the tree that checkpoint commits to, that the entry is the decision this address names, and that each opened personal field opens its commitment. Paste the verifier key the log's operator published (not one this page shows you)." }
+            form #verify-form hidden {
+                label for="verifier_key" { "The log's verifier key" }
+                input #verifier_key type="text" name="verifier_key" autocomplete="off" spellcheck="false" placeholder="name+keyid+base64";
+                label { input #pin_key type="checkbox"; " Pin this key in this browser" }
+                button type="submit" { "Verify" }
+            }
+            noscript { p { "This check needs JavaScript; without it, download the audit bundle and run " code { "veritrail verify-bundle" } "." } }
+            p { output #verify-result role="status" aria-live="polite" {} }
+            ol #verify-steps.steps {}
+        }
+        script src="/console/static/verify.js" defer {}
+    }
 }
 
 /// `GET /console/systems/{system_id}/decisions/{decision_id}/audit`: the API's audit

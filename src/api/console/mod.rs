@@ -26,7 +26,20 @@ use crate::tokens::Role;
 /// never framed.
 pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; script-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 
-const CSS: &str = include_str!("console.css");
+/// The console's static assets, compiled into the binary: its stylesheet and its one
+/// script (the in-browser verification of a decision, `verify.js`).
+const ASSETS: &[(&str, &str, &str)] = &[
+    (
+        "console.css",
+        "text/css; charset=utf-8",
+        include_str!("console.css"),
+    ),
+    (
+        "verify.js",
+        "text/javascript; charset=utf-8",
+        include_str!("verify.js"),
+    ),
+];
 
 /// Mount the console under `/console`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -69,7 +82,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/tokens", web::get().to(pages::tokens))
             .route("/tokens", web::post().to(pages::create_token))
             .route("/tokens/{name}/revoke", web::post().to(pages::revoke_token))
-            .route("/static/console.css", web::get().to(css)),
+            .route("/static/{asset}", web::get().to(asset)),
     );
 }
 
@@ -79,11 +92,14 @@ async fn to_overview() -> HttpResponse {
         .finish()
 }
 
-async fn css() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/css; charset=utf-8")
-        .insert_header((header::CACHE_CONTROL, "max-age=3600"))
-        .body(CSS)
+async fn asset(name: web::Path<String>) -> HttpResponse {
+    match ASSETS.iter().find(|(n, _, _)| *n == name.as_str()) {
+        Some((_, content_type, body)) => HttpResponse::Ok()
+            .content_type(*content_type)
+            .insert_header((header::CACHE_CONTROL, "max-age=3600"))
+            .body(*body),
+        None => HttpResponse::NotFound().finish(),
+    }
 }
 
 /// Every console answer: the security headers, never cached (pages hold personal and
