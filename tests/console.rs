@@ -1,86 +1,12 @@
 //! The console over HTTP (actix's test service): sign-in and sessions, the security
 //! headers, CSRF, escaping, and a review made through it being the API's own command.
-//! (Browser tests against the real binary are in the console issue's next step.)
+//! The same screens in a real browser: `tests/browser/`.
 
 mod common;
 
 use actix_web::test::TestRequest;
+use common::console::{csrf_of, get, pair, post_form, session, set_cookie, sign_in};
 use serde_json::json;
-
-/// The session cookie (`name=value`) an answer sets, if any.
-fn set_cookie(r: &common::Resp, name: &str) -> Option<String> {
-    r.headers
-        .get_all("set-cookie")
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with(&format!("{name}=")))
-        .map(str::to_owned)
-}
-
-fn pair(set_cookie: &str) -> String {
-    set_cookie.split(';').next().unwrap().to_owned()
-}
-
-/// The value of `name="csrf" value="…"` in a page.
-fn csrf_of(html: &str) -> String {
-    let at = html.find("name=\"csrf\" value=\"").expect("a CSRF field") + 19;
-    html[at..at + 64].to_owned()
-}
-
-/// Sign in with `token`: the session cookie pair (`veritrail_session=…`).
-async fn sign_in<S: common::AppService<B>, B: actix_web::body::MessageBody>(
-    app: &common::TestApp<S>,
-    token: &str,
-) -> common::Resp {
-    let form = app.call(TestRequest::get().uri("/console/login")).await;
-    let login_cookie = pair(&set_cookie(&form, "veritrail_login").unwrap());
-    let csrf = csrf_of(&form.text());
-    app.call(
-        TestRequest::post()
-            .uri("/console/login")
-            .insert_header(("cookie", login_cookie))
-            .insert_header(("content-type", "application/x-www-form-urlencoded"))
-            .set_payload(format!("csrf={csrf}&token={token}")),
-    )
-    .await
-}
-
-async fn session<S: common::AppService<B>, B: actix_web::body::MessageBody>(
-    app: &common::TestApp<S>,
-    token: &str,
-) -> String {
-    let r = sign_in(app, token).await;
-    assert_eq!(r.status, 303, "{}", r.text());
-    pair(&set_cookie(&r, "veritrail_session").expect("a session cookie"))
-}
-
-async fn get<S: common::AppService<B>, B: actix_web::body::MessageBody>(
-    app: &common::TestApp<S>,
-    cookie: &str,
-    path: &str,
-) -> common::Resp {
-    app.call(
-        TestRequest::get()
-            .uri(path)
-            .insert_header(("cookie", cookie.to_owned())),
-    )
-    .await
-}
-
-async fn post_form<S: common::AppService<B>, B: actix_web::body::MessageBody>(
-    app: &common::TestApp<S>,
-    cookie: &str,
-    path: &str,
-    form: &str,
-) -> common::Resp {
-    app.call(
-        TestRequest::post()
-            .uri(path)
-            .insert_header(("cookie", cookie.to_owned()))
-            .insert_header(("content-type", "application/x-www-form-urlencoded"))
-            .set_payload(form.to_owned()),
-    )
-    .await
-}
 
 #[actix_web::test]
 async fn signing_in_sets_a_strict_http_only_cookie_and_never_shows_the_token() {

@@ -11,6 +11,7 @@ pub mod log;
 pub mod models;
 mod observe;
 pub mod ops;
+pub mod reference;
 pub mod systems;
 pub mod tokens;
 
@@ -224,6 +225,7 @@ pub fn app(
     add_problem_defaults(&mut api);
     app.app_data(actix_web::web::Data::new(api))
         .configure(console::configure)
+        .configure(reference::configure)
         .default_service(actix_web::web::to(not_found))
         .wrap(actix_web::middleware::from_fn(observe::observe))
 }

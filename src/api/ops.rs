@@ -67,12 +67,10 @@ async fn openapi_json(api: web::Data<utoipa::openapi::OpenApi>) -> HttpResponse 
     HttpResponse::Ok().json(api.as_ref())
 }
 
-/// Interactive API reference (loads the Scalar viewer in the browser).
+/// Interactive API reference: the Scalar viewer, served by this service (nothing is
+/// loaded from another origin, so it works offline).
 #[utoipa::path(tag = "operations", responses((status = 200, body = String, content_type = "text/html")))]
 #[get("/docs")]
-async fn docs(api: web::Data<utoipa::openapi::OpenApi>) -> HttpResponse {
-    let html = utoipa_scalar::Scalar::new(api.as_ref().clone()).to_html();
-    HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .body(html)
+async fn docs() -> HttpResponse {
+    super::reference::page()
 }

@@ -6,9 +6,13 @@ use serde_json::{json, Map, Value};
 
 use super::input::{counts, object, same_len};
 use super::{
-    num, param_f64, resolve_params, Evaluation, Evaluator, EvaluatorInfo, ParamInfo, TestKind,
+    num, param_f64, resolve_params, Evaluation, Evaluator, EvaluatorInfo, ParamInfo, PassRule,
+    Passes, TestKind,
 };
 use crate::error::AppError;
+
+/// Passes when `p_value` is above `alpha`.
+const PASSES: Passes = Passes::Above;
 
 pub struct ChiSquare;
 
@@ -44,6 +48,7 @@ impl Evaluator for ChiSquare {
             inputs: vec!["{baseline_counts: [n], current_counts: [n]}".into()],
             params: vec![ParamInfo { name: "alpha".into(), description: "Significance level".into(), default: json!(0.05) }],
             figures: vec!["statistic".into(), "p_value".into(), "dof".into()],
+            pass_rule: PassRule::new("p_value", "alpha", PASSES),
         }
     }
 
@@ -71,7 +76,7 @@ impl Evaluator for ChiSquare {
             kind: TestKind::Drift,
             params,
             figures,
-            passed: p > alpha,
+            passed: PASSES.holds(p, alpha),
             external: None,
         })
     }

@@ -6,9 +6,13 @@ use serde_json::{json, Map, Value};
 use super::disparate_impact::{rates_json, selection_rates, table_from};
 use super::input::object;
 use super::{
-    num, param_f64, resolve_params, Evaluation, Evaluator, EvaluatorInfo, ParamInfo, TestKind,
+    num, param_f64, resolve_params, Evaluation, Evaluator, EvaluatorInfo, ParamInfo, PassRule,
+    Passes, TestKind,
 };
 use crate::error::AppError;
+
+/// Passes when `difference` is at or below `threshold`.
+const PASSES: Passes = Passes::AtOrBelow;
 
 pub struct DemographicParity;
 
@@ -25,6 +29,7 @@ impl Evaluator for DemographicParity {
             inputs: vec!["{y_pred: [0|1], sensitive: [group]}".into(), "{groups: {name: {selected, total}}}".into()],
             params: vec![ParamInfo { name: "threshold".into(), description: "Largest acceptable difference".into(), default: json!(0.1) }],
             figures: vec!["difference".into(), "selection_rates".into()],
+            pass_rule: PassRule::new("difference", "threshold", PASSES),
         }
     }
 
@@ -41,7 +46,7 @@ impl Evaluator for DemographicParity {
             kind: TestKind::Bias,
             params,
             figures,
-            passed: diff <= threshold,
+            passed: PASSES.holds(diff, threshold),
             external: None,
         })
     }

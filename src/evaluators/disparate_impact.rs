@@ -7,9 +7,13 @@ use serde_json::{json, Map, Value};
 
 use super::input::{group_table, groups, has, labels, object, same_len, tally};
 use super::{
-    num, param_f64, resolve_params, Evaluation, Evaluator, EvaluatorInfo, ParamInfo, TestKind,
+    num, param_f64, resolve_params, Evaluation, Evaluator, EvaluatorInfo, ParamInfo, PassRule,
+    Passes, TestKind,
 };
 use crate::error::AppError;
+
+/// Passes when `ratio` is at or above `threshold`.
+const PASSES: Passes = Passes::AtOrAbove;
 
 pub struct DisparateImpact;
 
@@ -45,6 +49,7 @@ impl Evaluator for DisparateImpact {
             inputs: vec!["{groups: {name: {selected, total}}}".into(), "{y_pred: [0|1], sensitive: [group]}".into()],
             params: vec![ParamInfo { name: "threshold".into(), description: "Lowest acceptable ratio".into(), default: json!(0.8) }],
             figures: vec!["ratio".into(), "selection_rates".into()],
+            pass_rule: PassRule::new("ratio", "threshold", PASSES),
         }
     }
 
@@ -61,7 +66,7 @@ impl Evaluator for DisparateImpact {
             kind: TestKind::Bias,
             params,
             figures,
-            passed: ratio >= threshold,
+            passed: PASSES.holds(ratio, threshold),
             external: None,
         })
     }

@@ -8,9 +8,13 @@ use serde_json::{json, Map, Value};
 
 use super::input::{groups, labels, object, same_len};
 use super::{
-    num, param_f64, resolve_params, Evaluation, Evaluator, EvaluatorInfo, ParamInfo, TestKind,
+    num, param_f64, resolve_params, Evaluation, Evaluator, EvaluatorInfo, ParamInfo, PassRule,
+    Passes, TestKind,
 };
 use crate::error::AppError;
+
+/// Passes when `difference` is at or below `threshold`.
+const PASSES: Passes = Passes::AtOrBelow;
 
 pub struct EqualizedOdds;
 
@@ -77,6 +81,7 @@ impl Evaluator for EqualizedOdds {
             inputs: vec!["{y_true: [0|1], y_pred: [0|1], sensitive: [group]}".into()],
             params: vec![ParamInfo { name: "threshold".into(), description: "Largest acceptable difference".into(), default: json!(0.1) }],
             figures: vec!["difference".into(), "true_positive_rate_difference".into(), "false_positive_rate_difference".into()],
+            pass_rule: PassRule::new("difference", "threshold", PASSES),
         }
     }
 
@@ -103,7 +108,7 @@ impl Evaluator for EqualizedOdds {
             kind: TestKind::Bias,
             params,
             figures,
-            passed: diff <= threshold,
+            passed: PASSES.holds(diff, threshold),
             external: None,
         })
     }

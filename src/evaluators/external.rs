@@ -41,6 +41,7 @@ impl Evaluator for External {
             inputs: vec!["result: {tool, tool_version, kind: bias|drift, metrics: {name: number}, passed, report_sha256}".into()],
             params: vec![],
             figures: vec!["the tool's metrics, as given".into()],
+            pass_rule: None,
         }
     }
 

@@ -5,9 +5,13 @@ use serde_json::{json, Map, Value};
 
 use super::input::{counts, object, same_len};
 use super::{
-    num, param_f64, resolve_params, Evaluation, Evaluator, EvaluatorInfo, ParamInfo, TestKind,
+    num, param_f64, resolve_params, Evaluation, Evaluator, EvaluatorInfo, ParamInfo, PassRule,
+    Passes, TestKind,
 };
 use crate::error::AppError;
+
+/// Passes when `distance` is below `fail_at`.
+const PASSES: Passes = Passes::Below;
 
 pub struct JensenShannon;
 
@@ -45,6 +49,7 @@ impl Evaluator for JensenShannon {
             inputs: vec!["{baseline_counts: [n], current_counts: [n]}".into()],
             params: vec![ParamInfo { name: "fail_at".into(), description: "Distance at or above which the test fails".into(), default: json!(0.1) }],
             figures: vec!["distance".into()],
+            pass_rule: PassRule::new("distance", "fail_at", PASSES),
         }
     }
 
@@ -64,7 +69,7 @@ impl Evaluator for JensenShannon {
             kind: TestKind::Drift,
             params,
             figures,
-            passed: d < fail_at,
+            passed: PASSES.holds(d, fail_at),
             external: None,
         })
     }

@@ -9,9 +9,13 @@ use serde_json::{json, Map, Value};
 
 use super::input::{object, samples};
 use super::{
-    num, param_f64, resolve_params, Evaluation, Evaluator, EvaluatorInfo, ParamInfo, TestKind,
+    num, param_f64, resolve_params, Evaluation, Evaluator, EvaluatorInfo, ParamInfo, PassRule,
+    Passes, TestKind,
 };
 use crate::error::AppError;
+
+/// Passes when `p_value` is above `alpha`.
+const PASSES: Passes = Passes::Above;
 
 pub struct Ks;
 
@@ -544,6 +548,7 @@ impl Evaluator for Ks {
             inputs: vec!["{baseline: [x], current: [x]}".into()],
             params: vec![ParamInfo { name: "alpha".into(), description: "Significance level: drift at p-value <= alpha".into(), default: json!(0.05) }],
             figures: vec!["statistic".into(), "p_value".into()],
+            pass_rule: PassRule::new("p_value", "alpha", PASSES),
         }
     }
 
@@ -563,7 +568,7 @@ impl Evaluator for Ks {
             kind: TestKind::Drift,
             params,
             figures,
-            passed: p > alpha,
+            passed: PASSES.holds(p, alpha),
             external: None,
         })
     }

@@ -10,9 +10,13 @@ use serde_json::{json, Map, Value};
 use super::input::{group_table, groups, has, object, same_len, samples};
 use super::psi::percentile;
 use super::{
-    num, param_f64, resolve_params, Evaluation, Evaluator, EvaluatorInfo, ParamInfo, TestKind,
+    num, param_f64, resolve_params, Evaluation, Evaluator, EvaluatorInfo, ParamInfo, PassRule,
+    Passes, TestKind,
 };
 use crate::error::AppError;
+
+/// Passes when `min_impact_ratio` is at or above `threshold`.
+const PASSES: Passes = Passes::AtOrAbove;
 
 pub struct Ll144;
 
@@ -32,6 +36,7 @@ impl Evaluator for Ll144 {
                 ParamInfo { name: "min_share".into(), description: "Categories below this share of the sample are excluded".into(), default: json!(0.02) },
             ],
             figures: vec!["variant".into(), "min_impact_ratio".into(), "categories".into()],
+            pass_rule: PassRule::new("min_impact_ratio", "threshold", PASSES),
         }
     }
 
@@ -95,7 +100,7 @@ impl Evaluator for Ll144 {
             kind: TestKind::Bias,
             params,
             figures,
-            passed: min_ratio >= threshold,
+            passed: PASSES.holds(min_ratio, threshold),
             external: None,
         })
     }

@@ -61,6 +61,58 @@ pub struct EvaluatorInfo {
     pub params: Vec<ParamInfo>,
     /// Names of the figures it reports.
     pub figures: Vec<String>,
+    /// How its verdict follows from one figure and one parameter (absent for results
+    /// recorded from another tool, whose verdict is the tool's).
+    pub pass_rule: Option<PassRule>,
+}
+
+/// Which side of the threshold passes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Passes {
+    Below,
+    AtOrBelow,
+    Above,
+    AtOrAbove,
+}
+
+impl Passes {
+    /// Whether `value` passes against `threshold`.
+    pub fn holds(self, value: f64, threshold: f64) -> bool {
+        match self {
+            Passes::Below => value < threshold,
+            Passes::AtOrBelow => value <= threshold,
+            Passes::Above => value > threshold,
+            Passes::AtOrAbove => value >= threshold,
+        }
+    }
+}
+
+/// An evaluator's verdict: `figures[figure]` against `params[param]`, passing on the
+/// side `passes` names. What a chart draws as the pass line of each test.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PassRule {
+    pub figure: String,
+    pub param: String,
+    pub passes: Passes,
+}
+
+impl PassRule {
+    pub fn new(figure: &str, param: &str, passes: Passes) -> Option<Self> {
+        Some(Self {
+            figure: figure.into(),
+            param: param.into(),
+            passes,
+        })
+    }
+
+    /// The recorded figure and threshold of a test's JSON `params` and `figures`.
+    pub fn read(&self, params: &Value, figures: &Value) -> Option<(f64, f64)> {
+        Some((
+            figures[&self.figure].as_f64()?,
+            params[&self.param].as_f64()?,
+        ))
+    }
 }
 
 /// The outcome of an evaluation.
@@ -224,4 +276,35 @@ pub struct ExternalRef {
     pub tool_version: String,
     /// SHA-256 of the full report, lowercase hex.
     pub report_sha256: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_pass_rule_names_a_figure_and_a_parameter_of_its_evaluator() {
+        for e in registry().all() {
+            let info = e.info();
+            let Some(rule) = info.pass_rule else {
+                assert_eq!(
+                    info.name, "external",
+                    "only the external evaluator has no rule"
+                );
+                continue;
+            };
+            assert!(
+                info.figures.contains(&rule.figure),
+                "{}: {}",
+                info.name,
+                rule.figure
+            );
+            assert!(
+                info.params.iter().any(|p| p.name == rule.param),
+                "{}: {}",
+                info.name,
+                rule.param
+            );
+        }
+    }
 }

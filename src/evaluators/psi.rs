@@ -11,9 +11,13 @@ use serde_json::{json, Map, Value};
 
 use super::input::{counts, has, object, samples};
 use super::{
-    num, param_f64, resolve_params, Evaluation, Evaluator, EvaluatorInfo, ParamInfo, TestKind,
+    num, param_f64, resolve_params, Evaluation, Evaluator, EvaluatorInfo, ParamInfo, PassRule,
+    Passes, TestKind,
 };
 use crate::error::AppError;
+
+/// Passes when `psi` is below `fail_at`.
+const PASSES: Passes = Passes::Below;
 
 pub struct Psi;
 
@@ -65,6 +69,7 @@ impl Evaluator for Psi {
                 ParamInfo { name: "fail_at".into(), description: "PSI at or above which the test fails".into(), default: json!(0.25) },
             ],
             figures: vec!["psi".into(), "shift".into(), "bins".into()],
+            pass_rule: PassRule::new("psi", "fail_at", PASSES),
         }
     }
 
@@ -119,7 +124,7 @@ impl Evaluator for Psi {
             kind: TestKind::Drift,
             params,
             figures,
-            passed: value < fail_at,
+            passed: PASSES.holds(value, fail_at),
             external: None,
         })
     }

@@ -424,6 +424,7 @@ struct IndexedFields<'a> {
     model_version: &'a str,
     occurred_at: u64,
     output: &'a str,
+    human_review: Option<(OversightAction, u64)>,
 }
 
 impl<'a> IndexedFields<'a> {
@@ -451,11 +452,33 @@ impl<'a> IndexedFields<'a> {
                 ))
             }
         };
+        let human_review = match m.get(&Value::Text("human_review".to_owned())) {
+            None | Some(Value::Null) => None,
+            Some(Value::Map(h)) => {
+                let action = match h.get(&Value::Text("action".to_owned())) {
+                    Some(Value::Text(a)) if a == "accepted" => OversightAction::Accepted,
+                    Some(Value::Text(a)) if a == "overridden" => OversightAction::Overridden,
+                    Some(Value::Text(a)) if a == "escalated" => OversightAction::Escalated,
+                    _ => return Err(AppError::internal("decision body: human_review.action")),
+                };
+                let ms = match h.get(&Value::Text("review_ms".to_owned())) {
+                    Some(Value::Integer(n)) => u64::try_from(*n).map_err(AppError::internal)?,
+                    _ => return Err(AppError::internal("decision body: human_review.review_ms")),
+                };
+                Some((action, ms))
+            }
+            Some(_) => {
+                return Err(AppError::internal(
+                    "decision body: human_review is not a map",
+                ))
+            }
+        };
         Ok(Self {
             decision_id: text("decision_id")?,
             model_version: text("model_version")?,
             occurred_at,
             output: text("output")?,
+            human_review,
         })
     }
 }
@@ -485,7 +508,7 @@ pub(crate) fn project(
             output_digest: output_digest(b.output),
         }),
     );
-    Ok(())
+    super::activity::project(s, system, b.occurred_at, b.model_version, b.human_review)
 }
 
 /// The entry index of a decision.

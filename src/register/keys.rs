@@ -87,6 +87,36 @@ pub fn trail_key(system: &str, occurred_at: u64, index: u64) -> Vec<u8> {
     k
 }
 
+// --- A system's activity per UTC day (the console's charts) ---
+
+/// Decisions by one model version on one day: `actv ‖ 0 ‖ system ‖ 0 ‖ day ‖ 0 ‖ version`.
+pub(crate) fn activity_version_key(system: &str, day: u32, version: &str) -> Vec<u8> {
+    key(&[
+        b"actv",
+        system.as_bytes(),
+        &day.to_be_bytes(),
+        version.as_bytes(),
+    ])
+}
+
+pub(crate) fn activity_version_prefix(system: &str) -> Vec<u8> {
+    prefix(&[b"actv", system.as_bytes()])
+}
+
+/// Human reviews of one day by action and review-time bucket:
+/// `acth ‖ 0 ‖ system ‖ 0 ‖ day ‖ action ‖ bucket` (bucket big-endian u16).
+pub(crate) fn activity_review_key(system: &str, day: u32, action: u8, bucket: u16) -> Vec<u8> {
+    let mut k = activity_review_prefix(system);
+    k.extend_from_slice(&day.to_be_bytes());
+    k.push(action);
+    k.extend_from_slice(&bucket.to_be_bytes());
+    k
+}
+
+pub(crate) fn activity_review_prefix(system: &str) -> Vec<u8> {
+    prefix(&[b"acth", system.as_bytes()])
+}
+
 // --- The tokens' projection rows ---
 
 const TOKEN_NAME: &[u8] = b"tok/n/";

@@ -6,6 +6,7 @@
 //! This module knows nothing of HTTP. Commands validate against the projections (the
 //! review gate runs here, inside the single writer) and return the entry to append.
 
+pub mod activity;
 pub mod compliance;
 pub mod decisions;
 pub mod erasure;

@@ -3,10 +3,11 @@
 //! The harness is in `harness.rs`; one file per screen.
 
 #[path = "../common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 mod harness;
 
+mod docs;
+mod layout;
 mod review;
 mod session;
 mod trail;

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod backend;
+pub mod console;
 pub use backend::Backend;
 
 use actix_web::body::MessageBody;

@@ -9,7 +9,7 @@ use maud::{html, Markup};
 
 use super::pages::{check_csrf, csrf_field, refuse, FormFields};
 use super::session::Viewer;
-use super::{page, Nav};
+use super::{page, shown, Nav};
 use crate::api::decisions::{decision_view, trail_page, DecisionView, TrailQuery};
 use crate::api::{ReceiptView, State};
 use crate::error::AppError;
@@ -59,7 +59,7 @@ pub async fn trail(
     let q = trail_query(&form);
     let store = &**state.ledger.store();
     let sys = systems::read(store, &id)?;
-    let shown = q.clone();
+    let asked = q.clone();
     let filter = q.filter()?;
     let result = trail_page(&state, &id, &filter)?;
     let value = |v: &Option<String>| v.clone().unwrap_or_default();
@@ -69,19 +69,19 @@ pub async fn trail(
         form.filters method="post" action=(format!("/console/systems/{}/decisions", sys.spec.id)) {
             (csrf_field(&viewer))
             label for="model_version" { "Model version" }
-            input #model_version type="text" name="model_version" value=(value(&shown.model_version));
+            input #model_version type="text" name="model_version" value=(value(&asked.model_version));
             label for="subject" { "Subject reference" }
-            input #subject type="text" name="subject" autocomplete="off" value=(value(&shown.subject));
+            input #subject type="text" name="subject" autocomplete="off" value=(value(&asked.subject));
             label for="from" { "From (RFC 3339)" }
-            input #from type="text" name="from" placeholder="2026-11-01T00:00:00Z" value=(value(&shown.from));
+            input #from type="text" name="from" placeholder="2026-11-01T00:00:00Z" value=(value(&asked.from));
             label for="to" { "To (RFC 3339)" }
-            input #to type="text" name="to" value=(value(&shown.to));
+            input #to type="text" name="to" value=(value(&asked.to));
             label for="outcome" { "Outcome (JSON)" }
-            input #outcome type="text" name="outcome" placeholder="{\"approved\":false}" value=(value(&shown.outcome));
+            input #outcome type="text" name="outcome" placeholder="{\"approved\":false}" value=(value(&asked.outcome));
             label for="order" { "Order" }
             select #order name="order" {
-                option value="newest" selected[shown.order.as_deref() != Some("oldest")] { "newest first" }
-                option value="oldest" selected[shown.order.as_deref() == Some("oldest")] { "oldest first" }
+                option value="newest" selected[asked.order.as_deref() != Some("oldest")] { "newest first" }
+                option value="oldest" selected[asked.order.as_deref() == Some("oldest")] { "oldest first" }
             }
             button type="submit" { "Search" }
         }
@@ -96,7 +96,7 @@ pub async fn trail(
                 tbody { @for d in &result.decisions {
                     tr {
                         td { a href=(format!("/console/systems/{}/decisions/{}", sys.spec.id, d.decision_id)) { (d.decision_id) } }
-                        td { (d.occurred_at) }
+                        td { (shown(&d.occurred_at)) }
                         td { (d.model_version) }
                         td { code { (d.output.to_string()) } }
                         td { (d.confidence.map(|c| c.to_string()).unwrap_or_default()) }
@@ -109,7 +109,7 @@ pub async fn trail(
             // The next page continues with the same filters, posted again.
             form method="post" action=(format!("/console/systems/{}/decisions", sys.spec.id)) {
                 (csrf_field(&viewer))
-                @for (name, v) in [("model_version", &shown.model_version), ("subject", &shown.subject), ("from", &shown.from), ("to", &shown.to), ("outcome", &shown.outcome), ("order", &shown.order)] {
+                @for (name, v) in [("model_version", &asked.model_version), ("subject", &asked.subject), ("from", &asked.from), ("to", &asked.to), ("outcome", &asked.outcome), ("order", &asked.order)] {
                     @if let Some(v) = v { input type="hidden" name=(name) value=(v); }
                 }
                 input type="hidden" name="cursor" value=(next);
@@ -139,8 +139,8 @@ fn decision_body(d: &DecisionView) -> Markup {
     html! {
         dl.spec {
             dt { "Model version" } dd { (d.model_version) }
-            dt { "Occurred" } dd { (d.occurred_at) }
-            dt { "Recorded" } dd { (d.recorded_at) " by " (d.recorded_by) " (entry " (d.index) ")" }
+            dt { "Occurred" } dd { (shown(&d.occurred_at)) }
+            dt { "Recorded" } dd { (shown(&d.recorded_at)) " by " (d.recorded_by) " (entry " (d.index) ")" }
             dt { "Leaf hash" } dd { code { (d.leaf_hash) } }
             dt { "Output" } dd { code { (d.output.to_string()) } }
             dt { "Confidence" } dd { (d.confidence.map(|c| c.to_string()).unwrap_or_else(|| "none".into())) }

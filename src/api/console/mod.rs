@@ -6,6 +6,7 @@
 //! loaded from another origin. Sessions: `session.rs`; screens: `pages.rs` (register,
 //! versions, log, tokens) and `decisions.rs` (trail, decision, subject access).
 
+pub mod charts;
 pub mod decisions;
 pub mod pages;
 pub mod session;
@@ -40,6 +41,18 @@ const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("verify.js"),
     ),
 ];
+
+/// A time for reading: to the second, in UTC (the API's answers keep microseconds).
+pub fn shown(rfc3339: &str) -> String {
+    chrono::DateTime::parse_from_rfc3339(rfc3339)
+        .map(|t| t.naive_utc().format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_else(|_| rfc3339.to_owned())
+}
+
+/// [`shown`] of a time in unix µs.
+pub fn shown_us(micros: u64) -> String {
+    shown(&crate::register::rfc3339(micros))
+}
 
 /// Mount the console under `/console`.
 pub fn configure(cfg: &mut web::ServiceConfig) {

@@ -8,7 +8,7 @@ use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::session::{self, Viewer};
-use super::{page, Nav};
+use super::{page, shown, shown_us, Nav};
 use crate::api::systems::SystemView;
 use crate::api::{ReceiptView, State};
 use crate::error::{AppError, ErrorCode};
@@ -263,7 +263,7 @@ pub async fn overview(state: State, viewer: Viewer, q: web::Query<OverviewQuery>
                             td { (v.spec.owner.name) br; small { (v.spec.owner.email) } }
                             td { (v.deployed_version.as_deref().unwrap_or("none")) }
                             td { (findings_list(findings)) }
-                            td { (v.review_due_at) }
+                            td { (shown(&v.review_due_at)) }
                         }
                     }
                 }
@@ -335,12 +335,16 @@ pub async fn system(
     let now = crate::log::sequencer::now_micros();
     let findings = compliance::findings(store, &rec, now)?;
     let versions = models::list(store, &id)?;
+    let charts = match as_of {
+        None => super::charts::system_charts(&state, &id)?,
+        Some(_) => Vec::new(),
+    };
     let view = SystemView::from(rec);
     let spec = as_of.as_ref().map(|(_, s)| s).unwrap_or(&view.spec);
     let body = html! {
         h1 { (spec.name) " " small { code { (spec.id) } } }
         @if let Some((rev, _)) = &as_of {
-            p.notice role="status" { "Revision " (rev.revision) " as it stood from " (rfc3339(rev.time)) " (entry " (rev.index) "). "
+            p.notice role="status" { "Revision " (rev.revision) " as it stood from " (shown_us(rev.time)) " (entry " (rev.index) "). "
                 a href=(format!("/console/systems/{}", view.spec.id)) { "Current revision" } }
         }
         dl.spec {
@@ -352,7 +356,7 @@ pub async fn system(
             dt { "Status" } dd { (label(&spec.status)) @if spec.legal_hold { " — under legal hold" } }
             @if as_of.is_none() {
                 dt { "Deployed version" } dd { (view.deployed_version.as_deref().unwrap_or("none")) }
-                dt { "Register review due" } dd { (view.review_due_at) }
+                dt { "Register review due" } dd { (shown(&view.review_due_at)) }
             }
         }
         h2 { "Findings" }
@@ -361,7 +365,7 @@ pub async fn system(
         ol.timeline {
             @for r in &revisions {
                 li { a href=(format!("/console/systems/{}?at={}", view.spec.id, urlencode(&rfc3339(r.time)))) {
-                    "Revision " (r.revision) } " — " (rfc3339(r.time)) " (entry " (r.index) ")" }
+                    "Revision " (r.revision) } " — " (shown_us(r.time)) " (entry " (r.index) ")" }
             }
         }
         h2 { "Model versions" }
@@ -382,6 +386,13 @@ pub async fn system(
         }
         @if viewer.is(&[Role::Officer, Role::Auditor]) {
             p { a href=(format!("/console/systems/{}/decisions", view.spec.id)) { "Decision trail" } }
+        }
+        @if as_of.is_none() {
+            section.charts aria-labelledby="charts-heading" {
+                h2 #charts-heading { "Charts" }
+                @if charts.is_empty() { p { "No decision or test is recorded yet." } }
+                @for c in &charts { (c.render()) }
+            }
         }
     };
     Ok(page(
@@ -441,7 +452,7 @@ fn version_page(
         }
         dl.spec {
             dt { "State" } dd { (models::status_name(rec.status)) }
-            dt { "Registered by" } dd { (rec.registered_by) " (entry " (rec.registered_index) ", " (rfc3339(rec.registered_time)) ")" }
+            dt { "Registered by" } dd { (rec.registered_by) " (entry " (rec.registered_index) ", " (shown_us(rec.registered_time)) ")" }
             dt { "Parent version" } dd { (rec.spec.parent_version.as_deref().unwrap_or("none")) }
             dt { "Changelog" } dd { (rec.spec.changelog) }
             dt { "Artifact SHA-256" } dd { code { (rec.spec.artifact_sha256) } }
@@ -453,7 +464,7 @@ fn version_page(
         }
         h2 { "Tests" }
         @if tests.is_empty() { p { "No test is recorded for this version." } }
-        table {
+        @else { table {
             thead { tr { th scope="col" { "Test" } th scope="col" { "Evaluator" } th scope="col" { "Kind" } th scope="col" { "Figures" } th scope="col" { "Verdict" } } }
             tbody { @for (index, e) in &tests {
                 tr {
@@ -464,11 +475,11 @@ fn version_page(
                     td { @if e["body"]["passed"] == true { span.ok { "passed" } } @else { span.fail { "failed" } } }
                 }
             } }
-        }
+        } }
         h2 { "Reviews" }
         @if rec.reviews.is_empty() { p { "No review yet." } }
         ol { @for r in &rec.reviews {
-            li { (label(&r.outcome)) " by " (r.reviewer) " — " (rfc3339(r.time)) " (entry " (r.id) ")" }
+            li { (label(&r.outcome)) " by " (r.reviewer) " — " (shown_us(r.time)) " (entry " (r.id) ")" }
         } }
         @if viewer.is(&[Role::Officer]) && reviewable {
             h2 { "Review this version" }
@@ -580,7 +591,7 @@ pub async fn log(state: State, viewer: Viewer) -> Page {
         h1 { "The log" }
         dl.spec {
             dt { "Size" } dd { (latest.size) " entries" }
-            dt { "Signed" } dd { (rfc3339(latest.signed_at)) }
+            dt { "Signed" } dd { (shown_us(latest.signed_at)) }
             dt { "Verifier key" } dd { code { (state.ledger.verifier().to_string()) } }
         }
         h2 { "Latest checkpoint" }
@@ -646,7 +657,7 @@ fn tokens_page(
                 tr {
                     td { (t.name) }
                     td { (t.role.as_str()) }
-                    td { (rfc3339(t.created_time)) " (entry " (t.created_index) ")" }
+                    td { (shown_us(t.created_time)) " (entry " (t.created_index) ")" }
                     td {
                         @if let Some(i) = t.revoked_index { "revoked (entry " (i) ")" }
                         @else {
