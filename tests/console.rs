@@ -404,3 +404,47 @@ async fn subject_access_finds_every_system_and_an_officer_erases() {
     .await;
     assert_eq!(r.status, 403, "{}", r.text());
 }
+
+#[actix_web::test]
+async fn subject_access_shows_a_page_at_a_time_and_posts_the_next() {
+    let app = common::spawn().await;
+    let c = common::crew(&app).await;
+    common::deployed_system(&app, &c, "credit", "1").await;
+    let decisions: Vec<_> = (0..55)
+        .map(|i| common::decision(&format!("p-{i:02}"), "1", "subject-many"))
+        .collect();
+    let r = app
+        .post(
+            "/v1/systems/credit/decisions/batch",
+            &c.pipeline,
+            json!({"decisions": decisions}),
+        )
+        .await;
+    assert!(r.status < 300, "{}", r.text());
+    let cookie = session(&app, &c.auditor).await;
+    let csrf = csrf_of(&get(&app, &cookie, "/console/subjects").await.text());
+    let first = post_form(
+        &app,
+        &cookie,
+        "/console/subjects",
+        &format!("csrf={csrf}&subject_ref=subject-many"),
+    )
+    .await
+    .text();
+    assert!(first.contains("<h2>50 decisions</h2>"), "{first}");
+    let at = first.find("name=\"cursor\" value=\"").expect("a next page") + 21;
+    let cursor = &first[at..at + first[at..].find('"').unwrap()];
+    let second = post_form(
+        &app,
+        &cookie,
+        "/console/subjects",
+        &format!("csrf={csrf}&subject_ref=subject-many&cursor={cursor}"),
+    )
+    .await
+    .text();
+    assert!(second.contains("5 decisions (a later page)"), "{second}");
+    assert!(
+        !second.contains("name=\"cursor\""),
+        "no page after the last"
+    );
+}

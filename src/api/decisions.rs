@@ -468,21 +468,33 @@ async fn by_subject(
     q: super::body::Query<SubjectQuery>,
 ) -> Result<HttpResponse, AppError> {
     let subject = subject_in_path(subject)?;
-    let after = q.cursor.as_deref().map(decode_cursor).transpose()?;
-    let (rows, last) =
-        decisions::by_subject(&**state.ledger.store(), &subject, after, limit_of(q.limit)?)?;
-    let next_cursor = last.map(encode_cursor);
-    let published = state.ledger.latest().size;
-    let decisions = rows
-        .into_iter()
-        .filter(|(i, _)| *i < published)
-        .map(|(i, _)| decision_view(&state, i))
-        .collect::<Result<Vec<_>, _>>()?;
+    let (decisions, next_cursor) =
+        subject_page(&state, &subject, q.cursor.as_deref(), limit_of(q.limit)?)?;
     Ok(HttpResponse::Ok().json(SubjectDecisions {
         subject_ref: subject,
-        decisions,
+        decisions: decisions.into_iter().map(|(_, d)| d).collect(),
         next_cursor,
     }))
+}
+
+/// One page of a subject's decisions across systems, each with its system, from the
+/// page after `cursor`; and the cursor of the next page. Only published decisions. (The
+/// subject route and the console's subject access.)
+pub fn subject_page(
+    state: &State,
+    subject: &str,
+    cursor: Option<&str>,
+    limit: usize,
+) -> Result<(Vec<(String, DecisionView)>, Option<String>), AppError> {
+    let after = cursor.map(decode_cursor).transpose()?;
+    let (rows, last) = decisions::by_subject(&**state.ledger.store(), subject, after, limit)?;
+    let published = state.ledger.latest().size;
+    let page = rows
+        .into_iter()
+        .filter(|(i, _)| *i < published)
+        .map(|(i, system)| decision_view(state, i).map(|d| (system, d)))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((page, last.map(encode_cursor)))
 }
 
 /// The audit bundle of one decision (officer, auditor): the decision, its model

@@ -10,13 +10,15 @@ use maud::{html, Markup};
 use super::pages::{check_csrf, csrf_field, refuse, FormFields};
 use super::session::Viewer;
 use super::{page, shown, Nav};
-use crate::api::decisions::{decision_view, trail_page, DecisionView, TrailQuery};
+use crate::api::decisions::{decision_view, subject_page, trail_page, DecisionView, TrailQuery};
 use crate::api::{ReceiptView, State};
 use crate::error::AppError;
 use crate::register::{decisions, systems, vault::OpenedField};
 use crate::tokens::Role;
 
 const DECISION_READERS: &[Role] = &[Role::Officer, Role::Auditor];
+/// Decisions on one page of subject access (the erasure form covers them all).
+const SUBJECT_PAGE: usize = 50;
 
 type Page = Result<HttpResponse, AppError>;
 
@@ -224,10 +226,15 @@ pub async fn bundle(state: State, viewer: Viewer, path: web::Path<(String, Strin
 pub async fn subjects(state: State, req: HttpRequest, viewer: Viewer, body: web::Bytes) -> Page {
     refuse(&viewer, DECISION_READERS)?;
     let mut subject = None;
+    let mut cursor = None;
     let mut receipt: Option<(u64, ReceiptView)> = None;
     if req.method() == actix_web::http::Method::POST {
         let form = FormFields::parse(&body);
         check_csrf(&viewer, &form)?;
+        cursor = form
+            .one("cursor")
+            .filter(|c| !c.is_empty())
+            .map(str::to_owned);
         let s = form.one("subject_ref").unwrap_or_default().to_owned();
         crate::register::validate_text("subject_ref", &s, 256, true)?;
         if form.one("erase") == Some("yes") {
@@ -241,16 +248,9 @@ pub async fn subjects(state: State, req: HttpRequest, viewer: Viewer, body: web:
         }
         subject = Some(s);
     }
-    let found = match &subject {
-        Some(s) => {
-            let (rows, _) = decisions::by_subject(&**state.ledger.store(), s, None, 1000)?;
-            let published = state.ledger.latest().size;
-            rows.into_iter()
-                .filter(|(i, _)| *i < published)
-                .map(|(i, sys)| decision_view(&state, i).map(|d| (sys, d)))
-                .collect::<Result<Vec<_>, _>>()?
-        }
-        None => Vec::new(),
+    let (found, next) = match &subject {
+        Some(s) => subject_page(&state, s, cursor.as_deref(), SUBJECT_PAGE)?,
+        None => (Vec::new(), None),
     };
     let body = html! {
         h1 { "Subject access" }
@@ -268,11 +268,19 @@ pub async fn subjects(state: State, req: HttpRequest, viewer: Viewer, body: web:
             }
         }
         @if let Some(s) = &subject {
-            h2 { (found.len()) " decisions" }
+            h2 { (found.len()) " decisions" @if cursor.is_some() { " (a later page)" } }
             @for (sys, d) in &found {
                 section {
                     h3 { a href=(format!("/console/systems/{sys}/decisions/{}", d.decision_id)) { (sys) " / " (d.decision_id) } }
                     (decision_body(d))
+                }
+            }
+            @if let Some(next) = &next {
+                form method="post" action="/console/subjects" {
+                    (csrf_field(&viewer))
+                    input type="hidden" name="subject_ref" value=(s);
+                    input type="hidden" name="cursor" value=(next);
+                    button type="submit" { "Next page" }
                 }
             }
             @if viewer.is(&[Role::Officer]) && !found.is_empty() {
