@@ -145,3 +145,17 @@ pub fn parse_sha256(field: &str, v: &str) -> Result<[u8; 32], AppError> {
     hex::decode_to_slice(v, &mut out).map_err(|_| AppError::invalid(field, "not hex"))?;
     Ok(out)
 }
+
+/// Unix µs to RFC 3339 (UTC, microseconds).
+pub fn rfc3339(micros: u64) -> String {
+    chrono::DateTime::from_timestamp_micros(micros as i64)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+        .unwrap_or_default()
+}
+
+/// Parse an RFC 3339 time into unix µs.
+pub fn parse_time(field: &str, s: &str) -> Result<u64, AppError> {
+    let t = chrono::DateTime::parse_from_rfc3339(s)
+        .map_err(|e| AppError::invalid(field, format!("not an RFC 3339 time: {e}")))?;
+    u64::try_from(t.timestamp_micros()).map_err(|_| AppError::invalid(field, "must be after 1970"))
+}

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod evaluators;
+pub mod events;
 pub mod fields;
 pub mod log;
 pub mod migrate;

@@ -167,6 +167,7 @@ pub async fn open(data_dir: &Path, opts: &OpenOpts) -> anyhow::Result<Service> {
         body_limit: opts.body_limit,
         max_clock_skew_us: opts.max_clock_skew_secs.saturating_mul(1_000_000),
         sessions: Default::default(),
+        stopping: Default::default(),
     });
     let admin_token = bootstrap_admin(&state, data_dir).await?;
     Ok(Service {
@@ -235,8 +236,11 @@ pub async fn serve(opts: ServeOpts) -> anyhow::Result<()> {
     };
     let svc = open(&opts.data.data_dir, &open_opts).await?;
     let state = svc.state.clone();
-    let mut server =
-        actix_web::HttpServer::new(move || crate::api::app(state.clone())).shutdown_timeout(30);
+    // Signals are handled here rather than by actix, so that long-lived answers (event
+    // feeds) are told to end before the server waits for in-flight requests.
+    let mut server = actix_web::HttpServer::new(move || crate::api::app(state.clone()))
+        .shutdown_timeout(30)
+        .disable_signals();
     if let Some(w) = opts.workers {
         server = server.workers(w);
     }
@@ -264,9 +268,18 @@ pub async fn serve(opts: ServeOpts) -> anyhow::Result<()> {
             }
         }
     });
-    // actix handles SIGINT/SIGTERM: it stops accepting, lets in-flight requests finish
-    // (their appends are answered only once durable), then returns.
-    server.run().await?;
+    // On SIGINT/SIGTERM: feeds end, the server stops accepting, lets in-flight requests
+    // finish (their appends are answered only once durable), then returns.
+    let server = server.run();
+    let handle = server.handle();
+    let stopping = svc.state.stopping.clone();
+    let signals = actix_web::rt::spawn(async move {
+        stop_signal().await;
+        stopping.store(true, std::sync::atomic::Ordering::Relaxed);
+        handle.stop(true).await;
+    });
+    server.await?;
+    signals.abort();
     // The retention task holds a ledger handle: end it before waiting for the writer.
     retention.abort();
     let _ = retention.await;
@@ -275,4 +288,19 @@ pub async fn serve(opts: ServeOpts) -> anyhow::Result<()> {
     writer.join();
     tracing::info!("stopped; every acknowledged entry is durable");
     Ok(())
+}
+
+/// The first SIGINT or SIGTERM.
+async fn stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
 }

@@ -37,6 +37,7 @@ const MATRIX: &[(&str, &str, Who)] = &[
     ("GET", "/v1/log/proofs/consistency", READERS),
     ("GET", "/v1/log/proofs/inclusion", READERS),
     ("GET", "/v1/evaluators", READERS),
+    ("GET", "/v1/events", READERS),
     ("GET", "/v1/systems", READERS),
     ("POST", "/v1/systems", OFFICER),
     ("GET", "/v1/systems/{system_id}", READERS),
@@ -176,7 +177,7 @@ async fn every_route_answers_each_caller_as_the_matrix_says() {
             if let Some(t) = token {
                 req = req.insert_header(("Authorization", format!("Bearer {t}")));
             }
-            let status = app.call(req).await.status;
+            let status = app.status(req).await;
             let expect: &[u16] = match who {
                 Who::Public => &[],
                 Who::Roles(_) if *caller == "none" || *caller == "revoked" => &[401],

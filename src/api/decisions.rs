@@ -477,6 +477,9 @@ async fn by_subject(
     }))
 }
 
+/// A decision with the id of its system.
+pub type SystemDecision = (String, DecisionView);
+
 /// One page of a subject's decisions across systems, each with its system, from the
 /// page after `cursor`; and the cursor of the next page. Only published decisions. (The
 /// subject route and the console's subject access.)
@@ -485,7 +488,7 @@ pub fn subject_page(
     subject: &str,
     cursor: Option<&str>,
     limit: usize,
-) -> Result<(Vec<(String, DecisionView)>, Option<String>), AppError> {
+) -> Result<(Vec<SystemDecision>, Option<String>), AppError> {
     let after = cursor.map(decode_cursor).transpose()?;
     let (rows, last) = decisions::by_subject(&**state.ledger.store(), subject, after, limit)?;
     let published = state.ledger.latest().size;

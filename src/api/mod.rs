@@ -7,6 +7,7 @@ pub mod body;
 pub mod compliance;
 pub mod console;
 pub mod decisions;
+pub mod events;
 pub mod log;
 pub mod models;
 mod observe;
@@ -37,9 +38,16 @@ pub struct AppState {
     pub max_clock_skew_us: u64,
     /// The console's sessions on this node.
     pub sessions: console::session::Sessions,
+    /// Set when the service begins to stop: open event feeds end.
+    pub stopping: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl AppState {
+    /// Whether the service is stopping (long-lived answers end).
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// The latest time a caller may send now (unix µs): the clock plus the allowed skew.
     pub fn latest_caller_time(&self) -> u64 {
         crate::log::sequencer::now_micros().saturating_add(self.max_clock_skew_us)
@@ -138,6 +146,7 @@ impl Modify for Security {
         (name = "decisions", description = "Decision logging and reading"),
         (name = "compliance", description = "Compliance status and findings"),
         (name = "tokens", description = "API tokens and roles (admin)"),
+        (name = "events", description = "Log entries as CloudEvents: the live feed (Server-Sent Events)"),
         (name = "operations", description = "Health, readiness, metrics, the API description")
     )
 )]
@@ -185,6 +194,7 @@ pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     compliance::configure(cfg);
     tokens::configure(cfg);
     ops::configure(cfg);
+    events::configure(cfg);
 }
 
 /// The OpenAPI document of every route, as served at `/openapi.json`.

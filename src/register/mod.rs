@@ -108,18 +108,7 @@ pub fn project(
     }
 }
 
-/// Unix µs to RFC 3339 (UTC, microseconds).
-pub fn rfc3339(micros: u64) -> String {
-    chrono::DateTime::from_timestamp_micros(micros as i64)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
-        .unwrap_or_default()
-}
-
-/// Parse an RFC 3339 time into unix µs.
-pub fn parse_time(field: &str, s: &str) -> Result<u64, AppError> {
-    let t = chrono::DateTime::parse_from_rfc3339(s)
-        .map_err(|e| AppError::invalid(field, format!("not an RFC 3339 time: {e}")))?;
-    u64::try_from(t.timestamp_micros()).map_err(|_| AppError::invalid(field, "must be after 1970"))
-}
+// Times as callers read and write them (shared by every layer).
+pub use crate::fields::{parse_time, rfc3339};
 
 pub use crate::fields::{parse_sha256, validate_ident, validate_slug, validate_text};

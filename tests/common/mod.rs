@@ -107,6 +107,15 @@ where
         }
     }
 
+    /// The status of an answer, its body unread (for answers that never end, such as
+    /// the event feed).
+    pub async fn status(&self, req: test::TestRequest) -> u16 {
+        test::call_service(&self.svc, req.to_request())
+            .await
+            .status()
+            .as_u16()
+    }
+
     pub async fn get(&self, path: &str, token: Option<&str>) -> Resp {
         let mut r = test::TestRequest::get().uri(path);
         if let Some(t) = token {
