@@ -120,6 +120,11 @@ pub struct ServeOpts {
         default_value_t = 3600
     )]
     pub retention_interval_secs: u64,
+    /// Seconds between reconciliations of every system's findings (the findings time
+    /// causes: a review falling due, a test going stale, a logging gap). Findings an
+    /// entry causes are recorded within a second of it.
+    #[arg(long, env = "VERITRAIL_FINDINGS_INTERVAL_SECS", default_value_t = 60)]
+    pub findings_interval_secs: u64,
     /// Run the full offline check of the log before serving (the default checks the tail
     /// since the previous checkpoint and the tree against the last checkpoint).
     #[arg(long, env = "VERITRAIL_FULL_CHECK")]

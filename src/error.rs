@@ -42,6 +42,7 @@ pub enum ErrorCode {
     LastAdmin,
     DecisionConflict,
     DecisionNotFound,
+    IncidentNotFound,
     LegalHold,
     SubjectNotFound,
     // The service itself.
@@ -155,6 +156,7 @@ impl ErrorCode {
                 "A different decision was recorded under this decision_id",
             ),
             DecisionNotFound => (404, "decision-not-found", "No such decision"),
+            IncidentNotFound => (404, "incident-not-found", "No such incident"),
             LegalHold => (409, "legal-hold", "A system holding this data is under legal hold (GDPR Art. 17(3)(b)/(e)); nothing was erased"),
             SubjectNotFound => (404, "subject-not-found", "No personal data of this subject is held"),
             Unavailable => (503, "unavailable", "The ledger is not accepting writes"),

@@ -268,6 +268,12 @@ pub async fn serve(opts: ServeOpts) -> anyhow::Result<()> {
             }
         }
     });
+    // Findings as entries: reconciled at start, after the entries that cause them, and
+    // on a timer for those time causes.
+    let follower = actix_web::rt::spawn(crate::register::findings::follow(
+        svc.state.ledger.clone(),
+        std::time::Duration::from_secs(opts.findings_interval_secs.max(1)),
+    ));
     // On SIGINT/SIGTERM: feeds end, the server stops accepting, lets in-flight requests
     // finish (their appends are answered only once durable), then returns.
     let server = server.run();
@@ -283,6 +289,8 @@ pub async fn serve(opts: ServeOpts) -> anyhow::Result<()> {
     // The retention task holds a ledger handle: end it before waiting for the writer.
     retention.abort();
     let _ = retention.await;
+    follower.abort();
+    let _ = follower.await;
     let Service { state, writer, .. } = svc;
     drop(state);
     writer.join();

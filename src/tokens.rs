@@ -85,6 +85,8 @@ pub fn secret_hash(secret: &str) -> Vec<u8> {
 pub const SERVICE_ACTOR: &str = "veritrail";
 /// The actor of retention runs.
 pub const RETENTION_ACTOR: &str = "veritrail-retention";
+/// The actor of finding entries.
+pub const FINDINGS_ACTOR: &str = "veritrail-findings";
 
 /// Token names are the `actor` of every entry: short, lowercase, stable, and never one
 /// of the service's own.

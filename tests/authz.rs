@@ -38,6 +38,13 @@ const MATRIX: &[(&str, &str, Who)] = &[
     ("GET", "/v1/log/proofs/inclusion", READERS),
     ("GET", "/v1/evaluators", READERS),
     ("GET", "/v1/events", READERS),
+    ("POST", "/v1/systems/{system_id}/incidents", OFFICER),
+    ("GET", "/v1/systems/{system_id}/incidents", DECISION_READERS),
+    (
+        "POST",
+        "/v1/systems/{system_id}/incidents/{incident_id}/report",
+        OFFICER,
+    ),
     ("GET", "/v1/systems", READERS),
     ("POST", "/v1/systems", OFFICER),
     ("GET", "/v1/systems/{system_id}", READERS),
@@ -121,6 +128,7 @@ fn concrete(template: &str) -> String {
         .replace("{size}", "1")
         .replace("{index}", "0")
         .replace("{name}", "nobody")
+        .replace("{incident_id}", "7")
 }
 
 #[test]

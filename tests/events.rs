@@ -283,3 +283,93 @@ async fn the_service_stops_promptly_with_a_feed_open() {
         t.elapsed()
     );
 }
+
+/// Version 2 of the fixture's system, registered (it then awaits review).
+async fn register_version_2(url: &str, pipeline: &str) {
+    let (url, pipeline) = (url.to_owned(), pipeline.to_owned());
+    tokio::task::spawn_blocking(move || {
+        common::post_json(
+            &url,
+            &pipeline,
+            "/v1/systems/crash/models",
+            json!({"version": "2", "artifact_sha256": "e".repeat(64), "training_data": {"ref": "r2", "sha256": "f".repeat(64)}}),
+        )
+    })
+    .await
+    .unwrap();
+}
+
+/// The finding entries in the log.
+async fn finding_entries(url: &str, auditor: &str) -> Vec<Value> {
+    let page: Value = reqwest::Client::new()
+        .get(format!("{url}/v1/log/entries?start=0&limit=1000"))
+        .bearer_auth(auditor)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["entry"]["kind"].as_str().unwrap().starts_with("finding."))
+        .cloned()
+        .collect()
+}
+
+#[tokio::test]
+async fn a_finding_reaches_the_feed_soon_after_the_entry_that_causes_it() {
+    let (_b, mut child, url, pipeline, auditor) = server().await;
+    let mut feed = Feed::open(&url, &auditor, "?types=finding.*", None).await;
+    let t = Instant::now();
+    register_version_2(&url, &pipeline).await;
+    // The service's first pass may open the fixture's own findings first.
+    let e = loop {
+        let (_, e) = feed.next().await;
+        if e["data"]["body"]["subject"] == "2" {
+            break e;
+        }
+    };
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    assert_eq!(e["type"], "veritrail.finding.opened");
+    assert_eq!(e["subject"], "crash");
+    assert_eq!(e["data"]["body"]["code"], "model_version_awaiting_review");
+    assert_eq!(e["data"]["body"]["subject"], "2");
+    drop(feed);
+    tokio::task::spawn_blocking(move || common::stop_server(&mut child))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_restart_opens_no_finding_twice() {
+    let (backend, mut child, url, pipeline, auditor) = server().await;
+    let mut feed = Feed::open(&url, &auditor, "?types=finding.opened", None).await;
+    register_version_2(&url, &pipeline).await;
+    while feed.next().await.1["data"]["body"]["subject"] != "2" {}
+    drop(feed);
+    tokio::task::spawn_blocking(move || common::stop_server(&mut child))
+        .await
+        .unwrap();
+    // Started again, the service reconciles every system at once: the finding is open
+    // already, so nothing is appended.
+    let (b, mut child, url) = tokio::task::spawn_blocking(move || {
+        let (child, url) = common::start_server(&backend, &[]);
+        (backend, child, url)
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let opened: Vec<Value> = finding_entries(&url, &auditor)
+        .await
+        .into_iter()
+        .filter(|e| e["entry"]["body"]["code"] == "model_version_awaiting_review")
+        .collect();
+    assert_eq!(opened.len(), 1, "{opened:?}");
+    tokio::task::spawn_blocking(move || common::stop_server(&mut child))
+        .await
+        .unwrap();
+    drop(b);
+}

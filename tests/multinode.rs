@@ -212,3 +212,62 @@ fn two_nodes_one_log_survive_a_kill_9() {
         acked_b.len() - b_at_kill
     );
 }
+
+/// Both nodes reconcile findings; the writer's check keeps one open entry per finding.
+#[test]
+fn two_nodes_open_each_finding_once() {
+    let Some(_) = common::backend::server_url() else {
+        eprintln!(
+            "skipped: needs PostgreSQL ({} unset; scripts/test sets it where initdb and pg_ctl exist)",
+            common::backend::DATABASE_ENV
+        );
+        return;
+    };
+    let a = common::Backend::new();
+    let b = common::Backend {
+        dir: tempfile::tempdir().unwrap(),
+        url: a.url.clone(),
+    };
+    let (mut node_a, url_a) = common::start_server(&a, &[]);
+    let pem = std::fs::read_to_string(a.path().join("signing-key.pem")).unwrap();
+    let env = [("VERITRAIL_SIGNING_KEY_PEM", pem.as_str())];
+    let (mut node_b, url_b) = common::start_server(&b, &env);
+    let admin = std::fs::read_to_string(a.path().join("admin-token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let (pipeline, auditor) = common::setup_system_http(&url_a, &admin);
+    // Several versions awaiting review, registered through either node.
+    for (i, url) in [&url_a, &url_b, &url_a, &url_b].into_iter().enumerate() {
+        common::post_json(
+            url,
+            &pipeline,
+            "/v1/systems/crash/models",
+            serde_json::json!({"version": format!("v{i}"), "artifact_sha256": "e".repeat(64), "training_data": {"ref": "r", "sha256": "f".repeat(64)}}),
+        );
+    }
+    std::thread::sleep(Duration::from_secs(4));
+    let page: Value = reqwest::blocking::Client::new()
+        .get(format!("{url_b}/v1/log/entries?start=0&limit=1000"))
+        .bearer_auth(&auditor)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let mut opened: HashMap<String, usize> = HashMap::new();
+    for e in page["entries"].as_array().unwrap() {
+        if e["entry"]["kind"] == "finding.opened" {
+            let b = &e["entry"]["body"];
+            *opened
+                .entry(format!("{}/{}", b["code"], b["subject"]))
+                .or_default() += 1;
+        }
+    }
+    for v in 0..4 {
+        let k = format!("\"model_version_awaiting_review\"/\"v{v}\"");
+        assert_eq!(opened.get(&k), Some(&1), "{opened:?}");
+    }
+    assert!(opened.values().all(|n| *n == 1), "{opened:?}");
+    common::stop_server(&mut node_a);
+    common::stop_server(&mut node_b);
+}

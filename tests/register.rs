@@ -976,6 +976,27 @@ async fn written_entries_match_the_schemas() {
         .status,
         201
     );
+    // Version 2 awaits review: a finding opens (and resolves once it is approved).
+    let now = veritrail::log::sequencer::now_micros;
+    veritrail::register::findings::reconcile(&app.state.ledger, None, now())
+        .await
+        .unwrap();
+    let incident = app
+        .post(
+            "/v1/systems/credit/incidents",
+            &officer,
+            json!({"category": "other", "aware_at": "2026-11-30T08:00:00Z", "description": "scores shifted for one region"}),
+        )
+        .await;
+    assert_eq!(incident.status, 201, "{}", incident.text());
+    let r = app
+        .post(
+            &format!("/v1/systems/credit/incidents/{}/report", incident.json()["incident"]["id"]),
+            &officer,
+            json!({"authority": "BNetzA", "reference": "R-1", "reported_at": "2026-11-30T09:00:00Z"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
     assert_eq!(
         app.post(
             "/v1/systems/credit/models/2/tests",
@@ -996,6 +1017,9 @@ async fn written_entries_match_the_schemas() {
         .status,
         201
     );
+    veritrail::register::findings::reconcile(&app.state.ledger, None, now())
+        .await
+        .unwrap();
     assert_eq!(
         app.post(
             "/v1/systems/credit/models/2/deployments",

@@ -2,13 +2,13 @@
 
 use actix_web::{get, HttpResponse};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use super::auth::{Caller, DecisionReaders};
 use super::State;
 use crate::error::{AppError, Problem};
 use crate::register::compliance::{self, Finding, Severity};
-use crate::register::{rfc3339, systems};
+use crate::register::{findings, rfc3339, systems};
 
 pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.service(one).service(all);
@@ -28,14 +28,9 @@ pub struct ComplianceStatus {
 fn status_of(state: &State, sys: systems::SystemRecord) -> Result<ComplianceStatus, AppError> {
     let now = crate::log::sequencer::now_micros();
     let findings = compliance::findings(&**state.ledger.store(), &sys, now)?;
-    let status = match findings.iter().map(|f| f.severity).max() {
-        None => "compliant",
-        Some(Severity::High) => "action_required",
-        Some(_) => "attention",
-    };
     Ok(ComplianceStatus {
         system_id: sys.spec.id.clone(),
-        status: status.into(),
+        status: status_name(&findings).into(),
         as_of: rfc3339(now),
         compliance_owner: format!("{} <{}>", sys.spec.owner.name, sys.spec.owner.email),
         deployed_version: sys.deployed.clone(),
@@ -43,9 +38,58 @@ fn status_of(state: &State, sys: systems::SystemRecord) -> Result<ComplianceStat
     })
 }
 
-/// One system's compliance status and findings (officer, auditor).
-#[utoipa::path(tag = "compliance", security(("bearer" = [])), params(("system_id" = String, Path)), responses(
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ComplianceQuery {
+    /// Answer as the findings stood at this time (RFC 3339), from the log's
+    /// `finding.opened` / `finding.resolved` entries; absent: the live view.
+    pub at: Option<String>,
+}
+
+/// The status of a set of findings: the worst severity decides.
+fn status_name(findings: &[Finding]) -> &'static str {
+    match findings.iter().map(|f| f.severity).max() {
+        None => "compliant",
+        Some(Severity::High) => "action_required",
+        Some(_) => "attention",
+    }
+}
+
+/// The status as the finding entries recorded it at `at`.
+fn status_at(
+    state: &State,
+    sys: systems::SystemRecord,
+    at: u64,
+) -> Result<ComplianceStatus, AppError> {
+    let findings: Vec<Finding> = findings::open_at(&**state.ledger.store(), &sys.spec.id, at)?
+        .into_iter()
+        .map(|(_, time, b)| Finding {
+            code: b.code,
+            severity: b.severity,
+            explanation: b.explanation,
+            evidence: b.evidence,
+            since: rfc3339(time),
+            model_version: b.model_version,
+            subject: b.subject,
+        })
+        .collect();
+    Ok(ComplianceStatus {
+        system_id: sys.spec.id.clone(),
+        status: status_name(&findings).into(),
+        as_of: rfc3339(at),
+        compliance_owner: format!("{} <{}>", sys.spec.owner.name, sys.spec.owner.email),
+        deployed_version: sys.deployed.clone(),
+        findings,
+    })
+}
+
+/// One system's compliance status and findings (officer, auditor); with `at`, the
+/// findings open at that time as the log records them (`deployed_version` and
+/// `compliance_owner` are the current ones).
+#[utoipa::path(tag = "compliance", security(("bearer" = [])), params(("system_id" = String, Path), ComplianceQuery), responses(
     (status = 200, body = ComplianceStatus),
+    (status = 400, body = Problem, content_type = "application/problem+json"),
     (status = 404, body = Problem, content_type = "application/problem+json"),
 ))]
 #[get("/v1/systems/{system_id}/compliance")]
@@ -53,9 +97,14 @@ async fn one(
     state: State,
     _caller: Caller<DecisionReaders>,
     id: actix_web::web::Path<String>,
+    q: super::body::Query<ComplianceQuery>,
 ) -> Result<HttpResponse, AppError> {
     let sys = systems::read(&**state.ledger.store(), &id)?;
-    Ok(HttpResponse::Ok().json(status_of(&state, sys)?))
+    let status = match q.at.as_deref() {
+        Some(at) => status_at(&state, sys, super::body::query_time("at", at)?)?,
+        None => status_of(&state, sys)?,
+    };
+    Ok(HttpResponse::Ok().json(status))
 }
 
 /// Every system's compliance status (officer, auditor).

@@ -8,6 +8,7 @@ pub mod compliance;
 pub mod console;
 pub mod decisions;
 pub mod events;
+pub mod incidents;
 pub mod log;
 pub mod models;
 mod observe;
@@ -146,6 +147,7 @@ impl Modify for Security {
         (name = "decisions", description = "Decision logging and reading"),
         (name = "compliance", description = "Compliance status and findings"),
         (name = "tokens", description = "API tokens and roles (admin)"),
+        (name = "incidents", description = "Serious incidents and their reporting deadlines (AI Act Art. 73)"),
         (name = "events", description = "Log entries as CloudEvents: the live feed (Server-Sent Events)"),
         (name = "operations", description = "Health, readiness, metrics, the API description")
     )
@@ -195,6 +197,7 @@ pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     tokens::configure(cfg);
     ops::configure(cfg);
     events::configure(cfg);
+    incidents::configure(cfg);
 }
 
 /// The OpenAPI document of every route, as served at `/openapi.json`.

@@ -32,6 +32,8 @@ pub struct Finding {
     /// Since when it holds (RFC 3339).
     pub since: String,
     pub model_version: Option<String>,
+    /// What it is about: the model version, the incident (its id), or null.
+    pub subject: Option<String>,
 }
 
 /// Every finding code, with its severity and meaning (the README lists them too).
@@ -47,6 +49,7 @@ pub const CODES: &[(&str, Severity, &str)] = &[
     ("substantial_modification_without_conformity_assessment", Severity::High, "a substantial modification (AI Act Art. 43(4)) was approved without a recorded conformity assessment"),
     ("logging_gap", Severity::Medium, "the deployed version logged no decision for longer than the policy expects"),
     ("human_oversight_atrophy", Severity::Medium, "human reviewers accept nearly everything while spending ever less time (AI Act Art. 14)"),
+    ("incident_report_due", Severity::High, "a declared serious incident is unreported: medium once a third of its time is left, high past its deadline (AI Act Art. 73)"),
 ];
 
 const DAY: u64 = 86_400_000_000;
@@ -74,6 +77,7 @@ fn finding(
         evidence,
         since: rfc3339(since),
         model_version: version.map(str::to_owned),
+        subject: version.map(str::to_owned),
     }
 }
 
@@ -104,6 +108,7 @@ pub fn findings(store: &dyn Store, sys: &SystemRecord, now: u64) -> Result<Vec<F
             None,
         ));
     }
+    incident_findings(store, id, now, &mut out)?;
     let versions = models::list(store, id)?;
     for v in &versions {
         let name = v.spec.version.as_str();
@@ -318,4 +323,43 @@ fn read_decision(
         .pop()
         .ok_or_else(|| AppError::internal(format!("decision entry {index} missing")))?;
     entry::decode(&bytes).map_err(AppError::internal)
+}
+
+/// Serious incidents not yet reported: due once a third of the time to the deadline is
+/// left, high once it has passed.
+fn incident_findings(
+    store: &dyn Store,
+    system: &str,
+    now: u64,
+    out: &mut Vec<Finding>,
+) -> Result<(), AppError> {
+    for inc in super::incidents::list(store, system)? {
+        let d = &inc.declared;
+        let warn = d.deadline - d.category.period() / 3;
+        if inc.reported.is_some() || now < warn {
+            continue;
+        }
+        let late = now > d.deadline;
+        let mut f = finding(
+            "incident_report_due",
+            format!(
+                "serious incident {} ({}) {} be reported by {} (AI Act Art. 73); record its report",
+                inc.id,
+                d.category.as_str(),
+                if late { "had to" } else { "must" },
+                rfc3339(d.deadline)
+            ),
+            vec![inc.id],
+            if late { d.deadline } else { warn },
+            None,
+        );
+        f.severity = if late {
+            Severity::High
+        } else {
+            Severity::Medium
+        };
+        f.subject = Some(inc.id.to_string());
+        out.push(f);
+    }
+    Ok(())
 }

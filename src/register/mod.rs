@@ -10,6 +10,8 @@ pub mod activity;
 pub mod compliance;
 pub mod decisions;
 pub mod erasure;
+pub mod findings;
+pub mod incidents;
 pub mod keys;
 pub mod models;
 pub mod systems;
@@ -45,6 +47,10 @@ pub const KINDS: &[&str] = &[
     DECISION_RECORDED,
     erasure::SUBJECT_ERASED,
     erasure::RETENTION_EXPIRED,
+    findings::OPENED,
+    findings::RESOLVED,
+    incidents::DECLARED,
+    incidents::REPORTED,
 ];
 
 pub(crate) fn cbor<T: Serialize>(v: &T) -> Vec<u8> {
@@ -96,6 +102,9 @@ pub fn project(
     actor: &str,
     s: &mut Staging<'_>,
 ) -> Result<(), AppError> {
+    if kind == findings::OPENED || kind == findings::RESOLVED {
+        return findings::project(kind, system, body, index, time, s);
+    }
     let Some(system) = system else { return Ok(()) };
     match kind {
         SYSTEM_REGISTERED | SYSTEM_REVISED | REGISTER_REVIEWED => {
@@ -103,6 +112,9 @@ pub fn project(
         }
         VERSION_REGISTERED | REVIEW_RECORDED | TEST_RECORDED | VERSION_DEPLOYED
         | VERSION_RETIRED => models::project(kind, system, body, index, time, actor, s),
+        incidents::DECLARED | incidents::REPORTED => {
+            incidents::project(kind, system, body, index, actor, s)
+        }
         DECISION_RECORDED => decisions::project(system, body, index, time, s),
         _ => Ok(()),
     }
