@@ -75,6 +75,28 @@ fn checkpoint(url: &str) -> String {
         .unwrap()
 }
 
+/// Two real nodes on one fresh database, sharing the signing key: (backend A, backend B,
+/// node A, its URL, node B, its URL).
+fn two_nodes() -> (
+    common::Backend,
+    common::Backend,
+    std::process::Child,
+    String,
+    std::process::Child,
+    String,
+) {
+    let a = common::Backend::new();
+    let b = common::Backend {
+        dir: tempfile::tempdir().unwrap(),
+        url: a.url.clone(),
+    };
+    let (node_a, url_a) = common::start_server(&a, &[]);
+    let pem = std::fs::read_to_string(a.path().join("signing-key.pem")).unwrap();
+    let env = [("VERITRAIL_SIGNING_KEY_PEM", pem.as_str())];
+    let (node_b, url_b) = common::start_server(&b, &env);
+    (a, b, node_a, url_a, node_b, url_b)
+}
+
 #[test]
 fn two_nodes_one_log_survive_a_kill_9() {
     let Some(_) = common::backend::server_url() else {
@@ -84,15 +106,7 @@ fn two_nodes_one_log_survive_a_kill_9() {
         );
         return;
     };
-    let a = common::Backend::new();
-    let b = common::Backend {
-        dir: tempfile::tempdir().unwrap(),
-        url: a.url.clone(),
-    };
-    let (mut node_a, url_a) = common::start_server(&a, &[]);
-    let pem = std::fs::read_to_string(a.path().join("signing-key.pem")).unwrap();
-    let env = [("VERITRAIL_SIGNING_KEY_PEM", pem.as_str())];
-    let (mut node_b, url_b) = common::start_server(&b, &env);
+    let (a, b, mut node_a, url_a, mut node_b, url_b) = two_nodes();
     // One admin token for the log: node A created it; node B found it.
     assert!(!b.path().join("admin-token").exists());
     let admin = std::fs::read_to_string(a.path().join("admin-token"))
@@ -223,15 +237,7 @@ fn two_nodes_open_each_finding_once() {
         );
         return;
     };
-    let a = common::Backend::new();
-    let b = common::Backend {
-        dir: tempfile::tempdir().unwrap(),
-        url: a.url.clone(),
-    };
-    let (mut node_a, url_a) = common::start_server(&a, &[]);
-    let pem = std::fs::read_to_string(a.path().join("signing-key.pem")).unwrap();
-    let env = [("VERITRAIL_SIGNING_KEY_PEM", pem.as_str())];
-    let (mut node_b, url_b) = common::start_server(&b, &env);
+    let (a, _b, mut node_a, url_a, mut node_b, url_b) = two_nodes();
     let admin = std::fs::read_to_string(a.path().join("admin-token"))
         .unwrap()
         .trim()

@@ -25,17 +25,22 @@ pub struct ComplianceStatus {
     pub findings: Vec<Finding>,
 }
 
-fn status_of(state: &State, sys: systems::SystemRecord) -> Result<ComplianceStatus, AppError> {
-    let now = crate::log::sequencer::now_micros();
-    let findings = compliance::findings(&**state.ledger.store(), &sys, now)?;
-    Ok(ComplianceStatus {
+/// A system's status with `findings` as of `as_of` (unix µs).
+fn status(sys: systems::SystemRecord, findings: Vec<Finding>, as_of: u64) -> ComplianceStatus {
+    ComplianceStatus {
         system_id: sys.spec.id.clone(),
         status: status_name(&findings).into(),
-        as_of: rfc3339(now),
+        as_of: rfc3339(as_of),
         compliance_owner: format!("{} <{}>", sys.spec.owner.name, sys.spec.owner.email),
         deployed_version: sys.deployed.clone(),
         findings,
-    })
+    }
+}
+
+fn status_of(state: &State, sys: systems::SystemRecord) -> Result<ComplianceStatus, AppError> {
+    let now = crate::log::sequencer::now_micros();
+    let findings = compliance::findings(&**state.ledger.store(), &sys, now)?;
+    Ok(status(sys, findings, now))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -74,14 +79,7 @@ fn status_at(
             subject: b.subject,
         })
         .collect();
-    Ok(ComplianceStatus {
-        system_id: sys.spec.id.clone(),
-        status: status_name(&findings).into(),
-        as_of: rfc3339(at),
-        compliance_owner: format!("{} <{}>", sys.spec.owner.name, sys.spec.owner.email),
-        deployed_version: sys.deployed.clone(),
-        findings,
-    })
+    Ok(status(sys, findings, at))
 }
 
 /// One system's compliance status and findings (officer, auditor); with `at`, the
@@ -100,11 +98,11 @@ async fn one(
     q: super::body::Query<ComplianceQuery>,
 ) -> Result<HttpResponse, AppError> {
     let sys = systems::read(&**state.ledger.store(), &id)?;
-    let status = match q.at.as_deref() {
+    let answer = match q.at.as_deref() {
         Some(at) => status_at(&state, sys, super::body::query_time("at", at)?)?,
         None => status_of(&state, sys)?,
     };
-    Ok(HttpResponse::Ok().json(status))
+    Ok(HttpResponse::Ok().json(answer))
 }
 
 /// Every system's compliance status (officer, auditor).
