@@ -285,13 +285,15 @@ where
     };
     let world = Arc::new(World::start(&browser, &driver).await);
     let outcome = tokio::spawn(body(world.clone())).await;
-    if let Err(e) = outcome {
+    if outcome.is_err() {
         let shot = screenshot_dir().join(format!("{test}.png"));
         world.screenshot(&shot).await;
         eprintln!("{test} failed; its screenshot: {}", shot.display());
-        std::panic::resume_unwind(e.into_panic());
     }
-    if let Ok(w) = Arc::try_unwrap(world) {
-        w.browser.close().await.ok();
+    // End the browser through its driver either way (killing the driver alone would
+    // leave chromium running).
+    world.browser.clone().close().await.ok();
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
     }
 }
