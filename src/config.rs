@@ -125,6 +125,21 @@ pub struct ServeOpts {
     /// entry causes are recorded within a second of it.
     #[arg(long, env = "VERITRAIL_FINDINGS_INTERVAL_SECS", default_value_t = 60)]
     pub findings_interval_secs: u64,
+    /// Hosts webhook subscriptions may target, comma-separated (default: any host).
+    #[arg(long, env = "VERITRAIL_WEBHOOK_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub webhook_allowed_hosts: Vec<String>,
+    /// The first webhook retry's wait in milliseconds; each further failure doubles it
+    /// (up to 10 minutes), with jitter.
+    #[arg(long, env = "VERITRAIL_WEBHOOK_RETRY_BASE_MS", default_value_t = 1000)]
+    pub webhook_retry_base_ms: u64,
+    /// Seconds of failed deliveries (no success) after which a subscription is failing:
+    /// the finding `subscription_failing` (default 24 hours).
+    #[arg(
+        long,
+        env = "VERITRAIL_WEBHOOK_FAILING_AFTER_SECS",
+        default_value_t = 86_400
+    )]
+    pub webhook_failing_after_secs: u64,
     /// Run the full offline check of the log before serving (the default checks the tail
     /// since the previous checkpoint and the tree against the last checkpoint).
     #[arg(long, env = "VERITRAIL_FULL_CHECK")]

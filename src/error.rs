@@ -43,6 +43,7 @@ pub enum ErrorCode {
     DecisionConflict,
     DecisionNotFound,
     IncidentNotFound,
+    SubscriptionNotFound,
     LegalHold,
     SubjectNotFound,
     // The service itself.
@@ -157,6 +158,7 @@ impl ErrorCode {
             ),
             DecisionNotFound => (404, "decision-not-found", "No such decision"),
             IncidentNotFound => (404, "incident-not-found", "No such incident"),
+            SubscriptionNotFound => (404, "subscription-not-found", "No such subscription"),
             LegalHold => (409, "legal-hold", "A system holding this data is under legal hold (GDPR Art. 17(3)(b)/(e)); nothing was erased"),
             SubjectNotFound => (404, "subject-not-found", "No personal data of this subject is held"),
             Unavailable => (503, "unavailable", "The ledger is not accepting writes"),

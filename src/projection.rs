@@ -20,6 +20,11 @@ pub fn project(
     if kind.starts_with("token.") {
         return crate::tokens::project(kind, body, index, time, s);
     }
+    if kind == crate::events::subscriptions::CREATED
+        || kind == crate::events::subscriptions::DELETED
+    {
+        return crate::events::subscriptions::project(kind, body, index, time, actor, s);
+    }
     crate::register::project(kind, system, body, index, time, actor, s)
 }
 

@@ -39,6 +39,8 @@ pub struct OpenOpts {
     /// PostgreSQL instead of the data dir's sled store.
     pub database_url: Option<String>,
     pub database_connections: usize,
+    /// Hosts webhook subscriptions may target (empty: any).
+    pub webhook_hosts: Vec<String>,
 }
 
 impl Default for OpenOpts {
@@ -52,6 +54,7 @@ impl Default for OpenOpts {
             cache_mb: 256,
             database_url: None,
             database_connections: 4,
+            webhook_hosts: Vec::new(),
         }
     }
 }
@@ -168,6 +171,7 @@ pub async fn open(data_dir: &Path, opts: &OpenOpts) -> anyhow::Result<Service> {
         max_clock_skew_us: opts.max_clock_skew_secs.saturating_mul(1_000_000),
         sessions: Default::default(),
         stopping: Default::default(),
+        webhook_hosts: opts.webhook_hosts.clone(),
     });
     let admin_token = bootstrap_admin(&state, data_dir).await?;
     Ok(Service {
@@ -233,6 +237,7 @@ pub async fn serve(opts: ServeOpts) -> anyhow::Result<()> {
         cache_mb: opts.cache_mb,
         database_url: opts.store.database_url.clone(),
         database_connections: opts.store.database_connections,
+        webhook_hosts: opts.webhook_allowed_hosts.clone(),
     };
     let svc = open(&opts.data.data_dir, &open_opts).await?;
     let state = svc.state.clone();
@@ -270,9 +275,21 @@ pub async fn serve(opts: ServeOpts) -> anyhow::Result<()> {
     });
     // Findings as entries: reconciled at start, after the entries that cause them, and
     // on a timer for those time causes.
+    let failing_after = std::time::Duration::from_secs(opts.webhook_failing_after_secs.max(1));
     let follower = actix_web::rt::spawn(crate::register::findings::follow(
         svc.state.ledger.clone(),
         std::time::Duration::from_secs(opts.findings_interval_secs.max(1)),
+        failing_after,
+    ));
+    // Webhooks: each subscription's events, from its cursor, off the append path.
+    let delivery = actix_web::rt::spawn(crate::events::delivery::run(
+        svc.state.ledger.clone(),
+        crate::events::delivery::DeliveryConfig {
+            retry_base: std::time::Duration::from_millis(opts.webhook_retry_base_ms.max(1)),
+            failing_after,
+            ..Default::default()
+        },
+        svc.state.stopping.clone(),
     ));
     // On SIGINT/SIGTERM: feeds end, the server stops accepting, lets in-flight requests
     // finish (their appends are answered only once durable), then returns.
@@ -284,13 +301,20 @@ pub async fn serve(opts: ServeOpts) -> anyhow::Result<()> {
         stopping.store(true, std::sync::atomic::Ordering::Relaxed);
         handle.stop(true).await;
     });
-    server.await?;
+    let served = server.await;
     signals.abort();
+    // However the server ended, long-lived tasks stop now.
+    svc.state
+        .stopping
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    served?;
     // The retention task holds a ledger handle: end it before waiting for the writer.
     retention.abort();
     let _ = retention.await;
     follower.abort();
     let _ = follower.await;
+    // The delivery task ends its subscriptions' tasks once it sees the service stopping.
+    let _ = delivery.await;
     let Service { state, writer, .. } = svc;
     drop(state);
     writer.join();

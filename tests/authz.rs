@@ -20,6 +20,7 @@ const MODEL_WRITERS: Who = Who::Roles(&["pipeline", "officer"]);
 const OFFICER: Who = Who::Roles(&["officer"]);
 const PIPELINE: Who = Who::Roles(&["pipeline"]);
 const ADMIN: Who = Who::Roles(&["admin"]);
+const SUBSCRIBERS: Who = Who::Roles(&["admin", "officer", "pipeline"]);
 
 /// The authorisation matrix: every operation of the API, and who may call it.
 const MATRIX: &[(&str, &str, Who)] = &[
@@ -38,6 +39,15 @@ const MATRIX: &[(&str, &str, Who)] = &[
     ("GET", "/v1/log/proofs/inclusion", READERS),
     ("GET", "/v1/evaluators", READERS),
     ("GET", "/v1/events", READERS),
+    ("POST", "/v1/subscriptions", SUBSCRIBERS),
+    ("GET", "/v1/subscriptions", SUBSCRIBERS),
+    ("GET", "/v1/subscriptions/{subscription_id}", SUBSCRIBERS),
+    ("DELETE", "/v1/subscriptions/{subscription_id}", SUBSCRIBERS),
+    (
+        "GET",
+        "/v1/subscriptions/{subscription_id}/deliveries",
+        SUBSCRIBERS,
+    ),
     ("POST", "/v1/systems/{system_id}/incidents", OFFICER),
     ("GET", "/v1/systems/{system_id}/incidents", DECISION_READERS),
     (
@@ -129,6 +139,7 @@ fn concrete(template: &str) -> String {
         .replace("{index}", "0")
         .replace("{name}", "nobody")
         .replace("{incident_id}", "7")
+        .replace("{subscription_id}", "7")
 }
 
 #[test]

@@ -1098,6 +1098,21 @@ async fn written_entries_match_the_schemas() {
         200
     );
 
+    let sub = app
+        .post(
+            "/v1/subscriptions",
+            &officer,
+            json!({"url": "https://hooks.example.com/veritrail", "types": ["finding.*"]}),
+        )
+        .await;
+    assert_eq!(sub.status, 201, "{}", sub.text());
+    let id = sub.json()["subscription"]["id"].clone();
+    assert_eq!(
+        app.delete(&format!("/v1/subscriptions/{id}"), &officer)
+            .await
+            .status,
+        200
+    );
     let envelope = std::fs::read_to_string("schemas/entry.cddl").unwrap();
     let bodies = std::fs::read_to_string("schemas/body.cddl").unwrap();
     let mut kinds_seen = std::collections::BTreeSet::new();
@@ -1113,10 +1128,12 @@ async fn written_entries_match_the_schemas() {
             .unwrap_or_else(|err| panic!("{} body: {err:?}", e.kind));
         kinds_seen.insert(e.kind);
     }
-    for k in veritrail::register::KINDS
-        .iter()
-        .chain(&["token.created", "token.revoked"])
-    {
+    for k in veritrail::register::KINDS.iter().chain(&[
+        "token.created",
+        "token.revoked",
+        "subscription.created",
+        "subscription.deleted",
+    ]) {
         assert!(kinds_seen.contains(*k), "no {k} entry was checked");
     }
     // The schema really checks bodies: a decision with a personal value in clear fails.

@@ -35,6 +35,9 @@ access! {
     DecisionReaders = [Officer, Auditor];
     /// Who writes model versions and tests: pipelines and officers.
     ModelWriters = [Pipeline, Officer];
+    /// Who manages webhook subscriptions (a pipeline subscribes to learn that its
+    /// version was approved).
+    Subscribers = [Admin, Officer, Pipeline];
     Officers = [Officer];
     Pipelines = [Pipeline];
     Admins = [Admin];

@@ -14,6 +14,7 @@ pub mod models;
 mod observe;
 pub mod ops;
 pub mod reference;
+pub mod subscriptions;
 pub mod systems;
 pub mod tokens;
 
@@ -39,6 +40,8 @@ pub struct AppState {
     pub max_clock_skew_us: u64,
     /// The console's sessions on this node.
     pub sessions: console::session::Sessions,
+    /// Hosts webhook subscriptions may target (empty: any).
+    pub webhook_hosts: Vec<String>,
     /// Set when the service begins to stop: open event feeds end.
     pub stopping: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -148,7 +151,7 @@ impl Modify for Security {
         (name = "compliance", description = "Compliance status and findings"),
         (name = "tokens", description = "API tokens and roles (admin)"),
         (name = "incidents", description = "Serious incidents and their reporting deadlines (AI Act Art. 73)"),
-        (name = "events", description = "Log entries as CloudEvents: the live feed (Server-Sent Events)"),
+        (name = "events", description = "Log entries as CloudEvents: the live feed (Server-Sent Events) and webhook subscriptions (Standard Webhooks signatures)"),
         (name = "operations", description = "Health, readiness, metrics, the API description")
     )
 )]
@@ -198,6 +201,7 @@ pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     ops::configure(cfg);
     events::configure(cfg);
     incidents::configure(cfg);
+    subscriptions::configure(cfg);
 }
 
 /// The OpenAPI document of every route, as served at `/openapi.json`.

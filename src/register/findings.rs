@@ -279,33 +279,79 @@ pub async fn reconcile(
     ids: Option<Vec<String>>,
     now: u64,
 ) -> Result<usize, AppError> {
-    let store = ledger.store().clone();
-    let todo =
-        tokio::task::spawn_blocking(move || -> Result<Vec<(String, Vec<Finding>)>, AppError> {
-            let systems = match ids {
-                None => super::systems::list(&*store)?,
-                Some(ids) => ids
-                    .iter()
-                    .filter_map(|id| super::systems::read(&*store, id).ok())
-                    .collect(),
-            };
-            let mut out = Vec::new();
-            for sys in systems {
-                let holding = super::compliance::findings(&*store, &sys, now)?;
-                if differs(&*store, Some(&sys.spec.id), &holding)? {
-                    out.push((sys.spec.id.clone(), holding));
-                }
-            }
-            Ok(out)
+    reconcile_with(ledger, ids, now, DEFAULT_FAILING_AFTER).await
+}
+
+/// How long a subscription fails before its finding, unless the service says otherwise.
+pub const DEFAULT_FAILING_AFTER: std::time::Duration = std::time::Duration::from_secs(86_400);
+
+/// The findings about no system: webhook subscriptions failing for `failing_after`.
+fn service_findings(
+    store: &dyn Store,
+    now: u64,
+    failing_after: std::time::Duration,
+) -> Result<Vec<Finding>, AppError> {
+    Ok(crate::events::delivery::failing(store, now, failing_after)?
+        .into_iter()
+        .map(|(id, since)| Finding {
+            code: "subscription_failing".into(),
+            severity: Severity::Medium,
+            explanation: format!(
+                "webhook subscription {id} has failed to deliver since {}; see its deliveries",
+                super::rfc3339(since)
+            ),
+            evidence: vec![id],
+            since: super::rfc3339(since),
+            model_version: None,
+            subject: Some(id.to_string()),
         })
-        .await
-        .map_err(AppError::internal)??;
+        .collect())
+}
+
+/// What a reconciliation pass would change: per system (or none), the findings holding.
+type Pending = Vec<(Option<String>, Vec<Finding>)>;
+
+/// [`reconcile`], with subscriptions failing after `failing_after`; a full pass
+/// (`ids` = `None`) also reconciles the findings about no system.
+pub async fn reconcile_with(
+    ledger: &crate::log::Ledger<AppError>,
+    ids: Option<Vec<String>>,
+    now: u64,
+    failing_after: std::time::Duration,
+) -> Result<usize, AppError> {
+    let store = ledger.store().clone();
+    let full = ids.is_none();
+    let todo = tokio::task::spawn_blocking(move || -> Result<Pending, AppError> {
+        let systems = match ids {
+            None => super::systems::list(&*store)?,
+            Some(ids) => ids
+                .iter()
+                .filter_map(|id| super::systems::read(&*store, id).ok())
+                .collect(),
+        };
+        let mut out = Vec::new();
+        for sys in systems {
+            let holding = super::compliance::findings(&*store, &sys, now)?;
+            if differs(&*store, Some(&sys.spec.id), &holding)? {
+                out.push((Some(sys.spec.id.clone()), holding));
+            }
+        }
+        if full {
+            let holding = service_findings(&*store, now, failing_after)?;
+            if differs(&*store, None, &holding)? {
+                out.push((None, holding));
+            }
+        }
+        Ok(out)
+    })
+    .await
+    .map_err(AppError::internal)??;
     let mut appended = 0;
     for (id, holding) in todo {
         match ledger
             .append(
                 crate::tokens::FINDINGS_ACTOR,
-                reconcile_command(Some(id), holding),
+                reconcile_command(id, holding),
             )
             .await
         {
@@ -334,7 +380,11 @@ const DECISION_PACE: std::time::Duration = std::time::Duration::from_secs(5);
 /// each system an entry names soon after the entry is published (a review, a test, a
 /// deployment; decisions at most every few seconds). Runs beside the writer, reading the
 /// published log, never on the append path.
-pub async fn follow(ledger: crate::log::Ledger<AppError>, every: std::time::Duration) {
+pub async fn follow(
+    ledger: crate::log::Ledger<AppError>,
+    every: std::time::Duration,
+    failing_after: std::time::Duration,
+) {
     use std::collections::BTreeSet;
     use std::time::Instant;
     let mut next = ledger.latest().size;
@@ -376,7 +426,7 @@ pub async fn follow(ledger: crate::log::Ledger<AppError>, every: std::time::Dura
         let result = if Instant::now() >= full_due {
             full_due = Instant::now() + every;
             decided.clear();
-            reconcile(&ledger, None, now).await
+            reconcile_with(&ledger, None, now, failing_after).await
         } else {
             let ready: Vec<String> = decided
                 .iter()
@@ -391,7 +441,13 @@ pub async fn follow(ledger: crate::log::Ledger<AppError>, every: std::time::Dura
             if named.is_empty() {
                 Ok(0)
             } else {
-                reconcile(&ledger, Some(named.into_iter().collect()), now).await
+                reconcile_with(
+                    &ledger,
+                    Some(named.into_iter().collect()),
+                    now,
+                    failing_after,
+                )
+                .await
             }
         };
         if let Err(e) = result {

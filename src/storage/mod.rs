@@ -198,7 +198,21 @@ pub trait VaultStore: Send + Sync + 'static {
 
 /// A whole backend: the three capabilities, and the one atomic write that spans them.
 /// Implementations are shared by the single writer and any number of readers.
-pub trait Store: LogStore + RowStore + VaultStore {
+/// Operational state beside the log: rows a background task keeps for itself (webhook
+/// delivery cursors and recent attempts) and leases (one node at a time for a duty),
+/// written outside the writer's batches. Not projections (`reindex` neither clears nor
+/// rebuilds them), never in an entry, nothing personal. A write may be lost in a crash
+/// (a cursor then replays: delivery is at least once), never half-applied.
+pub trait OpsStore: Send + Sync + 'static {
+    fn ops_get(&self, key: &[u8]) -> StoreResult<Option<Vec<u8>>>;
+    fn ops_put(&self, key: &[u8], value: &[u8]) -> StoreResult<()>;
+    fn ops_delete(&self, key: &[u8]) -> StoreResult<()>;
+    /// Take or renew the lease `name` for `holder` until `until` (unix µs) if it is free,
+    /// lapsed at `now`, or `holder`'s already: whether `holder` holds it.
+    fn ops_lease(&self, name: &str, holder: &str, now: u64, until: u64) -> StoreResult<bool>;
+}
+
+pub trait Store: LogStore + RowStore + VaultStore + OpsStore {
     /// Apply atomically and make durable before returning.
     fn commit(&self, batch: CommitBatch) -> StoreResult<()>;
 }

@@ -23,11 +23,15 @@ use std::ops::ControlFlow;
 
 use super::rows::successor;
 use super::{
-    CommitBatch, Head, LogStore, RowStore, Rows, Store, StoreError, StoreResult, TileId, VaultStore,
+    CommitBatch, Head, LogStore, OpsStore, RowStore, Rows, Store, StoreError, StoreResult, TileId,
+    VaultStore,
 };
 
 /// Schema migrations, in order: (version, SQL).
-pub const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../../schemas/postgres/0001_init.sql"))];
+pub const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("../../schemas/postgres/0001_init.sql")),
+    (2, include_str!("../../schemas/postgres/0002_ops.sql")),
+];
 
 fn pg(e: postgres::Error) -> StoreError {
     StoreError::backend("postgres", e)
@@ -613,6 +617,59 @@ impl VaultStore for PgStore {
             c.batch_execute("VACUUM veritrail_vault")?;
             Ok(c.query_one("SELECT count(*) FROM veritrail_vault", &[])?
                 .get::<_, i64>(0) as usize)
+        })
+    }
+}
+
+const OPS: Table = Table("veritrail_ops");
+
+impl OpsStore for PgStore {
+    fn ops_get(&self, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
+        OPS.get(&self.readers, key)
+    }
+
+    fn ops_put(&self, key: &[u8], value: &[u8]) -> StoreResult<()> {
+        let (k, v) = (key.to_vec(), value.to_vec());
+        self.readers.call(move |c| {
+            c.execute(
+                "INSERT INTO veritrail_ops (k, v) VALUES ($1, $2) ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v",
+                &[&k, &v],
+            )
+            .map(|_| ())
+        })
+    }
+
+    fn ops_delete(&self, key: &[u8]) -> StoreResult<()> {
+        let k = key.to_vec();
+        self.readers.call(move |c| {
+            c.execute("DELETE FROM veritrail_ops WHERE k = $1", &[&k])
+                .map(|_| ())
+        })
+    }
+
+    fn ops_lease(&self, name: &str, holder: &str, now: u64, until: u64) -> StoreResult<bool> {
+        let (name, holder) = (name.to_owned(), holder.to_owned());
+        let (now, until) = (now as i64, until as i64);
+        self.readers.call(move |c| {
+            let mut tx = c.transaction()?;
+            tx.execute(
+                "INSERT INTO veritrail_lease (name, holder, until) VALUES ($1, '', 0) ON CONFLICT (name) DO NOTHING",
+                &[&name],
+            )?;
+            let row = tx.query_one(
+                "SELECT holder, until FROM veritrail_lease WHERE name = $1 FOR UPDATE",
+                &[&name],
+            )?;
+            let (h, u): (String, i64) = (row.get(0), row.get(1));
+            let mine = h == holder || u < now;
+            if mine {
+                tx.execute(
+                    "UPDATE veritrail_lease SET holder = $2, until = $3 WHERE name = $1",
+                    &[&name, &holder, &until],
+                )?;
+            }
+            tx.commit()?;
+            Ok(mine)
         })
     }
 }

@@ -15,8 +15,8 @@ use std::path::Path;
 
 use super::rows::{merge_rows, successor, visit_in_order};
 use super::{
-    CommitBatch, Head, LogStore, Packing, RowStore, Rows, Store, StoreError, StoreResult, TileId,
-    VaultStore,
+    CommitBatch, Head, LogStore, OpsStore, Packing, RowStore, Rows, Store, StoreError, StoreResult,
+    TileId, VaultStore,
 };
 use grouped::{GroupChunk, Grouped, P_CHUNK};
 use segments::{Location, Segments};
@@ -81,6 +81,8 @@ fn each_bundled_entry(b: &[u8], mut f: impl FnMut(u64, &[u8]) -> bool) -> StoreR
 pub struct SledStore {
     db: sled::Db,
     tree: sled::Tree,
+    /// Operational state (`OpsStore`): cursors, attempts, leases.
+    ops: sled::Tree,
     vault: std::sync::Arc<vault::SledVault>,
     /// Entry bundles live in files; the tree holds their locations.
     segments: std::sync::Arc<Segments>,
@@ -106,6 +108,7 @@ impl SledStore {
             .cache_capacity(cache_bytes)
             .open()?;
         let tree = db.open_tree("ledger")?;
+        let ops = db.open_tree("ops")?;
         let vault = std::sync::Arc::new(vault::SledVault::open(
             &path.join("vault"),
             cache_bytes / 4,
@@ -120,6 +123,7 @@ impl SledStore {
         Ok(Self {
             db,
             tree,
+            ops,
             vault,
             segments,
             grouped,
@@ -554,6 +558,54 @@ impl VaultStore for SledStore {
 
     fn vault_compact(&self) -> StoreResult<usize> {
         self.vault.compact()
+    }
+}
+
+impl OpsStore for SledStore {
+    fn ops_get(&self, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
+        Ok(self.ops.get(key)?.map(|v| v.to_vec()))
+    }
+
+    fn ops_put(&self, key: &[u8], value: &[u8]) -> StoreResult<()> {
+        self.ops.insert(key, value)?;
+        Ok(())
+    }
+
+    fn ops_delete(&self, key: &[u8]) -> StoreResult<()> {
+        self.ops.remove(key)?;
+        Ok(())
+    }
+
+    fn ops_lease(&self, name: &str, holder: &str, now: u64, until: u64) -> StoreResult<bool> {
+        // One process owns a sled store; the lease is kept all the same, so that the
+        // duty's code is the same on every backend.
+        let key = [b"lease\0".as_slice(), name.as_bytes()].concat();
+        let mine = [holder.as_bytes(), &[0], &until.to_be_bytes()].concat();
+        loop {
+            let cur = self.ops.get(&key)?;
+            let free = match &cur {
+                None => true,
+                Some(v) => {
+                    let at = v.iter().position(|b| *b == 0).unwrap_or(v.len());
+                    let exp = v
+                        .get(at + 1..)
+                        .and_then(|t| t.try_into().ok())
+                        .map(u64::from_be_bytes)
+                        .unwrap_or(0);
+                    &v[..at] == holder.as_bytes() || exp < now
+                }
+            };
+            if !free {
+                return Ok(false);
+            }
+            if self
+                .ops
+                .compare_and_swap(&key, cur, Some(mine.clone()))?
+                .is_ok()
+            {
+                return Ok(true);
+            }
+        }
     }
 }
 

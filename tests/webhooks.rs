@@ -1,0 +1,444 @@
+//! Webhooks against the real binary and real HTTP receivers started here: signatures as
+//! Standard Webhooks defines them (checked by an implementation written here), at least
+//! once and in log order across failures and `kill -9`, a dead receiver delaying nobody,
+//! and a failing subscription becoming a finding.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+/// One request a receiver got: its headers (lowercase names), body, and the status it
+/// answered.
+#[derive(Debug, Clone)]
+struct Got {
+    headers: HashMap<String, String>,
+    body: Vec<u8>,
+    status: u16,
+}
+
+/// A real HTTP receiver on a free port: answers `fail_first` requests with 500, then 200.
+struct Receiver {
+    url: String,
+    got: Arc<Mutex<Vec<Got>>>,
+}
+
+impl Receiver {
+    fn start(fail_first: usize, delay: Duration) -> Receiver {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let got: Arc<Mutex<Vec<Got>>> = Default::default();
+        let seen = Arc::new(AtomicUsize::new(0));
+        let sink = got.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_err() || line.is_empty() {
+                    continue;
+                }
+                let mut headers = HashMap::new();
+                loop {
+                    let mut h = String::new();
+                    reader.read_line(&mut h).unwrap();
+                    let h = h.trim_end();
+                    if h.is_empty() {
+                        break;
+                    }
+                    let (k, v) = h.split_once(':').unwrap();
+                    headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
+                }
+                let n: usize = headers
+                    .get("content-length")
+                    .map_or(0, |v| v.parse().unwrap());
+                let mut body = vec![0; n];
+                reader.read_exact(&mut body).unwrap();
+                std::thread::sleep(delay);
+                let status = if seen.fetch_add(1, Ordering::SeqCst) < fail_first {
+                    500
+                } else {
+                    200
+                };
+                sink.lock().unwrap().push(Got {
+                    headers,
+                    body,
+                    status,
+                });
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                );
+            }
+        });
+        Receiver { url, got }
+    }
+
+    /// The events answered 2xx, in the order they came: (webhook-id, CloudEvent).
+    fn delivered(&self) -> Vec<(u64, Value)> {
+        self.got
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|g| g.status == 200)
+            .map(|g| {
+                (
+                    g.headers["webhook-id"].parse().unwrap(),
+                    serde_json::from_slice(&g.body).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    fn wait_for(&self, n: usize) -> Vec<(u64, Value)> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let d = self.delivered();
+            if d.len() >= n {
+                return d;
+            }
+            assert!(Instant::now() < deadline, "{} of {n} delivered", d.len());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// The Standard Webhooks check, written from the specification: HMAC-SHA256 keyed with
+/// the base64 part of `whsec_…`, over `id.timestamp.body`, as `v1,<base64>`; the header
+/// may hold several space-separated signatures.
+fn verifies(secret: &str, g: &Got) -> bool {
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(secret.strip_prefix("whsec_").unwrap())
+        .unwrap();
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+    mac.update(g.headers["webhook-id"].as_bytes());
+    mac.update(b".");
+    mac.update(g.headers["webhook-timestamp"].as_bytes());
+    mac.update(b".");
+    mac.update(&g.body);
+    let want = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    g.headers["webhook-signature"]
+        .split(' ')
+        .any(|s| s.strip_prefix("v1,") == Some(want.as_str()))
+}
+
+/// The tests that do not depend on the backend run once, on the sled run.
+fn sled_run(test: &str) -> bool {
+    if common::backend::server_url().is_some() {
+        eprintln!("{test}: runs once, on the sled run");
+        return false;
+    }
+    true
+}
+
+const FAST: &[(&str, &str)] = &[
+    ("VERITRAIL_WEBHOOK_RETRY_BASE_MS", "20"),
+    ("VERITRAIL_FINDINGS_INTERVAL_SECS", "1"),
+    ("VERITRAIL_WEBHOOK_FAILING_AFTER_SECS", "1"),
+];
+
+/// A real server with the fixture system: (backend, child, url, admin, pipeline, auditor).
+fn server() -> (
+    common::Backend,
+    std::process::Child,
+    String,
+    String,
+    String,
+    String,
+) {
+    let backend = common::Backend::new();
+    let (child, url) = common::start_server(&backend, FAST);
+    let admin = std::fs::read_to_string(backend.path().join("admin-token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let (pipeline, auditor) = common::setup_system_http(&url, &admin);
+    (backend, child, url, admin, pipeline, auditor)
+}
+
+/// Subscribe `target` to decisions as `token`: (id, secret).
+fn subscribe(url: &str, token: &str, target: &str, types: Value) -> (u64, String) {
+    let r = common::post_json(
+        url,
+        token,
+        "/v1/subscriptions",
+        json!({"url": target, "types": types}),
+    );
+    (
+        r["subscription"]["id"].as_u64().unwrap(),
+        r["secret"].as_str().unwrap().to_owned(),
+    )
+}
+
+fn decide(url: &str, pipeline: &str, id: &str) -> u64 {
+    common::post_json(
+        url,
+        pipeline,
+        "/v1/systems/crash/decisions",
+        common::decision(id, "1", "s-1"),
+    )["receipt"]["index"]
+        .as_u64()
+        .unwrap()
+}
+
+#[test]
+fn deliveries_are_cloudevents_signed_as_standard_webhooks_do() {
+    let (_b, mut child, url, admin, pipeline, _) = server();
+    let rx = Receiver::start(0, Duration::ZERO);
+    let (_, secret) = subscribe(&url, &admin, &rx.url, json!(["decision.recorded"]));
+    let indices: Vec<u64> = (0..3)
+        .map(|i| decide(&url, &pipeline, &format!("w-{i}")))
+        .collect();
+    let got = rx.wait_for(3);
+    assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), indices);
+    for g in rx.got.lock().unwrap().iter() {
+        assert!(verifies(&secret, g), "a signature does not verify");
+        assert_eq!(g.headers["content-type"], "application/cloudevents+json");
+        let ts: i64 = g.headers["webhook-timestamp"].parse().unwrap();
+        assert!((chrono::Utc::now().timestamp() - ts).abs() < 60);
+        let e: Value = serde_json::from_slice(&g.body).unwrap();
+        assert_eq!(e["specversion"], "1.0");
+        assert_eq!(e["id"], g.headers["webhook-id"].as_str());
+        assert_eq!(e["type"], "veritrail.decision.recorded");
+        assert!(
+            !String::from_utf8_lossy(&g.body).contains("s-1"),
+            "a subject reference in an event"
+        );
+    }
+    common::stop_server(&mut child);
+}
+
+#[test]
+fn a_receiver_that_fails_for_a_while_gets_every_event_in_order_after_it_recovers() {
+    let (_b, mut child, url, admin, pipeline, _) = server();
+    let rx = Receiver::start(5, Duration::ZERO);
+    subscribe(&url, &admin, &rx.url, json!(["decision.recorded"]));
+    let indices: Vec<u64> = (0..4)
+        .map(|i| decide(&url, &pipeline, &format!("f-{i}")))
+        .collect();
+    let got = rx.wait_for(4);
+    assert_eq!(
+        got.iter().map(|g| g.0).collect::<Vec<_>>(),
+        indices,
+        "each once, in log order"
+    );
+    let failed = rx
+        .got
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|g| g.status == 500)
+        .count();
+    assert_eq!(failed, 5);
+    common::stop_server(&mut child);
+}
+
+#[test]
+fn a_dead_receiver_does_not_delay_another() {
+    if !sled_run("a_dead_receiver_does_not_delay_another") {
+        return;
+    }
+    let (_b, mut child, url, admin, pipeline, _) = server();
+    let dead = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap(); // closed again
+    subscribe(
+        &url,
+        &admin,
+        &format!("http://{dead}/hook"),
+        json!(["decision.recorded"]),
+    );
+    let rx = Receiver::start(0, Duration::ZERO);
+    subscribe(&url, &admin, &rx.url, json!(["decision.recorded"]));
+    let t = Instant::now();
+    for i in 0..5 {
+        decide(&url, &pipeline, &format!("d-{i}"));
+    }
+    rx.wait_for(5);
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    common::stop_server(&mut child);
+}
+
+#[test]
+fn kill_9_mid_delivery_loses_nothing() {
+    if !sled_run("kill_9_mid_delivery_loses_nothing") {
+        return;
+    }
+    let (backend, mut child, url, admin, pipeline, _) = server();
+    let rx = Receiver::start(0, Duration::from_millis(40));
+    subscribe(&url, &admin, &rx.url, json!(["decision.recorded"]));
+    let indices: Vec<u64> = (0..30)
+        .map(|i| decide(&url, &pipeline, &format!("k-{i}")))
+        .collect();
+    rx.wait_for(5);
+    child.kill().unwrap(); // SIGKILL, mid-delivery
+    child.wait().unwrap();
+    let (mut child, _url) = common::start_server(&backend, FAST);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ids: std::collections::BTreeSet<u64> =
+            rx.delivered().into_iter().map(|g| g.0).collect();
+        if indices.iter().all(|i| ids.contains(i)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "missing after the restart: {:?}",
+            indices
+                .iter()
+                .filter(|i| !ids.contains(i))
+                .collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Duplicates may come (at least once); each carries its event's id.
+    for (id, e) in rx.delivered() {
+        assert_eq!(e["id"], id.to_string());
+    }
+    common::stop_server(&mut child);
+}
+
+#[test]
+fn a_failing_subscription_becomes_a_finding_and_its_entry_holds_no_secret() {
+    if !sled_run("a_failing_subscription_becomes_a_finding_and_its_entry_holds_no_secret") {
+        return;
+    }
+    let (_b, mut child, url, admin, pipeline, auditor) = server();
+    let dead = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (id, secret) = subscribe(&url, &admin, &format!("http://{dead}/hook"), json!([]));
+    decide(&url, &pipeline, "x-1");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let entries = loop {
+        let page: Value = reqwest::blocking::Client::new()
+            .get(format!("{url}/v1/log/entries?start=0&limit=1000"))
+            .bearer_auth(&auditor)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        let entries = page["entries"].as_array().unwrap().clone();
+        if entries
+            .iter()
+            .any(|e| e["entry"]["body"]["code"] == "subscription_failing")
+        {
+            break entries;
+        }
+        assert!(Instant::now() < deadline, "no subscription_failing finding");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let f = entries
+        .iter()
+        .find(|e| e["entry"]["body"]["code"] == "subscription_failing")
+        .unwrap();
+    assert_eq!(f["entry"]["kind"], "finding.opened");
+    assert_eq!(f["entry"]["system"], Value::Null);
+    assert_eq!(f["entry"]["body"]["subject"], id.to_string());
+    let created = entries
+        .iter()
+        .find(|e| e["entry"]["kind"] == "subscription.created")
+        .unwrap();
+    assert!(
+        !created.to_string().contains(&secret["whsec_".len()..]),
+        "the secret is in the log"
+    );
+    // The attempts are there to see.
+    let d: Value = reqwest::blocking::Client::new()
+        .get(format!("{url}/v1/subscriptions/{id}/deliveries"))
+        .bearer_auth(&admin)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let first = &d["deliveries"][0];
+    assert_eq!(first["status"], Value::Null);
+    assert_eq!(first["error"], "could not connect");
+    common::stop_server(&mut child);
+}
+
+#[actix_web::test]
+async fn subscriptions_refuse_what_is_no_http_target_naming_the_field() {
+    let app = common::spawn().await;
+    let admin = app.admin.clone();
+    for url in [
+        "ftp://example.com/x",
+        "http://user:pw@example.com/x",
+        "not a url",
+    ] {
+        let r = app
+            .post("/v1/subscriptions", &admin, json!({"url": url}))
+            .await;
+        assert_eq!(r.status, 400, "{url}: {}", r.text());
+        assert_eq!(r.json()["field"], "url");
+    }
+    let r = app
+        .post(
+            "/v1/subscriptions",
+            &admin,
+            json!({"url": "https://example.com/h", "types": ["Bad"]}),
+        )
+        .await;
+    assert_eq!(r.json()["field"], "types[0]");
+}
+
+#[actix_web::test]
+async fn only_admins_see_the_subscriptions_of_others() {
+    let app = common::spawn().await;
+    let crew = common::crew(&app).await;
+    let r = app
+        .post(
+            "/v1/subscriptions",
+            &crew.pipeline,
+            json!({"url": "https://ci.example.com/veritrail"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let id = r.json()["subscription"]["id"].as_u64().unwrap();
+    assert_eq!(
+        app.get(&format!("/v1/subscriptions/{id}"), Some(&crew.officer))
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        app.get(&format!("/v1/subscriptions/{id}"), Some(&crew.pipeline))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        app.get(&format!("/v1/subscriptions/{id}"), Some(&app.admin.clone()))
+            .await
+            .status,
+        200
+    );
+    let mine = app
+        .get("/v1/subscriptions", Some(&crew.officer))
+        .await
+        .json();
+    assert_eq!(mine["subscriptions"], json!([]));
+    assert_eq!(
+        app.delete(&format!("/v1/subscriptions/{id}"), &crew.pipeline)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        app.get(&format!("/v1/subscriptions/{id}"), Some(&crew.pipeline))
+            .await
+            .status,
+        404
+    );
+}
