@@ -276,10 +276,12 @@ pub async fn serve(opts: ServeOpts) -> anyhow::Result<()> {
     // Findings as entries: reconciled at start, after the entries that cause them, and
     // on a timer for those time causes.
     let failing_after = std::time::Duration::from_secs(opts.webhook_failing_after_secs.max(1));
+    let service: crate::register::findings::ServiceFindings =
+        Arc::new(move |store, now| crate::events::delivery::findings(store, now, failing_after));
     let follower = actix_web::rt::spawn(crate::register::findings::follow(
         svc.state.ledger.clone(),
         std::time::Duration::from_secs(opts.findings_interval_secs.max(1)),
-        failing_after,
+        service,
     ));
     // Webhooks: each subscription's events, from its cursor, off the append path.
     let delivery = actix_web::rt::spawn(crate::events::delivery::run(

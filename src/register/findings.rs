@@ -279,45 +279,25 @@ pub async fn reconcile(
     ids: Option<Vec<String>>,
     now: u64,
 ) -> Result<usize, AppError> {
-    reconcile_with(ledger, ids, now, DEFAULT_FAILING_AFTER).await
+    reconcile_with(ledger, ids, now, None).await
 }
 
-/// How long a subscription fails before its finding, unless the service says otherwise.
-pub const DEFAULT_FAILING_AFTER: std::time::Duration = std::time::Duration::from_secs(86_400);
-
-/// The findings about no system: webhook subscriptions failing for `failing_after`.
-fn service_findings(
-    store: &dyn Store,
-    now: u64,
-    failing_after: std::time::Duration,
-) -> Result<Vec<Finding>, AppError> {
-    Ok(crate::events::delivery::failing(store, now, failing_after)?
-        .into_iter()
-        .map(|(id, since)| Finding {
-            code: "subscription_failing".into(),
-            severity: Severity::Medium,
-            explanation: format!(
-                "webhook subscription {id} has failed to deliver since {}; see its deliveries",
-                super::rfc3339(since)
-            ),
-            evidence: vec![id],
-            since: super::rfc3339(since),
-            model_version: None,
-            subject: Some(id.to_string()),
-        })
-        .collect())
-}
+/// The findings about no system at a time (unix µs), as the service's other parts
+/// compute them (webhook subscriptions failing, say): handed in by `startup.rs`, so
+/// that the register knows nothing of those parts.
+pub type ServiceFindings =
+    std::sync::Arc<dyn Fn(&dyn Store, u64) -> Result<Vec<Finding>, AppError> + Send + Sync>;
 
 /// What a reconciliation pass would change: per system (or none), the findings holding.
 type Pending = Vec<(Option<String>, Vec<Finding>)>;
 
-/// [`reconcile`], with subscriptions failing after `failing_after`; a full pass
-/// (`ids` = `None`) also reconciles the findings about no system.
+/// [`reconcile`]; a full pass (`ids` = `None`) also reconciles the findings about no
+/// system that `service` computes.
 pub async fn reconcile_with(
     ledger: &crate::log::Ledger<AppError>,
     ids: Option<Vec<String>>,
     now: u64,
-    failing_after: std::time::Duration,
+    service: Option<ServiceFindings>,
 ) -> Result<usize, AppError> {
     let store = ledger.store().clone();
     let full = ids.is_none();
@@ -336,8 +316,8 @@ pub async fn reconcile_with(
                 out.push((Some(sys.spec.id.clone()), holding));
             }
         }
-        if full {
-            let holding = service_findings(&*store, now, failing_after)?;
+        if let (true, Some(service)) = (full, service) {
+            let holding = service(&*store, now)?;
             if differs(&*store, None, &holding)? {
                 out.push((None, holding));
             }
@@ -383,7 +363,7 @@ const DECISION_PACE: std::time::Duration = std::time::Duration::from_secs(5);
 pub async fn follow(
     ledger: crate::log::Ledger<AppError>,
     every: std::time::Duration,
-    failing_after: std::time::Duration,
+    service: ServiceFindings,
 ) {
     use std::collections::BTreeSet;
     use std::time::Instant;
@@ -426,7 +406,7 @@ pub async fn follow(
         let result = if Instant::now() >= full_due {
             full_due = Instant::now() + every;
             decided.clear();
-            reconcile_with(&ledger, None, now, failing_after).await
+            reconcile_with(&ledger, None, now, Some(service.clone())).await
         } else {
             let ready: Vec<String> = decided
                 .iter()
@@ -441,13 +421,7 @@ pub async fn follow(
             if named.is_empty() {
                 Ok(0)
             } else {
-                reconcile_with(
-                    &ledger,
-                    Some(named.into_iter().collect()),
-                    now,
-                    failing_after,
-                )
-                .await
+                reconcile_with(&ledger, Some(named.into_iter().collect()), now, None).await
             }
         };
         if let Err(e) = result {
