@@ -80,10 +80,7 @@ pub struct IncidentList {
 }
 
 fn find(state: &State, system: &str, id: u64) -> Result<IncidentRow, AppError> {
-    incidents::list(&**state.ledger.store(), system)?
-        .into_iter()
-        .find(|r| r.id == id)
-        .ok_or_else(|| AppError::internal("a recorded incident is missing"))
+    incidents::get_one(&**state.ledger.store(), system, id)
 }
 
 /// Declare a serious incident (officer; AI Act Art. 73). The entry holds the reporting

@@ -6,8 +6,6 @@
 //!
 //! Knows the log's entries and JSON views; imports nothing of `api/` or the register.
 
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::error::AppError;
@@ -15,16 +13,6 @@ use crate::log::{entry, merkle};
 
 pub mod delivery;
 pub mod subscriptions;
-
-/// A body as a CBOR value (encoded and decoded, so tags survive).
-fn cbor_value<T: Serialize>(v: &T) -> Result<serde_cbor::Value, AppError> {
-    let bytes = serde_cbor::to_vec(v).map_err(AppError::internal)?;
-    serde_cbor::from_slice(&bytes).map_err(AppError::internal)
-}
-
-fn from_cbor_value<T: DeserializeOwned>(v: &serde_cbor::Value) -> Result<T, AppError> {
-    serde_cbor::value::from_value(v.clone()).map_err(AppError::internal)
-}
 
 /// The CloudEvents `type` of an entry kind.
 pub fn event_type(kind: &str) -> String {

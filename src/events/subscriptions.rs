@@ -196,7 +196,7 @@ pub fn create_command(
             Draft {
                 kind: CREATED.into(),
                 system: None,
-                body: super::cbor_value(&body)?,
+                body: crate::register::to_value(&body)?,
             },
         )
     })
@@ -216,7 +216,7 @@ pub fn delete_command(id: u64) -> Command<AppError> {
             Draft {
                 kind: DELETED.into(),
                 system: None,
-                body: super::cbor_value(&DeletedBody { subscription: id })?,
+                body: crate::register::to_value(&DeletedBody { subscription: id })?,
             },
         )
     })
@@ -231,7 +231,7 @@ pub(crate) fn project(
     s: &mut Staging<'_>,
 ) -> Result<(), AppError> {
     if kind == CREATED {
-        let spec: CreatedBody = super::from_cbor_value(body)?;
+        let spec: CreatedBody = crate::register::from_value(body)?;
         let row = SubscriptionRow {
             id: index,
             created_by: actor.to_owned(),
@@ -243,7 +243,7 @@ pub(crate) fn project(
             serde_cbor::to_vec(&row).map_err(AppError::internal)?,
         );
     } else {
-        let d: DeletedBody = super::from_cbor_value(body)?;
+        let d: DeletedBody = crate::register::from_value(body)?;
         s.delete(row_key(d.subscription));
     }
     Ok(())

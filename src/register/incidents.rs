@@ -229,6 +229,17 @@ pub(crate) fn project(
     Ok(())
 }
 
+/// Incident `id` of `system`.
+pub fn get_one(store: &dyn Store, system: &str, id: u64) -> Result<IncidentRow, AppError> {
+    let raw = store.get(&row_key(system, id))?.ok_or_else(|| {
+        AppError::new(
+            ErrorCode::IncidentNotFound,
+            format!("no incident {id} of {system:?}"),
+        )
+    })?;
+    uncbor(&raw)
+}
+
 /// The incidents of `system`, oldest first.
 pub fn list(store: &dyn Store, system: &str) -> Result<Vec<IncidentRow>, AppError> {
     store
