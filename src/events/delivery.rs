@@ -107,7 +107,7 @@ pub fn signature(secret: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String
 
 /// The lease one node holds to deliver (on a shared database).
 const LEASE: &str = "webhook-delivery";
-const LEASE_FOR: Duration = Duration::from_secs(15);
+const LEASE_FOR: Duration = Duration::from_secs(10);
 
 /// Deliver every live subscription's events, as long as this node holds the delivery
 /// lease; start and stop subscriptions' tasks as they are created and deleted. Returns

@@ -5,6 +5,7 @@
 
 pub mod backend;
 pub mod console;
+pub mod receiver;
 pub use backend::Backend;
 
 use actix_web::body::MessageBody;
