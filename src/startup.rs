@@ -284,7 +284,7 @@ pub async fn serve(opts: ServeOpts) -> anyhow::Result<()> {
         service,
     ));
     // Webhooks: each subscription's events, from its cursor, off the append path.
-    let delivery = actix_web::rt::spawn(crate::events::delivery::run(
+    let delivery = crate::events::delivery::start(
         svc.state.ledger.clone(),
         crate::events::delivery::DeliveryConfig {
             retry_base: std::time::Duration::from_millis(opts.webhook_retry_base_ms.max(1)),
@@ -292,7 +292,7 @@ pub async fn serve(opts: ServeOpts) -> anyhow::Result<()> {
             ..Default::default()
         },
         svc.state.stopping.clone(),
-    ));
+    )?;
     // On SIGINT/SIGTERM: feeds end, the server stops accepting, lets in-flight requests
     // finish (their appends are answered only once durable), then returns.
     let server = server.run();
@@ -316,7 +316,7 @@ pub async fn serve(opts: ServeOpts) -> anyhow::Result<()> {
     follower.abort();
     let _ = follower.await;
     // The delivery task ends its subscriptions' tasks once it sees the service stopping.
-    let _ = delivery.await;
+    let _ = actix_web::rt::task::spawn_blocking(move || delivery.join()).await;
     let Service { state, writer, .. } = svc;
     drop(state);
     writer.join();

@@ -109,10 +109,42 @@ pub fn signature(secret: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String
 const LEASE: &str = "webhook-delivery";
 const LEASE_FOR: Duration = Duration::from_secs(10);
 
+/// Start delivery on a runtime of its own, whose threads run at a lower CPU priority
+/// than the service's (nice 10 on Linux): when the machine is busy, ingest goes first and
+/// delivery lags, never the reverse. The thread ends once `stopping` is set.
+pub fn start(
+    ledger: Ledger<AppError>,
+    config: DeliveryConfig,
+    stopping: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .max_blocking_threads(4)
+        .thread_name("webhooks")
+        .on_thread_start(background_priority)
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("webhooks".into())
+        .spawn(move || {
+            background_priority();
+            runtime.block_on(run(ledger, config, stopping));
+        })
+}
+
+/// Lower the calling thread's CPU priority (Linux schedules threads one by one).
+fn background_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority reads its arguments only; `gettid` names the calling thread.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10);
+    }
+}
+
 /// Deliver every live subscription's events, as long as this node holds the delivery
 /// lease; start and stop subscriptions' tasks as they are created and deleted. Returns
 /// once `stopping` is set, its tasks ended (they hold the ledger).
-pub async fn run(
+async fn run(
     ledger: Ledger<AppError>,
     config: DeliveryConfig,
     stopping: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -127,6 +159,7 @@ pub async fn run(
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("an HTTP client");
+    let recent = Recent::shared();
     let mut tasks: HashMap<u64, tokio::task::JoinHandle<()>> = HashMap::new();
     loop {
         if stopping.load(std::sync::atomic::Ordering::Relaxed) {
@@ -160,7 +193,13 @@ pub async fn run(
                 });
                 for s in subs {
                     tasks.entry(s.id).or_insert_with(|| {
-                        tokio::spawn(deliver(ledger.clone(), s, client.clone(), config.clone()))
+                        tokio::spawn(deliver(
+                            ledger.clone(),
+                            recent.clone(),
+                            s,
+                            client.clone(),
+                            config.clone(),
+                        ))
                     });
                 }
             }
@@ -189,9 +228,122 @@ fn blocking<R: Send + 'static>(
     }
 }
 
-/// One subscription's delivery, for as long as it lives.
+/// An event ready to send: what filtering needs, and its body.
+struct Ready {
+    index: u64,
+    kind: String,
+    system: Option<String>,
+    body: bytes::Bytes,
+}
+
+/// The newest events, decoded once for every subscription: tasks that keep up with the
+/// log share them; a task further behind reads and decodes its own.
+#[derive(Default)]
+struct Recent {
+    start: u64,
+    events: std::collections::VecDeque<std::sync::Arc<Ready>>,
+}
+
+type SharedRecent = std::sync::Arc<std::sync::Mutex<Recent>>;
+
+/// Events kept decoded (the newest).
+const RECENT: usize = 10_000;
+/// Entries read per step of a subscription.
+const STEP: u64 = 100;
+
+impl Recent {
+    fn shared() -> SharedRecent {
+        Default::default()
+    }
+
+    /// Those of `from..from + n` held here, from `from` on (empty when `from` is not).
+    fn get(&self, from: u64, n: u64) -> Vec<std::sync::Arc<Ready>> {
+        let end = self.start + self.events.len() as u64;
+        if from < self.start || from >= end {
+            return Vec::new();
+        }
+        let skip = (from - self.start) as usize;
+        self.events
+            .iter()
+            .skip(skip)
+            .take(n.min(end - from) as usize)
+            .cloned()
+            .collect()
+    }
+
+    /// Keep `events` (starting at `from`) where they continue the newest held, or start
+    /// over from them when they lie beyond.
+    fn put(&mut self, from: u64, events: &[std::sync::Arc<Ready>]) {
+        let end = self.start + self.events.len() as u64;
+        if self.events.is_empty() || from > end {
+            self.start = from;
+            self.events.clear();
+            self.events.extend(events.iter().cloned());
+        } else if from <= end && from + events.len() as u64 > end {
+            self.events
+                .extend(events[(end - from) as usize..].iter().cloned());
+        }
+        while self.events.len() > RECENT {
+            self.events.pop_front();
+            self.start += 1;
+        }
+    }
+}
+
+/// The events `from..from + n` (fewer where only a prefix is held): from the shared
+/// window, else read and decoded here.
+async fn events(
+    ledger: &Ledger<AppError>,
+    recent: &SharedRecent,
+    from: u64,
+    n: u64,
+) -> Option<Vec<std::sync::Arc<Ready>>> {
+    let held = recent.lock().expect("recent events").get(from, n);
+    if !held.is_empty() {
+        return Some(held);
+    }
+    let reader = ledger.clone();
+    let origin = ledger.origin().to_owned();
+    let read = tokio::task::spawn_blocking(move || {
+        reader.entries(from, n).map(|entries| {
+            entries
+                .iter()
+                .enumerate()
+                .map(|(i, bytes)| {
+                    let index = from + i as u64;
+                    std::sync::Arc::new(match Event::of(&origin, index, bytes) {
+                        Ok(e) => Ready {
+                            index,
+                            kind: e.kind,
+                            system: e.system,
+                            body: e.json.to_string().into(),
+                        },
+                        // An entry that is not an event (none is written): skipped.
+                        Err(_) => Ready {
+                            index,
+                            kind: String::new(),
+                            system: None,
+                            body: bytes::Bytes::new(),
+                        },
+                    })
+                })
+                .collect::<Vec<_>>()
+        })
+    })
+    .await;
+    let ready = match read {
+        Ok(Ok(r)) => r,
+        _ => return None,
+    };
+    recent.lock().expect("recent events").put(from, &ready);
+    Some(ready)
+}
+
+/// One subscription's delivery, for as long as it lives. Its attempts and cursor are
+/// written once per step (and before each wait after a failure), not once per event.
 async fn deliver(
     ledger: Ledger<AppError>,
+    recent: SharedRecent,
     sub: SubscriptionRow,
     client: reqwest::Client,
     config: DeliveryConfig,
@@ -206,55 +358,85 @@ async fn deliver(
         _ => return,
     };
     let filter = sub.filter();
-    let origin = ledger.origin().to_owned();
+    // Parsed once: the URL was checked when the subscription was made.
+    let Ok(target) = reqwest::Url::parse(&sub.spec.url) else {
+        return;
+    };
     let mut next = match blocking(&store, move |s| cursor(s, id)).await {
         Ok(Some(c)) => c,
         _ => sub.spec.start,
     };
+    let mut marked_failing = matches!(
+        blocking(&store, move |s| failing_since(s, id)).await,
+        Ok(Some(_))
+    );
     let mut failures: u32 = 0;
+    let mut made: Vec<Attempt> = Vec::new();
     loop {
         let size = ledger.latest().size;
         if next >= size {
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         }
-        let (from, n) = (next, (size - next).min(100));
-        let reader = ledger.clone();
-        let Ok(Ok(entries)) = tokio::task::spawn_blocking(move || reader.entries(from, n)).await
-        else {
+        let Some(batch) = events(&ledger, &recent, next, (size - next).min(STEP)).await else {
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         };
-        for (i, bytes) in entries.iter().enumerate() {
-            let index = from + i as u64;
-            let Ok(event) = Event::of(&origin, index, bytes) else {
-                continue;
-            };
+        for event in batch {
             if sub.wants(&filter, &event.kind, event.system.as_deref()) {
-                let body = event.json.to_string().into_bytes();
                 let mut attempt = 0;
                 loop {
                     attempt += 1;
-                    let ok = post(&client, &store, &sub, &secret, &event, &body, attempt).await;
+                    let (ok, a) = post(&client, &target, &secret, &event, attempt).await;
+                    made.push(a);
                     if ok {
                         failures = 0;
-                        let _ = blocking(&store, move |s| Ok(s.ops_delete(&ops_key(FAILING, id))?))
-                            .await;
+                        if marked_failing {
+                            marked_failing = false;
+                            let _ =
+                                blocking(&store, move |s| Ok(s.ops_delete(&ops_key(FAILING, id))?))
+                                    .await;
+                        }
                         break;
                     }
                     failures = failures.saturating_add(1);
-                    mark_failing(&store, id).await;
+                    record(&store, id, std::mem::take(&mut made), None).await;
+                    if !marked_failing {
+                        marked_failing = true;
+                        mark_failing(&store, id).await;
+                    }
                     tokio::time::sleep(backoff(&config, failures)).await;
                 }
             }
-            next = index + 1;
+            next = event.index + 1;
         }
-        let at = next;
-        let _ = blocking(&store, move |s| {
-            Ok(s.ops_put(&ops_key(CURSOR, id), &at.to_be_bytes())?)
-        })
-        .await;
+        record(&store, id, std::mem::take(&mut made), Some(next)).await;
     }
+}
+
+/// Store the attempts `made` (oldest first) before the kept ones, and the cursor.
+async fn record(
+    store: &std::sync::Arc<dyn Store>,
+    id: u64,
+    made: Vec<Attempt>,
+    cursor: Option<u64>,
+) {
+    let _ = blocking(store, move |s| {
+        if !made.is_empty() {
+            let mut all: Vec<Attempt> = made.into_iter().rev().collect();
+            all.extend(attempts(s, id)?);
+            all.truncate(KEPT_ATTEMPTS);
+            s.ops_put(
+                &ops_key(ATTEMPTS, id),
+                &serde_cbor::to_vec(&all).map_err(AppError::internal)?,
+            )?;
+        }
+        if let Some(at) = cursor {
+            s.ops_put(&ops_key(CURSOR, id), &at.to_be_bytes())?;
+        }
+        Ok(())
+    })
+    .await;
 }
 
 /// The wait after `failures` failures in a row: base × 2^(failures−1), at most the
@@ -281,26 +463,30 @@ async fn mark_failing(store: &std::sync::Arc<dyn Store>, id: u64) {
     .await;
 }
 
-/// One attempt; whether the receiver answered 2xx. The attempt is recorded either way.
+/// One attempt: whether the receiver answered 2xx, and the attempt as recorded.
 async fn post(
     client: &reqwest::Client,
-    store: &std::sync::Arc<dyn Store>,
-    sub: &SubscriptionRow,
+    target: &reqwest::Url,
     secret: &[u8],
-    event: &Event,
-    body: &[u8],
+    event: &Ready,
     attempt: u32,
-) -> bool {
+) -> (bool, Attempt) {
     let event_id = event.index.to_string();
     let ts = chrono::Utc::now().timestamp();
     let started = Instant::now();
     let res = client
-        .post(&sub.spec.url)
-        .header("content-type", "application/cloudevents+json")
+        .post(target.clone())
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            reqwest::header::HeaderValue::from_static("application/cloudevents+json"),
+        )
         .header("webhook-id", &event_id)
         .header("webhook-timestamp", ts.to_string())
-        .header("webhook-signature", signature(secret, &event_id, ts, body))
-        .body(body.to_vec())
+        .header(
+            "webhook-signature",
+            signature(secret, &event_id, ts, &event.body),
+        )
+        .body(event.body.clone())
         .send()
         .await;
     let latency_ms = started.elapsed().as_millis() as u64;
@@ -323,19 +509,7 @@ async fn post(
         latency_ms,
         error,
     };
-    let id = sub.id;
-    let _ = blocking(store, move |s| {
-        let mut all = attempts(s, id)?;
-        all.insert(0, a);
-        all.truncate(KEPT_ATTEMPTS);
-        s.ops_put(
-            &ops_key(ATTEMPTS, id),
-            &serde_cbor::to_vec(&all).map_err(AppError::internal)?,
-        )?;
-        Ok(())
-    })
-    .await;
-    ok
+    (ok, a)
 }
 
 fn short_error(e: &reqwest::Error) -> String {
@@ -404,6 +578,48 @@ mod tests {
             signature(&secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body),
             "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
         );
+    }
+
+    fn ready(from: u64, n: u64) -> Vec<std::sync::Arc<Ready>> {
+        (from..from + n)
+            .map(|index| {
+                std::sync::Arc::new(Ready {
+                    index,
+                    kind: "decision.recorded".into(),
+                    system: None,
+                    body: bytes::Bytes::new(),
+                })
+            })
+            .collect()
+    }
+
+    fn indices(v: &[std::sync::Arc<Ready>]) -> Vec<u64> {
+        v.iter().map(|r| r.index).collect()
+    }
+
+    #[test]
+    fn the_shared_window_serves_what_it_holds_and_keeps_only_the_newest() {
+        let mut r = Recent::default();
+        assert!(r.get(0, 10).is_empty());
+        r.put(5, &ready(5, 10));
+        assert_eq!(indices(&r.get(8, 3)), vec![8, 9, 10]);
+        // Only the held prefix of a longer range; nothing for a range it does not hold.
+        assert_eq!(indices(&r.get(12, 10)), vec![12, 13, 14]);
+        assert!(r.get(4, 10).is_empty());
+        assert!(r.get(15, 1).is_empty());
+        // An overlapping read continues the window; one beyond it starts it over.
+        r.put(10, &ready(10, 10));
+        assert_eq!(indices(&r.get(5, 100)), (5..20).collect::<Vec<_>>());
+        r.put(30, &ready(30, 2));
+        assert_eq!(indices(&r.get(30, 5)), vec![30, 31]);
+        assert!(r.get(19, 1).is_empty());
+        // A read behind the window leaves it as it is.
+        r.put(0, &ready(0, 5));
+        assert_eq!(r.start, 30);
+        // At most RECENT events, the newest.
+        r.put(32, &ready(32, RECENT as u64 + 5));
+        assert_eq!(r.events.len(), RECENT);
+        assert_eq!(r.start, 30 + 7);
     }
 
     #[test]
