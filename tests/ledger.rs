@@ -324,10 +324,22 @@ fn bytes_after_the_last_durable_batch_are_cut_on_open() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ledger");
     let open_at = |p: &std::path::Path| {
-        let store: Arc<dyn Store> = Arc::new(
-            veritrail::storage::sled::SledStore::open(p, &veritrail::register::keys::packing())
-                .unwrap(),
-        );
+        // sled lets go of its file lock when its last handle's background threads end,
+        // which under a loaded machine can be a moment after the writer joined.
+        let mut tries = 0;
+        let store: Arc<dyn Store> = loop {
+            match veritrail::storage::sled::SledStore::open(
+                p,
+                &veritrail::register::keys::packing(),
+            ) {
+                Ok(s) => break Arc::new(s),
+                Err(e) if tries < 50 && e.to_string().contains("lock") => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
         Ledger::<String>::open(store, signer(), Arc::new(|_| {})).unwrap()
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
