@@ -21,7 +21,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("reading {}", o.file.display()))?;
             let bundle: crate::audit::Bundle =
                 serde_json::from_str(&text).context("the file is not an audit bundle")?;
-            let report = crate::audit::verify(&bundle, &key);
+            let report = match &o.witness_policy {
+                Some(path) => crate::audit::verify_witnessed(
+                    &bundle,
+                    &key,
+                    &crate::witness::policy::Policy::read(path).map_err(anyhow::Error::msg)?,
+                ),
+                None => crate::audit::verify(&bundle, &key),
+            };
             for (name, r) in &report.checks {
                 match r {
                     Ok(()) => println!("ok    {name}"),
@@ -42,14 +49,31 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Audit(o) => {
             let key = NoteVerifier::parse(&o.key).context("--key")?;
-            match crate::audit::monitor::run(&o.url, &key, o.token.as_deref(), o.state.as_deref()) {
+            let policy = match &o.witness_policy {
+                Some(path) => {
+                    Some(crate::witness::policy::Policy::read(path).map_err(anyhow::Error::msg)?)
+                }
+                None => None,
+            };
+            match crate::audit::monitor::run(
+                &o.url,
+                &key,
+                o.token.as_deref(),
+                o.state.as_deref(),
+                policy.as_ref(),
+            ) {
                 Ok(r) => {
                     println!(
-                        "OK: {} entries ({} new since {}), root {}, consistent and chained",
+                        "OK: {} entries ({} new since {}), root {}, consistent and chained{}",
                         r.size,
                         r.new_entries,
                         r.previous_size,
-                        hex::encode(r.root)
+                        hex::encode(r.root),
+                        if r.cosigned_by.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; cosigned by {}", r.cosigned_by.join(", "))
+                        }
                     );
                     Ok(ExitCode::SUCCESS)
                 }
@@ -115,6 +139,17 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Openapi => {
             println!("{}", crate::api::openapi().to_pretty_json()?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Witness(o) => {
+            let logs = o
+                .logs
+                .iter()
+                .map(|k| NoteVerifier::parse(k).with_context(|| format!("--log {k}")))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let witness = crate::witness::server::Witness::open(&o.data.data_dir, &o.name, &logs)?;
+            actix_web::rt::System::new()
+                .block_on(crate::witness::server::serve(&o.bind, witness))?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -34,6 +34,9 @@ pub enum Command {
     Migrate(MigrateOpts),
     /// Print the OpenAPI description of the HTTP API.
     Openapi,
+    /// Run a C2SP tlog-witness server for one or more logs (its key created on first
+    /// start, its verifier key in DIR/witness.vkey).
+    Witness(WitnessOpts),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -144,6 +147,41 @@ pub struct ServeOpts {
     /// since the previous checkpoint and the tree against the last checkpoint).
     #[arg(long, env = "VERITRAIL_FULL_CHECK")]
     pub full_check: bool,
+    /// The witness policy (C2SP tlog-policy lines: `witness NAME VKEY URL`, `group NAME
+    /// K|any|all MEMBER…`, `quorum NAME`): the log sends its checkpoints to the witnesses
+    /// with a URL, and serves the newest checkpoint that meets the quorum.
+    #[arg(long, env = "VERITRAIL_WITNESS_POLICY")]
+    pub witness_policy: Option<PathBuf>,
+    /// At most one checkpoint per witness this often, milliseconds.
+    #[arg(long, env = "VERITRAIL_WITNESS_INTERVAL_MS", default_value_t = 1000)]
+    pub witness_interval_ms: u64,
+    /// Seconds without a checkpoint meeting the quorum (while the log grows) after which
+    /// each witness behind is the finding `witnessing_lag`.
+    #[arg(long, env = "VERITRAIL_WITNESS_LAG_SECS", default_value_t = 300)]
+    pub witness_lag_secs: u64,
+    /// Serve the log's entry bundles (`/tile/entries/…`) without a token.
+    #[arg(long, env = "VERITRAIL_PUBLIC_ENTRIES")]
+    pub public_entries: bool,
+}
+
+/// `veritrail witness`: a C2SP tlog-witness server.
+#[derive(Debug, Clone, Args)]
+pub struct WitnessOpts {
+    #[command(flatten)]
+    pub data: DataDirOpt,
+    /// Where to listen.
+    #[arg(long, env = "VERITRAIL_BIND", default_value = "127.0.0.1:8090")]
+    pub bind: String,
+    /// The witness's name (its key name in cosignatures).
+    #[arg(
+        long,
+        env = "VERITRAIL_WITNESS_NAME",
+        default_value = "veritrail-witness"
+    )]
+    pub name: String,
+    /// A log to witness: its verifier key (`origin+keyid+base64`); repeat for more.
+    #[arg(long = "log", required = true)]
+    pub logs: Vec<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -182,6 +220,10 @@ pub struct VerifyBundleOpts {
     /// The log's verifier key (`name+keyid+base64`), obtained out of band.
     #[arg(long, env = "VERITRAIL_KEY")]
     pub key: String,
+    /// A witness policy: refuse the bundle's checkpoint without a quorum of valid
+    /// cosignatures.
+    #[arg(long, env = "VERITRAIL_WITNESS_POLICY")]
+    pub witness_policy: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -198,4 +240,8 @@ pub struct AuditOpts {
     /// Where to remember the last checkpoint seen (and the tree's right edge).
     #[arg(long, env = "VERITRAIL_AUDIT_STATE")]
     pub state: Option<PathBuf>,
+    /// A witness policy: audit the checkpoint that meets its quorum and refuse one
+    /// without enough valid cosignatures.
+    #[arg(long, env = "VERITRAIL_WITNESS_POLICY")]
+    pub witness_policy: Option<PathBuf>,
 }

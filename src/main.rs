@@ -9,7 +9,7 @@ use veritrail::config::{Cli, Command};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    veritrail::startup::private_files();
+    veritrail::log::keyfile::private_files();
     let cli = Cli::parse();
     let json = matches!(&cli.command, Command::Serve(o) if o.json_logs);
     veritrail::telemetry::init_tracing(json);

@@ -41,6 +41,10 @@ pub struct OpenOpts {
     pub database_connections: usize,
     /// Hosts webhook subscriptions may target (empty: any).
     pub webhook_hosts: Vec<String>,
+    /// The witness policy: which checkpoint is served, and whom the log asks to cosign.
+    pub witness_policy: Option<Arc<crate::witness::policy::Policy>>,
+    /// Entry bundles without a token.
+    pub public_entries: bool,
 }
 
 impl Default for OpenOpts {
@@ -55,49 +59,10 @@ impl Default for OpenOpts {
             database_url: None,
             database_connections: 4,
             webhook_hosts: Vec::new(),
+            witness_policy: None,
+            public_entries: false,
         }
     }
-}
-
-/// Everything this process creates is its owner's alone (umask 077: files 0600,
-/// folders 0700, sled's own included). The binary sets it before any command runs.
-pub fn private_files() {
-    // SAFETY: umask only sets the process's file mode creation mask; it cannot fail.
-    unsafe {
-        libc::umask(0o077);
-    }
-}
-
-/// The data dir is the owner's alone, on every start: 0700, created so or made so; a
-/// dir that cannot be made private is refused. (What the process creates in it is
-/// private by [`private_files`].)
-fn secure_data_dir(path: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    private_files();
-    if !path.exists() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(path)
-            .with_context(|| format!("creating {}", path.display()))?;
-    }
-    let mode = std::fs::metadata(path)
-        .with_context(|| format!("reading {}", path.display()))?
-        .permissions()
-        .mode();
-    if mode & 0o077 != 0 {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).with_context(
-            || {
-                format!(
-                    "the data dir {} is open to others (mode {:o}) and cannot be made private (0700): fix its owner or mode",
-                    path.display(),
-                    mode & 0o777
-                )
-            },
-        )?;
-        tracing::warn!(path = %path.display(), was = format!("{:o}", mode & 0o777), "made the data dir private (0700)");
-    }
-    Ok(())
 }
 
 /// The log's store: PostgreSQL when a database URL is given, else sled in the data dir.
@@ -124,7 +89,7 @@ pub fn open_store(
 
 /// Open (or create) the service's data dir and start the writer.
 pub async fn open(data_dir: &Path, opts: &OpenOpts) -> anyhow::Result<Service> {
-    secure_data_dir(data_dir)?;
+    crate::log::keyfile::private_dir(data_dir)?;
     let key = match &opts.signing_key_pem {
         Some(pem) => keyfile::from_pem(pem)?,
         None => {
@@ -172,6 +137,9 @@ pub async fn open(data_dir: &Path, opts: &OpenOpts) -> anyhow::Result<Service> {
         sessions: Default::default(),
         stopping: Default::default(),
         webhook_hosts: opts.webhook_hosts.clone(),
+        witness_policy: opts.witness_policy.clone(),
+        public_entries: opts.public_entries,
+        tiles: Default::default(),
     });
     let admin_token = bootstrap_admin(&state, data_dir).await?;
     Ok(Service {
@@ -238,6 +206,13 @@ pub async fn serve(opts: ServeOpts) -> anyhow::Result<()> {
         database_url: opts.store.database_url.clone(),
         database_connections: opts.store.database_connections,
         webhook_hosts: opts.webhook_allowed_hosts.clone(),
+        witness_policy: match &opts.witness_policy {
+            Some(path) => Some(Arc::new(
+                crate::witness::policy::Policy::read(path).map_err(anyhow::Error::msg)?,
+            )),
+            None => None,
+        },
+        public_entries: opts.public_entries,
     };
     let svc = open(&opts.data.data_dir, &open_opts).await?;
     let state = svc.state.clone();
@@ -276,8 +251,35 @@ pub async fn serve(opts: ServeOpts) -> anyhow::Result<()> {
     // Findings as entries: reconciled at start, after the entries that cause them, and
     // on a timer for those time causes.
     let failing_after = std::time::Duration::from_secs(opts.webhook_failing_after_secs.max(1));
-    let service: crate::register::findings::ServiceFindings =
-        Arc::new(move |store, now| crate::events::delivery::findings(store, now, failing_after));
+    let witnessing =
+        open_opts
+            .witness_policy
+            .clone()
+            .map(|policy| crate::witness::submit::WitnessingConfig {
+                policy,
+                interval: std::time::Duration::from_millis(opts.witness_interval_ms.max(1)),
+                lag_after: std::time::Duration::from_secs(opts.witness_lag_secs.max(1)),
+            });
+    let w = witnessing.clone();
+    let service: crate::register::findings::ServiceFindings = Arc::new(move |store, now| {
+        let mut all = crate::events::delivery::findings(store, now, failing_after)?;
+        if let Some(w) = &w {
+            all.extend(crate::witness::submit::findings(
+                store,
+                &w.policy,
+                now,
+                w.lag_after,
+            )?);
+        }
+        Ok(all)
+    });
+    // Witnessing: each witness of the policy gets the newest checkpoint, off the append path.
+    let witness_tasks = match witnessing {
+        Some(w) => {
+            crate::witness::submit::start(svc.state.ledger.clone(), w, svc.state.stopping.clone())
+        }
+        None => Vec::new(),
+    };
     let follower = actix_web::rt::spawn(crate::register::findings::follow(
         svc.state.ledger.clone(),
         std::time::Duration::from_secs(opts.findings_interval_secs.max(1)),
@@ -315,6 +317,10 @@ pub async fn serve(opts: ServeOpts) -> anyhow::Result<()> {
     let _ = retention.await;
     follower.abort();
     let _ = follower.await;
+    for t in witness_tasks {
+        t.abort();
+        let _ = t.await;
+    }
     // The delivery task ends its subscriptions' tasks once it sees the service stopping.
     let _ = actix_web::rt::task::spawn_blocking(move || delivery.join()).await;
     let Service { state, writer, .. } = svc;

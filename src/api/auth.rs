@@ -105,6 +105,13 @@ fn caller<A: Access>(req: &HttpRequest) -> Result<Caller<A>, AppError> {
     }
 }
 
+impl<A: Access> Caller<A> {
+    /// The caller of `req`, for a handler whose roles depend on configuration.
+    pub fn check(req: &HttpRequest) -> Result<Self, AppError> {
+        caller(req)
+    }
+}
+
 impl<A: Access> FromRequest for Caller<A> {
     type Error = AppError;
     type Future = Ready<Result<Self, AppError>>;

@@ -516,7 +516,12 @@ async fn audit_bundle(
     path: actix_web::web::Path<(String, String)>,
 ) -> Result<HttpResponse, AppError> {
     let (id, decision_id) = path.into_inner();
-    Ok(HttpResponse::Ok().json(crate::audit::build(&state.ledger, &id, &decision_id)?))
+    Ok(HttpResponse::Ok().json(crate::audit::build(
+        &state.ledger,
+        &id,
+        &decision_id,
+        state.witness_policy.as_deref(),
+    )?))
 }
 
 /// A subject reference in a path, checked as the body's field is (length, characters).

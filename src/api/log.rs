@@ -22,15 +22,29 @@ pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(export);
 }
 
-/// The latest signed checkpoint (C2SP tlog-checkpoint in a signed note).
-#[utoipa::path(tag = "log", responses(
+/// The log's checkpoint (C2SP tlog-checkpoint in a signed note). With a witness policy
+/// (`serve --witness-policy`), the newest checkpoint that met its quorum, with every
+/// cosignature gathered (`cosignature/v1` lines after the log's signature); `?latest`
+/// asks for the newest signed one, cosigned or not. Until a checkpoint meets the quorum,
+/// the newest signed one, with `Veritrail-Quorum: unmet`.
+#[utoipa::path(tag = "log", params(CheckpointQuery), responses(
     (status = 200, description = "The signed note", body = String, content_type = "text/plain; charset=utf-8")
 ))]
 #[get("/v1/log/checkpoint")]
-async fn checkpoint(state: State) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/plain; charset=utf-8")
-        .body(state.ledger.latest().note)
+async fn checkpoint(
+    state: State,
+    req: HttpRequest,
+    _q: actix_web::web::Query<CheckpointQuery>,
+) -> Result<HttpResponse, AppError> {
+    super::tiles::checkpoint_response(&state, &req)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CheckpointQuery {
+    /// Present: the newest signed checkpoint, whether or not witnesses cosigned it.
+    #[allow(dead_code)]
+    latest: Option<String>,
 }
 
 /// The log's public key, in the forms verifiers need.

@@ -16,6 +16,7 @@ pub mod ops;
 pub mod reference;
 pub mod subscriptions;
 pub mod systems;
+pub mod tiles;
 pub mod tokens;
 
 use std::sync::Arc;
@@ -44,6 +45,12 @@ pub struct AppState {
     pub webhook_hosts: Vec<String>,
     /// Set when the service begins to stop: open event feeds end.
     pub stopping: Arc<std::sync::atomic::AtomicBool>,
+    /// The witness policy: the checkpoint served is the newest that meets its quorum.
+    pub witness_policy: Option<Arc<crate::witness::policy::Policy>>,
+    /// Entry bundles without a token.
+    pub public_entries: bool,
+    /// Full entry bundles, assembled once.
+    pub tiles: tiles::BundleCache,
 }
 
 impl AppState {
@@ -243,6 +250,7 @@ pub fn app(
     app.app_data(actix_web::web::Data::new(api))
         .configure(console::configure)
         .configure(reference::configure)
+        .configure(tiles::configure)
         .default_service(actix_web::web::to(not_found))
         .wrap(actix_web::middleware::from_fn(observe::observe))
 }

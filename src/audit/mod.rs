@@ -122,11 +122,20 @@ fn json_of(bytes: &[u8]) -> Result<(RawEntry, Value), AppError> {
     Ok((e, body))
 }
 
-/// Build the bundle of a decision from a running ledger.
+/// The checkpoint a bundle is proven against.
+struct Checkpointed {
+    size: u64,
+    note: String,
+}
+
+/// Build the bundle of a decision from a running ledger, against the newest checkpoint
+/// that met the witness policy's quorum and covers its entries (with no such checkpoint,
+/// or no policy, the newest signed one).
 pub fn build<E>(
     ledger: &Ledger<E>,
     system_id: &str,
     decision_id: &str,
+    policy: Option<&crate::witness::policy::Policy>,
 ) -> Result<Bundle, AppError> {
     let store = &**ledger.store();
     let sys = systems::read(store, system_id)?;
@@ -190,6 +199,23 @@ pub fn build<E>(
         roles.push(("next_register_revision", next.index));
     }
 
+    let last = roles.iter().map(|(_, i)| *i).max().unwrap_or(d_index);
+    let latest = match policy.filter(|p| p.requires_witnesses()) {
+        Some(_) => match crate::witness::submit::quorum_size(store)? {
+            Some((size, _)) if size > last => {
+                crate::witness::submit::cosigned_note(store, size)?.map(|note| (size, note))
+            }
+            _ => None,
+        },
+        None => None,
+    }
+    .map_or(
+        Checkpointed {
+            size: latest.size,
+            note: latest.note,
+        },
+        |(size, note)| Checkpointed { size, note },
+    );
     let mut entries = Vec::new();
     let mut summary_reviews = Vec::new();
     let mut summary_tests = Vec::new();
@@ -360,6 +386,20 @@ pub fn verify(bundle: &Bundle, key: &NoteVerifier) -> Report {
     check_in_service(&entries, d_index, version, &mut rep);
     check_register_revision(s, &entries, d_index, &mut rep);
     check_openings(bundle, db, &mut rep);
+    rep
+}
+
+/// [`verify`], and the bundle's checkpoint must meet the witness policy's quorum.
+pub fn verify_witnessed(
+    bundle: &Bundle,
+    key: &NoteVerifier,
+    policy: &crate::witness::policy::Policy,
+) -> Report {
+    let mut rep = verify(bundle, key);
+    rep.check(
+        "witness quorum",
+        policy.check(&bundle.checkpoint).map(|_| ()),
+    );
     rep
 }
 

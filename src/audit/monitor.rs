@@ -36,6 +36,8 @@ pub enum Alert {
     Rollback { old: u64, new: u64 },
     #[error("ALERT: rewrite at entry {index}: {reason}")]
     Rewrite { index: u64, reason: String },
+    #[error("ALERT: {0}")]
+    Unwitnessed(String),
     #[error("cannot check the log: {0}")]
     Unreachable(String),
 }
@@ -46,6 +48,8 @@ pub struct MonitorReport {
     pub size: u64,
     pub new_entries: u64,
     pub root: Hash,
+    /// The witnesses of the policy whose cosignatures verified (none without a policy).
+    pub cosigned_by: Vec<String>,
 }
 
 fn h(s: &str) -> Result<Hash, Alert> {
@@ -61,6 +65,7 @@ pub fn run(
     key: &NoteVerifier,
     token: Option<&str>,
     state_path: Option<&Path>,
+    policy: Option<&crate::witness::policy::Policy>,
 ) -> Result<MonitorReport, Alert> {
     let server = Server::new(url, token)?;
     let note = server
@@ -68,6 +73,10 @@ pub fn run(
         .text()
         .map_err(|e| Alert::Unreachable(e.to_string()))?;
     let cp = Checkpoint::open(&note, key).map_err(|e| Alert::BadSignature(e.to_string()))?;
+    let cosigned_by = match policy {
+        Some(p) => p.check(&note).map_err(Alert::Unwitnessed)?,
+        None => Vec::new(),
+    };
     let old = load_state(state_path)?;
     let (mut frontier, prev, start) = match &old {
         Some(s) => resume(&server, s, &cp)?,
@@ -91,6 +100,7 @@ pub fn run(
         size: cp.size,
         new_entries: cp.size - start,
         root: cp.root,
+        cosigned_by,
     })
 }
 

@@ -4,6 +4,8 @@
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+
+use anyhow::Context as _;
 use std::path::Path;
 
 use ed25519_dalek::pkcs8::{spki::der::pem::LineEnding, DecodePrivateKey, EncodePrivateKey};
@@ -88,4 +90,45 @@ pub fn from_pem(pem: &str) -> Result<SigningKey, KeyFileError> {
         path: "(environment)".into(),
         reason: e.to_string(),
     })
+}
+
+/// The data dir is the owner's alone, on every start: 0700, created so or made so; a
+/// dir that cannot be made private is refused. (What the process creates in it is
+/// private by [`private_files`].)
+pub fn private_dir(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    private_files();
+    if !path.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(path)
+            .with_context(|| format!("creating {}", path.display()))?;
+    }
+    let mode = std::fs::metadata(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).with_context(
+            || {
+                format!(
+                    "the data dir {} is open to others (mode {:o}) and cannot be made private (0700): fix its owner or mode",
+                    path.display(),
+                    mode & 0o777
+                )
+            },
+        )?;
+        tracing::warn!(path = %path.display(), was = format!("{:o}", mode & 0o777), "made the data dir private (0700)");
+    }
+    Ok(())
+}
+
+/// Everything this process creates is its owner's alone (umask 077: files 0600,
+/// folders 0700, sled's own included). The binary sets it before any command runs.
+pub fn private_files() {
+    // SAFETY: umask only sets the process's file mode creation mask; it cannot fail.
+    unsafe {
+        libc::umask(0o077);
+    }
 }

@@ -50,6 +50,7 @@ pub const CODES: &[(&str, Severity, &str)] = &[
     ("logging_gap", Severity::Medium, "the deployed version logged no decision for longer than the policy expects"),
     ("human_oversight_atrophy", Severity::Medium, "human reviewers accept nearly everything while spending ever less time (AI Act Art. 14)"),
     ("subscription_failing", Severity::Medium, "a webhook subscription has failed to deliver for longer than the service allows (no system; subject: the subscription)"),
+    ("witnessing_lag", Severity::High, "no checkpoint has met the witness quorum for longer than the service allows (no system; subject: a witness that has not cosigned)"),
     ("incident_report_due", Severity::High, "a declared serious incident is unreported: medium once a third of its time is left, high past its deadline (AI Act Art. 73)"),
 ];
 

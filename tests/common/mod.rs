@@ -6,6 +6,7 @@
 pub mod backend;
 pub mod console;
 pub mod receiver;
+pub mod witness;
 pub use backend::Backend;
 
 use actix_web::body::MessageBody;

@@ -211,7 +211,12 @@ fn verify_panel() -> Markup {
 pub async fn bundle(state: State, viewer: Viewer, path: web::Path<(String, String)>) -> Page {
     refuse(&viewer, DECISION_READERS)?;
     let (id, decision_id) = path.into_inner();
-    let b = crate::audit::build(&state.ledger, &id, &decision_id)?;
+    let b = crate::audit::build(
+        &state.ledger,
+        &id,
+        &decision_id,
+        state.witness_policy.as_deref(),
+    )?;
     Ok(HttpResponse::Ok()
         .content_type("application/json")
         .insert_header((
