@@ -259,3 +259,72 @@ fn entry_bundles_need_a_reader_token_and_hash_tiles_do_not() {
         );
     }
 }
+
+#[test]
+fn a_bundles_tlog_proof_verifies_with_an_independent_client() {
+    use base64::Engine as _;
+    let log = log();
+    grow_to(&log, 300, &mut 0);
+    let bundle: Value = reqwest::blocking::Client::new()
+        .get(format!("{}/v1/systems/crash/decisions/t-7/audit", log.url))
+        .bearer_auth(&log.auditor)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let proof = bundle["tlog_proof"].as_str().unwrap();
+    // c2sp.org/tlog-proof@v1: the header, `index N`, base64 hashes, a blank line, the
+    // checkpoint.
+    let (head, checkpoint) = proof.split_once("\n\n").unwrap();
+    let mut lines = head.lines();
+    assert_eq!(lines.next(), Some("c2sp.org/tlog-proof@v1"));
+    let index: u64 = lines
+        .next()
+        .unwrap()
+        .strip_prefix("index ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let hashes: Vec<tlog_tiles::Hash> = lines
+        .map(|l| {
+            tlog_tiles::Hash(
+                base64::engine::general_purpose::STANDARD
+                    .decode(l)
+                    .unwrap()
+                    .try_into()
+                    .unwrap(),
+            )
+        })
+        .collect();
+    let note = Note::from_bytes(checkpoint.as_bytes()).unwrap();
+    note.verify(&VerifierList::new(vec![Box::new(
+        StandardVerifier::new(&log.vkey).unwrap(),
+    )]))
+    .unwrap();
+    let cp = Checkpoint::from_bytes(note.text()).unwrap();
+    // The entry, from the bundle: its record hash is what the proof binds.
+    let entry = bundle["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["role"] == "decision")
+        .unwrap();
+    assert_eq!(entry["index"], index);
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(entry["raw"].as_str().unwrap())
+        .unwrap();
+    tlog_tiles::check_record(&hashes, cp.size(), *cp.hash(), index, record_hash(&raw))
+        .expect("the tlog-proof verifies");
+}
+
+#[test]
+fn public_entries_serves_entry_bundles_without_a_token() {
+    let backend = common::Backend::new();
+    let (mut child, url) = common::start_server(&backend, &[("VERITRAIL_PUBLIC_ENTRIES", "true")]);
+    let r = reqwest::blocking::get(format!("{url}/tile/entries/000.p/1")).unwrap();
+    assert_eq!(r.status(), 200);
+    let bytes = r.bytes().unwrap();
+    let len = u16::from_be_bytes([bytes[0], bytes[1]]) as usize;
+    assert_eq!(bytes.len(), 2 + len, "one entry, length-prefixed");
+    common::stop_server(&mut child);
+}

@@ -263,6 +263,22 @@ fn with_a_witness_down_the_quorum_is_missed_and_the_lag_finding_opens_then_clear
     assert!(out.status.success(), "the cosigned checkpoint still audits");
     // The witness that is up is not blamed.
     assert!(finding_kinds(&log, "witnessing_lag", "w0").is_empty());
+    // The metrics say how long the quorum has been missing.
+    let metrics = reqwest::blocking::Client::new()
+        .get(format!("{}/metrics", log.url))
+        .bearer_auth(&log.auditor)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let lag: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("veritrail_witness_quorum_lag_seconds "))
+        .expect("the quorum lag metric")
+        .parse()
+        .unwrap();
+    assert!(lag >= 1.0, "{metrics}");
+    assert!(metrics.contains("veritrail_witness_cosigned_size{witness=\"w1\"}"));
 
     let w1 = start_witness(&dirs.path().join("w1"), "w1.example", port1, &[&vkey]);
     eventually("the quorum is met again and the finding clears", || {

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::State;
+use crate::error::AppError;
 
 pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.service(healthz)
@@ -50,14 +51,30 @@ async fn readyz(state: State) -> HttpResponse {
 }
 
 /// Prometheus text exposition: requests and latencies per route, appends, batch sizes,
-/// log size, checkpoint age.
+/// log size, checkpoint age; with a witness policy, the size each witness last cosigned,
+/// the newest quorum-cosigned size and how long ago the quorum was last met.
 #[utoipa::path(tag = "operations", responses((status = 200, body = String, content_type = "text/plain; version=0.0.4")))]
 #[get("/metrics")]
-async fn metrics(state: State) -> HttpResponse {
+async fn metrics(state: State) -> Result<HttpResponse, AppError> {
     let latest = state.ledger.latest();
-    HttpResponse::Ok()
+    let mut body = state.metrics.render(&latest);
+    if let Some(policy) = state.witness_policy.clone() {
+        let store = state.ledger.store().clone();
+        let size = latest.size;
+        body += &actix_web::web::block(move || {
+            crate::witness::submit::metrics(
+                &*store,
+                &policy,
+                size,
+                crate::log::sequencer::now_micros(),
+            )
+        })
+        .await
+        .map_err(AppError::internal)??;
+    }
+    Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(state.metrics.render(&latest))
+        .body(body))
 }
 
 /// This API's OpenAPI 3.1 description.

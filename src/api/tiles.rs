@@ -123,6 +123,10 @@ fn decimal(s: &str) -> Option<u64> {
 /// The hashes (or entries) tile `index` at `level` needs from a tree of `size` leaves to
 /// be `width` wide: whether that tree has them.
 fn covered(size: u64, level: u8, index: u64, width: u64) -> bool {
+    // A hash at tree level 64 or above spans more leaves than a log can hold.
+    if level >= 8 {
+        return false;
+    }
     let per = 1u128 << (8 * level as u32);
     (index as u128 * TILE_WIDTH as u128 + width as u128) * per <= size as u128
 }

@@ -114,6 +114,23 @@ pub struct Bundle {
     pub entries: Vec<BundleEntry>,
     pub openings: Openings,
     pub summary: Summary,
+    /// The decision entry's proof in the C2SP tlog-proof form (`c2sp.org/tlog-proof@v1`,
+    /// its index, the inclusion proof in base64, a blank line, the checkpoint), for
+    /// third-party tools that check one entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tlog_proof: Option<String>,
+}
+
+/// The C2SP tlog-proof text of entry `index` with `proof` (hex) against `checkpoint`.
+pub fn tlog_proof(index: u64, proof: &[String], checkpoint: &str) -> String {
+    let mut out = format!("c2sp.org/tlog-proof@v1\nindex {index}\n");
+    for h in proof {
+        out.push_str(&B64.encode(hex::decode(h).unwrap_or_default()));
+        out.push('\n');
+    }
+    out.push('\n');
+    out.push_str(checkpoint);
+    out
 }
 
 fn json_of(bytes: &[u8]) -> Result<(RawEntry, Value), AppError> {
@@ -318,6 +335,10 @@ pub fn build<E>(
         inputs: inputs_state.into(),
         input_sha256: digest_state.into(),
     };
+    let tlog = entries
+        .iter()
+        .find(|e: &&BundleEntry| e.role == "decision")
+        .map(|e| tlog_proof(e.index, &e.inclusion_proof, &latest.note));
     Ok(Bundle {
         format: FORMAT.into(),
         verifier_key: ledger.verifier().to_string(),
@@ -326,6 +347,7 @@ pub fn build<E>(
         entries,
         openings,
         summary,
+        tlog_proof: tlog,
     })
 }
 
@@ -386,6 +408,25 @@ pub fn verify(bundle: &Bundle, key: &NoteVerifier) -> Report {
     check_in_service(&entries, d_index, version, &mut rep);
     check_register_revision(s, &entries, d_index, &mut rep);
     check_openings(bundle, db, &mut rep);
+    if let Some(t) = &bundle.tlog_proof {
+        let want = tlog_proof(
+            de.index,
+            &bundle
+                .entries
+                .iter()
+                .find(|e| e.role == "decision")
+                .map(|e| e.inclusion_proof.clone())
+                .unwrap_or_default(),
+            &bundle.checkpoint,
+        );
+        rep.check(
+            "tlog-proof",
+            (*t == want).then_some(()).ok_or_else(|| {
+                "the tlog-proof is not the decision's proof against the bundle's checkpoint"
+                    .to_owned()
+            }),
+        );
+    }
     rep
 }
 

@@ -147,6 +147,10 @@ impl CosignatureVerifier {
         &self.name
     }
 
+    pub fn public_key(&self) -> &VerifyingKey {
+        &self.key
+    }
+
     /// The timestamp of a valid cosignature by this key on the checkpoint `text` among
     /// `lines` (signature lines; others' are ignored), if there is one.
     pub fn verify(&self, text: &str, lines: &str) -> Option<u64> {

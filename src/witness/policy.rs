@@ -79,7 +79,7 @@ impl Policy {
                     let key = CosignatureVerifier::parse(key).map_err(|e| err(e.to_string()))?;
                     if witnesses
                         .iter()
-                        .any(|w| w.key.to_string() == key.to_string())
+                        .any(|w| w.key.public_key() == key.public_key())
                     {
                         return Err(err("the same witness key twice".into()));
                     }

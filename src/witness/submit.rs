@@ -350,6 +350,37 @@ async fn follow(
     }
 }
 
+/// The witnessing metrics (Prometheus text) for a log of `log_size` entries at `now`.
+pub fn metrics(
+    store: &dyn Store,
+    policy: &Policy,
+    log_size: u64,
+    now: u64,
+) -> Result<String, AppError> {
+    let mut out = String::from(
+        "# HELP veritrail_witness_cosigned_size The tree size each witness last cosigned\n# TYPE veritrail_witness_cosigned_size gauge\n",
+    );
+    for w in &policy.witnesses {
+        let size = witness_size(store, &w.name)?.map_or(0, |(s, _)| s);
+        // Witness names come from the operator's policy file (no spaces, no quotes).
+        out += &format!(
+            "veritrail_witness_cosigned_size{{witness=\"{}\"}} {size}\n",
+            w.name.replace(['"', '\\', '\n'], "_")
+        );
+    }
+    let (size, at) = quorum_size(store)?.unwrap_or((0, 0));
+    let lag = if size >= log_size || at == 0 {
+        0.0
+    } else {
+        now.saturating_sub(at) as f64 / 1e6
+    };
+    out += &format!(
+        "# HELP veritrail_witness_quorum_size The newest tree size that met the witness quorum\n# TYPE veritrail_witness_quorum_size gauge\nveritrail_witness_quorum_size {size}\n\
+         # HELP veritrail_witness_quorum_lag_seconds Seconds since a checkpoint last met the quorum while the log has grown past it (0: the newest is cosigned)\n# TYPE veritrail_witness_quorum_lag_seconds gauge\nveritrail_witness_quorum_lag_seconds {lag:.3}\n"
+    );
+    Ok(out)
+}
+
 /// The findings about witnessing at `now`: while no checkpoint has met the quorum for
 /// `lag_after` and the log has grown past the newest that did, `witnessing_lag` for each
 /// witness that has failed to cosign for `lag_after` (no system; subject: the witness's
