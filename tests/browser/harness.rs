@@ -92,12 +92,56 @@ pub struct World {
     http: reqwest::Client,
     _server: Killed,
     _driver: Killed,
+    /// The witness and its policy file, in a world witnessed by one.
+    pub witness: Option<(common::witness::WitnessProc, PathBuf)>,
+    _witness_dir: tempfile::TempDir,
+}
+
+/// A world whose log is witnessed: one real `veritrail witness`, quorum that witness.
+fn witnessed(dir: &Path) -> (common::witness::WitnessProc, PathBuf, String) {
+    use ed25519_dalek::pkcs8::{spki::der::pem::LineEnding, EncodePrivateKey};
+    let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+    let pem = key.to_pkcs8_pem(LineEnding::LF).unwrap().to_string();
+    let vkey = veritrail::log::note::NoteSigner::new("localhost/veritrail", key)
+        .unwrap()
+        .verifier()
+        .to_string();
+    let w = common::witness::start_witness(
+        &dir.join("witness"),
+        "w0.example",
+        common::witness::free_port(),
+        &[&vkey],
+    );
+    let policy = dir.join("policy");
+    std::fs::write(
+        &policy,
+        format!("witness w0 {} {}\nquorum w0\n", w.vkey, w.url),
+    )
+    .unwrap();
+    (w, policy, pem)
 }
 
 impl World {
-    async fn start(browser_bin: &Path, driver_bin: &Path) -> Self {
+    async fn start(browser_bin: &Path, driver_bin: &Path, with_witness: bool) -> Self {
         let backend = common::backend::Backend::new();
-        let (server, url) = common::start_server(&backend, &[]);
+        let witness_dir = tempfile::tempdir().unwrap();
+        let (witness, env) = if with_witness {
+            let (w, policy, pem) = witnessed(witness_dir.path());
+            let env = vec![
+                ("VERITRAIL_SIGNING_KEY_PEM".to_owned(), pem),
+                (
+                    "VERITRAIL_WITNESS_POLICY".to_owned(),
+                    policy.to_str().unwrap().to_owned(),
+                ),
+                ("VERITRAIL_WITNESS_INTERVAL_MS".to_owned(), "100".to_owned()),
+            ];
+            (Some((w, policy)), env)
+        } else {
+            (None, Vec::new())
+        };
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let (server, url) = common::start_server(&backend, &env);
+
         let server = Killed(server);
         let admin = std::fs::read_to_string(backend.path().join("admin-token"))
             .unwrap()
@@ -154,6 +198,8 @@ impl World {
             http,
             _server: server,
             _driver: driver,
+            witness,
+            _witness_dir: witness_dir,
         }
     }
 
@@ -280,10 +326,27 @@ where
     F: FnOnce(Arc<World>) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    run_world(test, false, body).await
+}
+
+/// [`run`], with the log witnessed by one real witness (quorum: that witness).
+pub async fn run_witnessed<F, Fut>(test: &'static str, body: F)
+where
+    F: FnOnce(Arc<World>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    run_world(test, true, body).await
+}
+
+async fn run_world<F, Fut>(test: &'static str, with_witness: bool, body: F)
+where
+    F: FnOnce(Arc<World>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let Some((browser, driver)) = should_run(test) else {
         return;
     };
-    let world = Arc::new(World::start(&browser, &driver).await);
+    let world = Arc::new(World::start(&browser, &driver, with_witness).await);
     let outcome = tokio::spawn(body(world.clone())).await;
     if outcome.is_err() {
         let shot = screenshot_dir().join(format!("{test}.png"));

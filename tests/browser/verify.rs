@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::harness::{run, World};
+use crate::harness::{run, run_witnessed, World};
 
 /// An auditor on the page of decision d-1, signed in.
 async fn on_decision(w: &World) {
@@ -119,6 +119,79 @@ async fn the_browser_rejects_a_checkpoint_not_signed_by_the_given_key() {
                 .await
                 .unwrap();
             assert_eq!(stored, json!(null), "an unpinned key is not kept");
+        },
+    )
+    .await;
+}
+
+/// Wait until the log's served checkpoint is cosigned by the world's witness and covers
+/// every decision made so far.
+async fn cosigned(w: &World) {
+    let (witness, _) = w.witness.as_ref().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let note = reqwest::get(format!("{}/checkpoint", w.url))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let latest = reqwest::get(format!("{}/checkpoint?latest", w.url))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if crate::common::witness::cosigned(&note, &witness.vkey).is_some()
+            && crate::common::witness::size_of(&note) == crate::common::witness::size_of(&latest)
+        {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no cosigned checkpoint"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_browser_checks_the_witness_quorum_of_the_given_policy() {
+    run_witnessed(
+        "the_browser_checks_the_witness_quorum_of_the_given_policy",
+        |w| async move {
+            on_decision(&w).await;
+            cosigned(&w).await;
+            let (_, policy) = w.witness.as_ref().unwrap();
+            let policy = std::fs::read_to_string(policy).unwrap();
+            w.fill("#witness_policy", &policy).await;
+            let (state, text) = verify_with(&w, &w.verifier_key().await, false).await;
+            assert_eq!(state, "passed", "{text}");
+            let steps = w.find("#verify-steps").await.text().await.unwrap();
+            assert!(
+                steps.contains("meets the witness quorum: cosigned by w0"),
+                "{steps}"
+            );
+            // A policy that needs another witness too refuses the same checkpoint.
+            let w9 = veritrail::witness::cosignature::Cosigner::new(
+                "w9.example",
+                ed25519_dalek::SigningKey::from_bytes(&[9; 32]),
+            )
+            .unwrap()
+            .verifier();
+            let other = format!("witness w9 {w9}\n");
+            let both = format!(
+                "{other}{}",
+                policy.replace("quorum w0", "group both all w0 w9\nquorum both")
+            );
+            w.find("#witness_policy").await.clear().await.unwrap();
+            w.fill("#witness_policy", &both).await;
+            let (state, text) = verify_with(&w, &w.verifier_key().await, false).await;
+            assert_eq!(state, "failed", "{text}");
+            assert!(
+                text.contains("does not meet the witness quorum both"),
+                "{text}"
+            );
         },
     )
     .await;

@@ -195,7 +195,10 @@ fn verify_panel() -> Markup {
             form #verify-form hidden {
                 label for="verifier_key" { "The log's verifier key" }
                 input #verifier_key type="text" name="verifier_key" autocomplete="off" spellcheck="false" placeholder="name+keyid+base64";
-                label { input #pin_key type="checkbox"; " Pin this key in this browser" }
+                label for="witness_policy" { "Witness policy (optional): refuse a checkpoint without its quorum of cosignatures" }
+                textarea #witness_policy name="witness_policy" rows="4" autocomplete="off" spellcheck="false" placeholder="witness w1 name+keyid+base64
+    quorum w1" {}
+                label { input #pin_key type="checkbox"; " Pin this key (and policy) in this browser" }
                 button type="submit" { "Verify" }
             }
             noscript { p { "This check needs JavaScript; without it, download the audit bundle and run " code { "veritrail verify-bundle" } "." } }

@@ -88,6 +88,70 @@
     throw new Error("the checkpoint's signature does not verify with this key");
   }
 
+  // A witness policy (C2SP tlog-policy lines, as `veritrail audit --witness-policy`
+  // reads them): the witnesses' cosignature/v1 keys and the quorum rule.
+  async function parsePolicy(text) {
+    const witnesses = new Map();
+    const rules = new Map([["none", { none: true }]]);
+    let quorum = null;
+    for (const [i, raw] of text.split("\n").entries()) {
+      const w = raw.trim().split(/[ \t]+/).filter((x) => x !== "");
+      const where = "witness policy, line " + (i + 1) + ": ";
+      if (w.length === 0 || w[0].startsWith("#") || w[0] === "log") continue;
+      if (w[0] === "witness" && (w.length === 3 || w.length === 4)) {
+        const m = /^([^+\s]+)\+([0-9a-f]{8})\+(\S+)$/.exec(w[2]);
+        if (!m || rules.has(w[1])) throw new Error(where + "a witness needs a new name and a key name+keyid+key");
+        const rawKey = b64(m[3]);
+        if (rawKey.length !== 33 || rawKey[0] !== 4) throw new Error(where + "not a cosignature/v1 (type 4) key");
+        const keyId = (await sha256(concat(enc.encode(m[1] + "\n"), rawKey))).slice(0, 4);
+        if (hex(keyId) !== m[2]) throw new Error(where + "the key id does not match the key");
+        const cryptoKey = await crypto.subtle.importKey("raw", rawKey.slice(1), { name: "Ed25519" }, false, ["verify"]);
+        witnesses.set(w[1], { keyName: m[1], keyId, cryptoKey });
+        rules.set(w[1], { witness: w[1] });
+      } else if (w[0] === "group" && w.length >= 4) {
+        const members = w.slice(3);
+        if (rules.has(w[1]) || members.some((m) => m === "none" || !rules.has(m))) throw new Error(where + "a group's members must be defined above");
+        const k = w[2] === "any" ? 1 : w[2] === "all" ? members.length : Number(w[2]);
+        if (!Number.isInteger(k) || k < 1 || k > members.length) throw new Error(where + "the threshold must be any, all or 1.." + members.length);
+        rules.set(w[1], { k, members });
+      } else if (w[0] === "quorum" && w.length === 2) {
+        if (quorum !== null || !rules.has(w[1])) throw new Error(where + "one quorum, naming a witness or group defined above");
+        quorum = w[1];
+      } else {
+        throw new Error(where + "cannot read it");
+      }
+    }
+    if (quorum === null) throw new Error("the witness policy has no quorum line");
+    return { witnesses, rules, quorum };
+  }
+
+  // The policy's witnesses whose cosignature/v1 on the checkpoint verifies, and whether
+  // they meet the quorum.
+  async function checkCosignatures(cp, policy) {
+    const valid = new Set();
+    for (const [name, w] of policy.witnesses) {
+      for (const s of cp.sigs) {
+        if (s.name !== w.keyName || !equal(s.keyId, w.keyId) || s.sig.length !== 72) continue;
+        let t = 0n;
+        for (const b of s.sig.slice(0, 8)) t = (t << 8n) | BigInt(b);
+        const msg = enc.encode("cosignature/v1\ntime " + t + "\n" + cp.text);
+        if (await crypto.subtle.verify({ name: "Ed25519" }, w.cryptoKey, s.sig.slice(8), msg)) {
+          valid.add(name);
+          break;
+        }
+      }
+    }
+    const holds = (name) => {
+      const r = policy.rules.get(name);
+      if (r.none) return true;
+      if (r.witness) return valid.has(r.witness);
+      return r.members.filter(holds).length >= r.k;
+    };
+    const names = [...valid].join(", ") || "none";
+    if (!holds(policy.quorum)) throw new Error("the checkpoint does not meet the witness quorum " + policy.quorum + ": valid cosignatures by " + names);
+    return names;
+  }
+
   // RFC 9162 §2.1.3.2: the root an inclusion proof leads to.
   async function rootFromInclusion(index, size, leaf, proof) {
     if (index >= size) throw new Error("index " + index + " is not below the tree size " + size);
@@ -173,12 +237,16 @@
     return { system: decodeURIComponent(m[1]), decision: decodeURIComponent(m[2]) };
   }
 
-  async function verify(bundle, keyText, step) {
+  async function verify(bundle, keyText, policyText, step) {
     const key = await parseKey(keyText);
     step("verifier key " + key.name + " (key id " + hex(key.keyId) + ")");
     const cp = parseNote(bundle.checkpoint);
     await checkSignature(cp, key);
     step("checkpoint signed by " + key.name + ": size " + cp.size + ", root " + hex(cp.root));
+    if (policyText) {
+      const names = await checkCosignatures(cp, await parsePolicy(policyText));
+      step("checkpoint meets the witness quorum: cosigned by " + names);
+    }
     if (BigInt(bundle.tree_size) !== cp.size) throw new Error("the bundle's proofs are not against this checkpoint's size");
     let decision = null;
     for (const e of bundle.entries) {
@@ -210,11 +278,14 @@
     const form = document.getElementById("verify-form");
     if (!form) return;
     const keyInput = document.getElementById("verifier_key");
+    const policyInput = document.getElementById("witness_policy");
     const pin = document.getElementById("pin_key");
     const result = document.getElementById("verify-result");
     const steps = document.getElementById("verify-steps");
     const pinned = localStorage.getItem(PIN);
     if (pinned) { keyInput.value = pinned; pin.checked = true; }
+    const pinnedPolicy = localStorage.getItem(PIN + ".policy");
+    if (pinnedPolicy) policyInput.value = pinnedPolicy;
     form.hidden = false;
     form.addEventListener("submit", async (ev) => {
       ev.preventDefault();
@@ -230,10 +301,17 @@
         if (!window.isSecureContext || !crypto.subtle) throw new Error("this page is not in a secure context (https or localhost), so the browser offers no WebCrypto here; download the bundle and run veritrail verify-bundle");
         const keyText = keyInput.value.trim();
         if (!keyText) throw new Error("paste the log's verifier key first");
-        if (pin.checked) localStorage.setItem(PIN, keyText); else localStorage.removeItem(PIN);
+        const policyText = policyInput.value.trim();
+        if (pin.checked) {
+          localStorage.setItem(PIN, keyText);
+          if (policyText) localStorage.setItem(PIN + ".policy", policyText); else localStorage.removeItem(PIN + ".policy");
+        } else {
+          localStorage.removeItem(PIN);
+          localStorage.removeItem(PIN + ".policy");
+        }
         const res = await fetch(location.pathname + "/audit", { credentials: "same-origin", cache: "no-store" });
         if (!res.ok) throw new Error("the bundle could not be fetched (" + res.status + ")");
-        const summary = await verify(await res.json(), keyText, step);
+        const summary = await verify(await res.json(), keyText, policyText, step);
         result.dataset.state = "passed";
         result.textContent = "Verified in this browser: " + summary + ".";
       } catch (e) {
