@@ -12,7 +12,7 @@ async fn the_api_reference_renders_its_operations_from_this_origin_only() {
         |w| async move {
             w.open("/docs").await;
             // An operation of the API, drawn by the viewer from /openapi.json.
-            w.wait_for_text("body", "The latest signed checkpoint (C2SP tlog-checkpoint in a signed note).")
+            w.wait_for_text("body", "The log's checkpoint (C2SP tlog-checkpoint in a signed note).")
                 .await;
             w.wait_for_text("body", "/v1/log/proofs/inclusion").await;
             let origins = w
