@@ -27,16 +27,23 @@ pub enum NoteError {
 }
 
 fn key_id(name: &str, public: &[u8; 32]) -> [u8; 4] {
+    typed_key_id(name, ALG_ED25519, public)
+}
+
+/// A signed-note key id: `SHA-256(name ‖ "\n" ‖ type byte ‖ public key)[:4]` (the type
+/// is 0x01 for a note signer, 0x04 for a `cosignature/v1` witness).
+pub fn typed_key_id(name: &str, alg: u8, public: &[u8; 32]) -> [u8; 4] {
     let mut h = Sha256::new();
     h.update(name.as_bytes());
     h.update(b"\n");
-    h.update([ALG_ED25519]);
+    h.update([alg]);
     h.update(public);
     let d = h.finalize();
     [d[0], d[1], d[2], d[3]]
 }
 
-fn valid_name(name: &str) -> bool {
+/// A key name signed notes accept: non-empty, without `+`, spaces or control characters.
+pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && !name.contains('+')
         && !name.chars().any(|c| c.is_whitespace() || c.is_control())

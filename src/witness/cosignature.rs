@@ -6,10 +6,10 @@
 //! ‖ 64-byte signature)`, the key id `SHA-256(name ‖ "\n" ‖ 0x04 ‖ public key)[:4]`, and
 //! the verifier key `<name>+<hex key id>+<base64(0x04 ‖ public key)>`.
 
+use crate::log::note::valid_name;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier as _, VerifyingKey};
-use sha2::{Digest, Sha256};
 
 /// The signature type byte of `cosignature/v1` keys.
 const ALG_COSIGNATURE_V1: u8 = 0x04;
@@ -22,13 +22,7 @@ pub enum CosignatureError {
 }
 
 fn key_id(name: &str, public: &[u8; 32]) -> [u8; 4] {
-    let mut h = Sha256::new();
-    h.update(name.as_bytes());
-    h.update(b"\n");
-    h.update([ALG_COSIGNATURE_V1]);
-    h.update(public);
-    let d = h.finalize();
-    [d[0], d[1], d[2], d[3]]
+    crate::log::note::typed_key_id(name, ALG_COSIGNATURE_V1, public)
 }
 
 fn message(text: &str, timestamp: u64) -> Vec<u8> {
@@ -84,12 +78,6 @@ impl Cosigner {
         blob.extend_from_slice(&sig.to_bytes());
         format!("{SIG_PREFIX}{} {}\n", self.name, B64.encode(blob))
     }
-}
-
-fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && !name.contains('+')
-        && !name.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
 /// A witness's verifier key.
