@@ -278,18 +278,6 @@ fn two_nodes_open_each_finding_once() {
     common::stop_server(&mut node_b);
 }
 
-/// Decide `id` through the node at `url`: the entry's index.
-fn decide(url: &str, pipeline: &str, id: &str) -> u64 {
-    common::post_json(
-        url,
-        pipeline,
-        "/v1/systems/crash/decisions",
-        common::decision(id, "1", "s-1"),
-    )["receipt"]["index"]
-        .as_u64()
-        .unwrap()
-}
-
 /// One node delivers webhooks, under the lease; `kill -9` of it, and the other node takes
 /// over within 15 s from the cursor the first one stored: nothing delivered before is
 /// sent again and nothing after is missed, in log order.
@@ -319,7 +307,7 @@ fn the_other_node_takes_over_delivery_from_the_stored_cursor_when_the_holder_die
         serde_json::json!(["decision.recorded"]),
     );
     let mut written: Vec<u64> = (0..3)
-        .map(|i| decide(&url_a, &pipeline, &format!("lease-a-{i}")))
+        .map(|i| common::decide_http(&url_a, &pipeline, &format!("lease-a-{i}")))
         .collect();
     rx.wait_for(3);
 
@@ -332,7 +320,7 @@ fn the_other_node_takes_over_delivery_from_the_stored_cursor_when_the_holder_die
     let mut env = FAST.to_vec();
     env.push(("VERITRAIL_SIGNING_KEY_PEM", pem.as_str()));
     let (mut node_b, url_b) = common::start_server(&b, &env);
-    written.extend((0..2).map(|i| decide(&url_b, &pipeline, &format!("lease-b-{i}"))));
+    written.extend((0..2).map(|i| common::decide_http(&url_b, &pipeline, &format!("lease-b-{i}"))));
     rx.wait_for(5);
     // The cursor is stored after each batch the holder sends.
     std::thread::sleep(Duration::from_millis(500));
@@ -340,7 +328,7 @@ fn the_other_node_takes_over_delivery_from_the_stored_cursor_when_the_holder_die
     node_a.kill().unwrap(); // SIGKILL: the lease is not given back, it lapses
     node_a.wait().unwrap();
     let killed = std::time::Instant::now();
-    written.extend((0..3).map(|i| decide(&url_b, &pipeline, &format!("lease-c-{i}"))));
+    written.extend((0..3).map(|i| common::decide_http(&url_b, &pipeline, &format!("lease-c-{i}"))));
     let got = rx.wait_for(8);
     let took = killed.elapsed();
     assert!(

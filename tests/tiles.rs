@@ -56,40 +56,27 @@ impl TileReader for HttpTiles {
     fn save_tiles(&self, _: &[Tile], _: &[Vec<u8>]) {}
 }
 
+/// A real log with the fixture system, and its verifier key.
 struct Log {
-    _backend: common::Backend,
-    child: std::process::Child,
-    url: String,
-    pipeline: String,
-    auditor: String,
+    real: common::RealLog,
     vkey: String,
 }
 
-impl Drop for Log {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl std::ops::Deref for Log {
+    type Target = common::RealLog;
+    fn deref(&self) -> &common::RealLog {
+        &self.real
     }
 }
 
 fn log() -> Log {
-    let backend = common::Backend::new();
-    let (child, url) = common::start_server(&backend, &[]);
-    let admin = std::fs::read_to_string(backend.path().join("admin-token"))
-        .unwrap()
-        .trim()
-        .to_owned();
-    let (pipeline, auditor) = common::setup_system_http(&url, &admin);
-    let key: Value = reqwest::blocking::get(format!("{url}/v1/log/key"))
+    let real = common::RealLog::start(&[]);
+    let key: Value = reqwest::blocking::get(format!("{}/v1/log/key", real.url))
         .unwrap()
         .json()
         .unwrap();
     Log {
-        _backend: backend,
-        child,
-        url,
-        pipeline,
-        auditor,
+        real,
         vkey: key["verifier_key"].as_str().unwrap().to_owned(),
     }
 }

@@ -11,15 +11,6 @@ use std::time::{Duration, Instant};
 use common::receiver::{subscribe, verifies, Receiver};
 use serde_json::{json, Value};
 
-/// The tests that do not depend on the backend run once, on the sled run.
-fn sled_run(test: &str) -> bool {
-    if common::backend::server_url().is_some() {
-        eprintln!("{test}: runs once, on the sled run");
-        return false;
-    }
-    true
-}
-
 /// A real server with the fixture system: (backend, child, url, admin, pipeline, auditor).
 fn server() -> (
     common::Backend,
@@ -39,24 +30,13 @@ fn server() -> (
     (backend, child, url, admin, pipeline, auditor)
 }
 
-fn decide(url: &str, pipeline: &str, id: &str) -> u64 {
-    common::post_json(
-        url,
-        pipeline,
-        "/v1/systems/crash/decisions",
-        common::decision(id, "1", "s-1"),
-    )["receipt"]["index"]
-        .as_u64()
-        .unwrap()
-}
-
 #[test]
 fn deliveries_are_cloudevents_signed_as_standard_webhooks_do() {
     let (_b, mut child, url, admin, pipeline, _) = server();
     let rx = Receiver::start(0, Duration::ZERO);
     let (_, secret) = subscribe(&url, &admin, &rx.url, json!(["decision.recorded"]));
     let indices: Vec<u64> = (0..3)
-        .map(|i| decide(&url, &pipeline, &format!("w-{i}")))
+        .map(|i| common::decide_http(&url, &pipeline, &format!("w-{i}")))
         .collect();
     let got = rx.wait_for(3);
     assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), indices);
@@ -83,7 +63,7 @@ fn a_receiver_that_fails_for_a_while_gets_every_event_in_order_after_it_recovers
     let rx = Receiver::start(5, Duration::ZERO);
     subscribe(&url, &admin, &rx.url, json!(["decision.recorded"]));
     let indices: Vec<u64> = (0..4)
-        .map(|i| decide(&url, &pipeline, &format!("f-{i}")))
+        .map(|i| common::decide_http(&url, &pipeline, &format!("f-{i}")))
         .collect();
     let got = rx.wait_for(4);
     assert_eq!(
@@ -104,7 +84,7 @@ fn a_receiver_that_fails_for_a_while_gets_every_event_in_order_after_it_recovers
 
 #[test]
 fn a_dead_receiver_does_not_delay_another() {
-    if !sled_run("a_dead_receiver_does_not_delay_another") {
+    if !common::backend::sled_run("a_dead_receiver_does_not_delay_another") {
         return;
     }
     let (_b, mut child, url, admin, pipeline, _) = server();
@@ -122,7 +102,7 @@ fn a_dead_receiver_does_not_delay_another() {
     subscribe(&url, &admin, &rx.url, json!(["decision.recorded"]));
     let t = Instant::now();
     for i in 0..5 {
-        decide(&url, &pipeline, &format!("d-{i}"));
+        common::decide_http(&url, &pipeline, &format!("d-{i}"));
     }
     rx.wait_for(5);
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
@@ -131,14 +111,14 @@ fn a_dead_receiver_does_not_delay_another() {
 
 #[test]
 fn kill_9_mid_delivery_loses_nothing() {
-    if !sled_run("kill_9_mid_delivery_loses_nothing") {
+    if !common::backend::sled_run("kill_9_mid_delivery_loses_nothing") {
         return;
     }
     let (backend, mut child, url, admin, pipeline, _) = server();
     let rx = Receiver::start(0, Duration::from_millis(40));
     subscribe(&url, &admin, &rx.url, json!(["decision.recorded"]));
     let indices: Vec<u64> = (0..30)
-        .map(|i| decide(&url, &pipeline, &format!("k-{i}")))
+        .map(|i| common::decide_http(&url, &pipeline, &format!("k-{i}")))
         .collect();
     rx.wait_for(5);
     child.kill().unwrap(); // SIGKILL, mid-delivery
@@ -170,7 +150,9 @@ fn kill_9_mid_delivery_loses_nothing() {
 
 #[test]
 fn a_failing_subscription_becomes_a_finding_and_its_entry_holds_no_secret() {
-    if !sled_run("a_failing_subscription_becomes_a_finding_and_its_entry_holds_no_secret") {
+    if !common::backend::sled_run(
+        "a_failing_subscription_becomes_a_finding_and_its_entry_holds_no_secret",
+    ) {
         return;
     }
     let (_b, mut child, url, admin, pipeline, auditor) = server();
@@ -179,7 +161,7 @@ fn a_failing_subscription_becomes_a_finding_and_its_entry_holds_no_secret() {
         .local_addr()
         .unwrap();
     let (id, secret) = subscribe(&url, &admin, &format!("http://{dead}/hook"), json!([]));
-    decide(&url, &pipeline, "x-1");
+    common::decide_http(&url, &pipeline, "x-1");
     let deadline = Instant::now() + Duration::from_secs(15);
     let entries = loop {
         let page: Value = reqwest::blocking::Client::new()

@@ -14,14 +14,6 @@ use common::witness::{cosigned, free_port, size_of, start_witness, WitnessProc};
 use ed25519_dalek::pkcs8::{spki::der::pem::LineEnding, EncodePrivateKey};
 use serde_json::Value;
 
-fn sled_run(test: &str) -> bool {
-    if common::backend::server_url().is_some() {
-        eprintln!("{test}: runs once, on the sled run");
-        return false;
-    }
-    true
-}
-
 /// The log's signing key (PEM) and verifier key: every log of these tests uses this one,
 /// so a second log with it is a fork.
 fn log_key() -> (String, String) {
@@ -46,25 +38,11 @@ fn policy_for(dir: &Path, w: &[&WitnessProc]) -> std::path::PathBuf {
     path
 }
 
-struct Log {
-    _backend: common::Backend,
-    child: std::process::Child,
-    url: String,
-    pipeline: String,
-    auditor: String,
-}
-
-impl Drop for Log {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::RealLog as Log;
 
 /// A real log witnessed per `policy` (findings every second, a quorum missing for a
 /// second is `witnessing_lag`), with the fixture system.
 fn log_with(policy: &Path) -> Log {
-    let backend = common::Backend::new();
     let (pem, _) = log_key();
     let policy = policy.to_str().unwrap().to_owned();
     let env = [
@@ -74,19 +52,7 @@ fn log_with(policy: &Path) -> Log {
         ("VERITRAIL_WITNESS_LAG_SECS", "1"),
         ("VERITRAIL_FINDINGS_INTERVAL_SECS", "1"),
     ];
-    let (child, url) = common::start_server(&backend, &env);
-    let admin = std::fs::read_to_string(backend.path().join("admin-token"))
-        .unwrap()
-        .trim()
-        .to_owned();
-    let (pipeline, auditor) = common::setup_system_http(&url, &admin);
-    Log {
-        _backend: backend,
-        child,
-        url,
-        pipeline,
-        auditor,
-    }
+    Log::start(&env)
 }
 
 fn get(url: &str) -> reqwest::blocking::Response {
@@ -94,14 +60,7 @@ fn get(url: &str) -> reqwest::blocking::Response {
 }
 
 fn decide(log: &Log, id: &str) -> u64 {
-    common::post_json(
-        &log.url,
-        &log.pipeline,
-        "/v1/systems/crash/decisions",
-        common::decision(id, "1", "s-1"),
-    )["receipt"]["index"]
-        .as_u64()
-        .unwrap()
+    common::decide_http(&log.url, &log.pipeline, id)
 }
 
 /// Wait until `f` holds (20 s at most).
@@ -151,7 +110,8 @@ fn finding_kinds(log: &Log, code: &str, subject: &str) -> Vec<String> {
 
 #[test]
 fn checkpoints_carry_both_cosignatures_and_the_audit_requires_them() {
-    if !sled_run("checkpoints_carry_both_cosignatures_and_the_audit_requires_them") {
+    if !common::backend::sled_run("checkpoints_carry_both_cosignatures_and_the_audit_requires_them")
+    {
         return;
     }
     let (_, vkey) = log_key();
@@ -224,7 +184,9 @@ fn checkpoints_carry_both_cosignatures_and_the_audit_requires_them() {
 
 #[test]
 fn with_a_witness_down_the_quorum_is_missed_and_the_lag_finding_opens_then_clears() {
-    if !sled_run("with_a_witness_down_the_quorum_is_missed_and_the_lag_finding_opens_then_clears") {
+    if !common::backend::sled_run(
+        "with_a_witness_down_the_quorum_is_missed_and_the_lag_finding_opens_then_clears",
+    ) {
         return;
     }
     let (_, vkey) = log_key();
@@ -291,8 +253,9 @@ fn with_a_witness_down_the_quorum_is_missed_and_the_lag_finding_opens_then_clear
 
 #[test]
 fn a_forked_log_gets_no_cosignature_and_an_auditor_requiring_the_quorum_refuses_it() {
-    if !sled_run("a_forked_log_gets_no_cosignature_and_an_auditor_requiring_the_quorum_refuses_it")
-    {
+    if !common::backend::sled_run(
+        "a_forked_log_gets_no_cosignature_and_an_auditor_requiring_the_quorum_refuses_it",
+    ) {
         return;
     }
     let (_, vkey) = log_key();
@@ -414,7 +377,7 @@ fn witness_size(w: &str, client: &reqwest::blocking::Client, first: &str) -> u64
 
 #[test]
 fn a_witness_killed_mid_request_never_cosigns_an_inconsistent_checkpoint_after_restart() {
-    if !sled_run(
+    if !common::backend::sled_run(
         "a_witness_killed_mid_request_never_cosigns_an_inconsistent_checkpoint_after_restart",
     ) {
         return;

@@ -36,7 +36,7 @@ async fn checkpoint(
     req: HttpRequest,
     _q: actix_web::web::Query<CheckpointQuery>,
 ) -> Result<HttpResponse, AppError> {
-    super::tiles::checkpoint_response(&state, &req)
+    super::tiles::checkpoint_response(&state, &req).await
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -29,7 +29,10 @@ const PARTIAL: &str = "public, max-age=60";
 /// with a witness policy, the newest checkpoint that met its quorum with every
 /// cosignature gathered, unless `latest` (the newest signed) is asked for or none has
 /// met it yet (then the newest signed, marked `Veritrail-Quorum: unmet`).
-pub fn checkpoint_response(state: &State, req: &HttpRequest) -> Result<HttpResponse, AppError> {
+pub async fn checkpoint_response(
+    state: &State,
+    req: &HttpRequest,
+) -> Result<HttpResponse, AppError> {
     let latest = req
         .query_string()
         .split('&')
@@ -38,10 +41,13 @@ pub fn checkpoint_response(state: &State, req: &HttpRequest) -> Result<HttpRespo
     res.content_type("text/plain; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "no-cache"));
     if !latest {
-        match crate::witness::submit::served_checkpoint(
-            &state.ledger,
-            state.witness_policy.as_deref(),
-        )? {
+        let (ledger, policy) = (state.ledger.clone(), state.witness_policy.clone());
+        let served = web::block(move || {
+            crate::witness::submit::served_checkpoint(&ledger, policy.as_deref())
+        })
+        .await
+        .map_err(AppError::internal)??;
+        match served {
             Some((_, note)) => return Ok(res.body(note)),
             None => {
                 res.insert_header(("Veritrail-Quorum", "unmet"));
@@ -52,7 +58,7 @@ pub fn checkpoint_response(state: &State, req: &HttpRequest) -> Result<HttpRespo
 }
 
 async fn checkpoint(state: State, req: HttpRequest) -> Result<HttpResponse, AppError> {
-    checkpoint_response(&state, &req)
+    checkpoint_response(&state, &req).await
 }
 
 /// A tile path: the level (`None` for entry bundles), the index and the partial width.

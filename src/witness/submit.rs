@@ -245,16 +245,25 @@ async fn follow(
             return;
         }
         let now = crate::log::sequencer::now_micros();
-        let (s, l, h) = (store.clone(), lease.clone(), holder.clone());
-        let held =
-            actix_web::rt::task::spawn_blocking(move || s.ops_lease(&l, &h, now, now + 10_000_000))
-                .await;
-        if !matches!(held, Ok(Ok(true))) {
+        let (s, l, h, name) = (
+            store.clone(),
+            lease.clone(),
+            holder.clone(),
+            witness.name.clone(),
+        );
+        // The lease, and (another node may have held it) what the witness last cosigned.
+        let held = actix_web::rt::task::spawn_blocking(move || {
+            if !s.ops_lease(&l, &h, now, now + 10_000_000)? {
+                return Ok(None);
+            }
+            witness_size(&*s, &name).map(Some)
+        })
+        .await;
+        let Ok(Ok::<_, AppError>(Some(cosigned))) = held else {
             wait = config.interval;
             continue;
-        }
+        };
         let latest = ledger.latest();
-        let cosigned = witness_size(&*store, &witness.name).ok().flatten();
         if conflicts == 0 && cosigned.is_some_and(|(s, _)| s >= latest.size) {
             wait = config.interval;
             continue;
@@ -268,8 +277,17 @@ async fn follow(
         let proof = if old == 0 || old == latest.size {
             Vec::new()
         } else {
-            match ledger.consistency(old, Some(latest.size)) {
-                Ok((_, p)) => p,
+            let (reader, size) = (ledger.clone(), latest.size);
+            let proof =
+                actix_web::rt::task::spawn_blocking(move || reader.consistency(old, Some(size)))
+                    .await;
+            match proof {
+                Ok(Ok((_, p))) => p,
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "witnessing: no consistency proof");
+                    wait = (wait * 2).min(Duration::from_secs(60));
+                    continue;
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "witnessing: no consistency proof");
                     wait = (wait * 2).min(Duration::from_secs(60));

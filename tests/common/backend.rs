@@ -221,3 +221,13 @@ fn tamper_sled(path: &Path, f: impl FnOnce(&mut Vec<Vec<u8>>)) {
     drop(db);
     std::fs::remove_dir_all(path.join("entries")).unwrap();
 }
+
+/// Whether a test that does not depend on the backend runs here: once, on the sled run
+/// (it says so and skips on the PostgreSQL run).
+pub fn sled_run(test: &str) -> bool {
+    if server_url().is_some() {
+        eprintln!("{test}: runs once, on the sled run");
+        return false;
+    }
+    true
+}

@@ -353,6 +353,55 @@ pub fn post_json(url: &str, token: &str, path: &str, body: Value) -> Value {
     r.json().unwrap()
 }
 
+/// Log decision `id` (version 1, subject `s-1`) of the fixture system `crash` on a real
+/// server: its entry's index.
+pub fn decide_http(url: &str, pipeline: &str, id: &str) -> u64 {
+    post_json(
+        url,
+        pipeline,
+        "/v1/systems/crash/decisions",
+        decision(id, "1", "s-1"),
+    )["receipt"]["index"]
+        .as_u64()
+        .unwrap()
+}
+
+/// A real `veritrail serve` with the fixture system (see [`setup_system_http`]), killed
+/// when dropped (a failing test leaves no server behind).
+pub struct RealLog {
+    pub backend: Backend,
+    pub child: std::process::Child,
+    pub url: String,
+    pub pipeline: String,
+    pub auditor: String,
+}
+
+impl RealLog {
+    pub fn start(env: &[(&str, &str)]) -> Self {
+        let backend = Backend::new();
+        let (child, url) = start_server(&backend, env);
+        let admin = std::fs::read_to_string(backend.path().join("admin-token"))
+            .unwrap()
+            .trim()
+            .to_owned();
+        let (pipeline, auditor) = setup_system_http(&url, &admin);
+        Self {
+            backend,
+            child,
+            url,
+            pipeline,
+            auditor,
+        }
+    }
+}
+
+impl Drop for RealLog {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Stop a real server with SIGTERM; it must exit cleanly.
 pub fn stop_server(child: &mut std::process::Child) {
     let status = std::process::Command::new("kill")
