@@ -5,6 +5,7 @@ pub mod api;
 pub mod audit;
 pub mod cli;
 pub mod config;
+pub mod decimal;
 pub mod error;
 pub mod evaluators;
 pub mod events;

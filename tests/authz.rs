@@ -48,6 +48,27 @@ const MATRIX: &[(&str, &str, Who)] = &[
         "/v1/subscriptions/{subscription_id}/deliveries",
         SUBSCRIBERS,
     ),
+    (
+        "POST",
+        "/v1/systems/{system_id}/decisions/{decision_id}/outcomes",
+        PIPELINE,
+    ),
+    ("POST", "/v1/systems/{system_id}/outcomes/batch", PIPELINE),
+    (
+        "POST",
+        "/v1/systems/{system_id}/decisions/{decision_id}/contests",
+        OFFICER,
+    ),
+    (
+        "POST",
+        "/v1/systems/{system_id}/contests/{contest_id}/resolution",
+        OFFICER,
+    ),
+    (
+        "GET",
+        "/v1/systems/{system_id}/failure-modes",
+        DECISION_READERS,
+    ),
     ("POST", "/v1/systems/{system_id}/incidents", OFFICER),
     ("GET", "/v1/systems/{system_id}/incidents", DECISION_READERS),
     (
@@ -139,6 +160,7 @@ fn concrete(template: &str) -> String {
         .replace("{index}", "0")
         .replace("{name}", "nobody")
         .replace("{incident_id}", "7")
+        .replace("{contest_id}", "7")
         .replace("{subscription_id}", "7")
 }
 

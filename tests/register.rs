@@ -1062,10 +1062,58 @@ async fn written_entries_match_the_schemas() {
     );
     let mut rev = system("credit");
     rev["name"] = json!("Credit scoring v2");
+    rev["policy"]["outcomes"] =
+        json!({"prediction_field": "approved", "window": 50, "max_ece": 0.15});
     assert_eq!(
         app.put("/v1/systems/credit", &officer, rev).await.status,
         200
     );
+    // Ground truth: a decision with proxy metrics, its outcome (with a note) and a
+    // correction, and a contest overturned.
+    let mut d = decision("d-4", "2", "s");
+    d["proxy"] = json!({"click_probability": 0.82, "score": 3});
+    assert_eq!(
+        app.post("/v1/systems/credit/decisions", &pipeline, d)
+            .await
+            .status,
+        201
+    );
+    let outcome = json!({"observed_at": "2026-11-30T10:00:00Z", "label": true, "business": {"revenue": 12.5}, "source": "loan-ledger", "note": "repaid late"});
+    let r = app
+        .post(
+            "/v1/systems/credit/decisions/d-4/outcomes",
+            &pipeline,
+            outcome.clone(),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let mut corrected = outcome;
+    corrected["label"] = json!(false);
+    corrected["correction"] = json!(true);
+    let r = app
+        .post(
+            "/v1/systems/credit/decisions/d-4/outcomes",
+            &pipeline,
+            corrected,
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let c = app
+        .post(
+            "/v1/systems/credit/decisions/d-4/contests",
+            &officer,
+            json!({"grounds": "income was misread", "received_at": "2026-11-30T11:00:00Z"}),
+        )
+        .await;
+    assert_eq!(c.status, 201, "{}", c.text());
+    let r = app
+        .post(
+            &format!("/v1/systems/credit/contests/{}/resolution", c.json()["id"]),
+            &officer,
+            json!({"outcome": "overturned", "rationale": "income verified from payslips"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
     let r = app
         .post(
             "/v1/subjects/s/erasure",

@@ -132,24 +132,41 @@ async fn record_batch(
         ));
     }
     let latest_time = state.latest_caller_time();
-    let mut results: Vec<BatchItem> = Vec::with_capacity(items.len());
-    let mut requests = Vec::new();
-    let mut slots = Vec::new();
-    for (i, item) in items.into_iter().enumerate() {
-        let decision_id = item
-            .get("decision_id")
-            .and_then(|v| v.as_str())
-            .map(str::to_owned);
-        let valid =
-            super::body::parse_value::<DecisionRequest>(item).and_then(|d| d.validate(latest_time));
-        match valid {
-            Ok(d) => {
-                slots.push(i);
-                requests.push(AppendRequest {
+    let items = items
+        .into_iter()
+        .map(|item| {
+            let decision_id = item
+                .get("decision_id")
+                .and_then(|v| v.as_str())
+                .map(str::to_owned);
+            let request = super::body::parse_value::<DecisionRequest>(item)
+                .and_then(|d| d.validate(latest_time))
+                .map(|d| AppendRequest {
                     actor: caller.name.clone(),
                     reads: decisions::record_reads(&id, d.decision_id()),
                     command: decisions::record_command(id.clone(), d, decisions::Salts::fresh()),
                 });
+            (decision_id, request)
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(run_batch(&state, "decisions", items).await))
+}
+
+/// Append the valid items of a batch (each `(decision_id, its request or why it was
+/// refused)`), in one go: a result per item, in order, problems named `field[i]`.
+pub(super) async fn run_batch(
+    state: &State,
+    field: &str,
+    items: Vec<(Option<String>, Result<AppendRequest<AppError>, AppError>)>,
+) -> BatchResult {
+    let mut results: Vec<BatchItem> = Vec::with_capacity(items.len());
+    let mut requests = Vec::new();
+    let mut slots = Vec::new();
+    for (i, (decision_id, request)) in items.into_iter().enumerate() {
+        match request {
+            Ok(r) => {
+                slots.push(i);
+                requests.push(r);
                 results.push(BatchItem {
                     decision_id,
                     status: String::new(),
@@ -161,7 +178,7 @@ async fn record_batch(
                 decision_id,
                 status: "rejected".into(),
                 receipt: None,
-                problem: Some(e.within(&format!("decisions[{i}]")).problem()),
+                problem: Some(e.within(&format!("{field}[{i}]")).problem()),
             }),
         }
     }
@@ -177,7 +194,7 @@ async fn record_batch(
                 item.status = "rejected".into();
                 item.problem = Some(
                     AppError::from(e)
-                        .within(&format!("decisions[{slot}]"))
+                        .within(&format!("{field}[{slot}]"))
                         .problem(),
                 );
             }
@@ -186,12 +203,12 @@ async fn record_batch(
     let count = |s: &str| results.iter().filter(|r| r.status == s).count();
     let (recorded, duplicates, rejected) =
         (count("recorded"), count("duplicate"), count("rejected"));
-    Ok(HttpResponse::Ok().json(BatchResult {
+    BatchResult {
         recorded,
         duplicates,
         rejected,
         results,
-    }))
+    }
 }
 
 /// One decision as recorded, with its personal fields opened from the vault (or shown
@@ -220,6 +237,13 @@ pub struct DecisionView {
     pub confidence: Option<f64>,
     pub reasons: Vec<String>,
     pub human_review: Option<HumanReview>,
+    /// The proxy metrics the decision carried.
+    #[schema(value_type = Option<BTreeMap<String, f64>>)]
+    pub proxy: Option<std::collections::BTreeMap<String, crate::decimal::Decimal>>,
+    /// What really happened, oldest first (the last is in force).
+    pub outcomes: Vec<super::outcomes::OutcomeView>,
+    /// Contests of the decision by its subject (GDPR Art. 22(3)), and their resolution.
+    pub contests: Vec<super::outcomes::ContestView>,
 }
 
 pub fn decision_view(state: &State, index: u64) -> Result<DecisionView, AppError> {
@@ -232,10 +256,14 @@ pub fn decision_view(state: &State, index: u64) -> Result<DecisionView, AppError
         )
     })?;
     let e: entry::Entry<DecisionBody> = entry::decode(&bytes).map_err(AppError::internal)?;
-    let open = decisions::opening(&**state.ledger.store(), index)?;
+    let store = &**state.ledger.store();
+    let open = decisions::opening(store, index)?;
     let b = e.body;
+    let system = e.system.unwrap_or_default();
+    let (outcomes, contests) =
+        super::outcomes::ground_truth(store, &system, index, state.ledger.latest().size)?;
     Ok(DecisionView {
-        system_id: e.system.unwrap_or_default(),
+        system_id: system,
         decision_id: b.decision_id,
         model_version: b.model_version,
         occurred_at: rfc3339(b.occurred_at),
@@ -262,6 +290,9 @@ pub fn decision_view(state: &State, index: u64) -> Result<DecisionView, AppError
             .and_then(|v| v.as_f64()),
         reasons: b.reasons,
         human_review: b.human_review,
+        proxy: b.proxy,
+        outcomes,
+        contests,
     })
 }
 
@@ -293,6 +324,8 @@ pub struct TrailQuery {
     pub to: Option<String>,
     /// Only decisions with this output (JSON, compared in RFC 8785 canonical form; a bare word is a JSON string).
     pub outcome: Option<String>,
+    /// `true`: only decisions with an outcome; `false`: only those without.
+    pub labelled: Option<bool>,
     /// `newest` (default) or `oldest` first.
     pub order: Option<String>,
     /// From a previous page's `next_cursor`.
@@ -411,6 +444,7 @@ impl TrailQuery {
             from,
             to,
             outcome,
+            labelled: q.labelled,
             newest_first,
             after,
             limit: limit_of(q.limit)?,

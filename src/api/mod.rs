@@ -13,6 +13,7 @@ pub mod log;
 pub mod models;
 mod observe;
 pub mod ops;
+pub mod outcomes;
 pub mod reference;
 pub mod subscriptions;
 pub mod systems;
@@ -158,6 +159,7 @@ impl Modify for Security {
         (name = "compliance", description = "Compliance status and findings"),
         (name = "tokens", description = "API tokens and roles (admin)"),
         (name = "incidents", description = "Serious incidents and their reporting deadlines (AI Act Art. 73)"),
+        (name = "outcomes", description = "Ground truth (outcomes, contests) and the failure-mode report (FM-01 to FM-07)"),
         (name = "events", description = "Log entries as CloudEvents: the live feed (Server-Sent Events) and webhook subscriptions (Standard Webhooks signatures)"),
         (name = "operations", description = "Health, readiness, metrics, the API description")
     )
@@ -208,6 +210,7 @@ pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     ops::configure(cfg);
     events::configure(cfg);
     incidents::configure(cfg);
+    outcomes::configure(cfg);
     subscriptions::configure(cfg);
 }
 

@@ -8,10 +8,9 @@ use super::auth::{Caller, Officers, Readers};
 use super::body::{Json, Query};
 use super::{ReceiptView, State};
 use crate::error::{AppError, ErrorCode, Problem};
-use crate::log::entry;
 use crate::register::rfc3339;
 use crate::register::systems::{
-    self, RegisterReview, RegisterReviewOutcome, SystemBody, SystemRecord, SystemSpec,
+    self, RegisterReview, RegisterReviewOutcome, SystemRecord, SystemSpec,
 };
 
 pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
@@ -184,23 +183,15 @@ async fn get_one(
         return Ok(HttpResponse::Ok().json(SystemView::from(current)));
     };
     let at_us = super::body::query_time("at", at)?;
-    let rev = systems::revisions(store, &id)?
-        .into_iter()
-        .rfind(|r| r.time <= at_us)
-        .ok_or_else(|| {
-            AppError::new(
-                ErrorCode::SystemNotFound,
-                format!("AI system {:?} was not yet registered at {at}", id.as_str()),
-            )
-        })?;
-    let bytes = state
-        .ledger
-        .entry(rev.index)?
-        .ok_or_else(|| AppError::internal("revision entry missing"))?;
-    let e: entry::Entry<SystemBody> = entry::decode(&bytes).map_err(AppError::internal)?;
+    let (rev, body) = systems::revision_at(store, &id, at_us)?.ok_or_else(|| {
+        AppError::new(
+            ErrorCode::SystemNotFound,
+            format!("AI system {:?} was not yet registered at {at}", id.as_str()),
+        )
+    })?;
     Ok(HttpResponse::Ok().json(SystemAsOf {
-        spec: e.body.spec,
-        revision: e.body.revision,
+        spec: body.spec,
+        revision: body.revision,
         as_of: at.to_owned(),
         revision_index: rev.index,
         revised_at: rfc3339(rev.time),

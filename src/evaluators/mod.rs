@@ -172,22 +172,9 @@ pub fn registry() -> &'static Registry {
 /// A finite f64 as a CBOR decimal fraction (RFC 8949 §3.4.4, tag 4: `[exponent,
 /// mantissa]`) of its shortest round-trip decimal form: exact, and no float on the log.
 pub fn decimal(f: f64) -> serde_cbor::Value {
-    use serde_cbor::Value as C;
-    let sci = format!("{f:e}"); // e.g. "-1.2345e-3"
-    let (mant, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
-    let exp: i64 = exp.parse().unwrap_or(0);
-    let neg = mant.starts_with('-');
-    let mant = mant.trim_start_matches('-');
-    let (int, frac) = mant.split_once('.').unwrap_or((mant, ""));
-    let digits: i128 = format!("{int}{frac}").parse().unwrap_or(0);
-    let m = if neg { -digits } else { digits };
-    C::Tag(
-        4,
-        Box::new(C::Array(vec![
-            C::Integer((exp - frac.len() as i64).into()),
-            C::Integer(m),
-        ])),
-    )
+    crate::decimal::Decimal::from_f64(f)
+        .unwrap_or(crate::decimal::Decimal::integer(0))
+        .to_cbor()
 }
 
 /// A JSON value as CBOR without floats: non-integer numbers become decimal fractions.

@@ -52,7 +52,21 @@ pub const CODES: &[(&str, Severity, &str)] = &[
     ("subscription_failing", Severity::Medium, "a webhook subscription has failed to deliver for longer than the service allows (no system; subject: the subscription)"),
     ("witnessing_lag", Severity::High, "no checkpoint has met the witness quorum for longer than the service allows (no system; subject: a witness that has not cosigned)"),
     ("incident_report_due", Severity::High, "a declared serious incident is unreported: medium once a third of its time is left, high past its deadline (AI Act Art. 73)"),
+    ("accuracy_decay", Severity::High, "FM-01: accuracy in the latest outcome window fell below the version's baseline by more than the policy allows while mean confidence stayed put"),
+    ("outcome_coverage_low", Severity::Medium, "FM-01: too few decisions older than the expected delay have an outcome: the diagnosis is blind"),
+    ("contest_rate_high", Severity::High, "FM-01: the share of labelled decisions overturned on contest exceeds the policy (GDPR Art. 22(3))"),
+    ("proxy_outcome_divergence", Severity::Medium, "FM-04: a proxy metric correlates with a business metric below the policy, or the proxies rose across versions while a business metric fell"),
+    ("overconfidence", Severity::High, "FM-07: expected calibration error, or the share of wrong decisions at confidence >= 0.9, exceeds the policy"),
 ];
+
+/// The severity of finding `code` (medium for a code not in [`CODES`]).
+pub fn severity_of(code: &str) -> Severity {
+    CODES
+        .iter()
+        .find(|c| c.0 == code)
+        .map(|c| c.1)
+        .unwrap_or(Severity::Medium)
+}
 
 const DAY: u64 = 86_400_000_000;
 const HOUR: u64 = 3_600_000_000;
@@ -67,11 +81,7 @@ fn finding(
     since: u64,
     version: Option<&str>,
 ) -> Finding {
-    let severity = CODES
-        .iter()
-        .find(|c| c.0 == code)
-        .map(|c| c.1)
-        .unwrap_or(Severity::Medium);
+    let severity = severity_of(code);
     Finding {
         code: code.into(),
         severity,
@@ -152,6 +162,7 @@ pub fn findings(store: &dyn Store, sys: &SystemRecord, now: u64) -> Result<Vec<F
     {
         deployed_findings(store, sys, v, now, &mut out)?;
     }
+    out.extend(super::failure_modes::findings(store, id, &sys.spec, now)?);
     out.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.code.cmp(&b.code)));
     Ok(out)
 }

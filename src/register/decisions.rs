@@ -1,6 +1,8 @@
 //! Decisions: logged only against a registered, active system's deployed version;
 //! idempotent per `(system, decision_id)`; personal fields committed, not written.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
@@ -10,6 +12,7 @@ use super::{
     append, cbor_packed, draft, get, parse_sha256, parse_time, validate_ident, validate_text,
     DECISION_RECORDED,
 };
+use crate::decimal::Decimal;
 use crate::error::{AppError, ErrorCode};
 use crate::log::{Command, Prepared, Staging};
 use crate::storage::Store;
@@ -59,6 +62,12 @@ pub struct DecisionRequest {
     pub reasons: Vec<String>,
     #[serde(default)]
     pub human_review: Option<HumanReview>,
+    /// The figures the model optimises as stand-ins for the business outcome (name →
+    /// number, e.g. `{"click_probability": 0.82}`), at most 32, each within ±10^9: the
+    /// failure-mode report correlates them with the outcomes' business metrics.
+    #[serde(default)]
+    #[schema(value_type = Option<BTreeMap<String, f64>>)]
+    pub proxy: Option<BTreeMap<String, Decimal>>,
 }
 
 /// The body of `decision.recorded`. No personal value and no float: `subject`,
@@ -85,6 +94,10 @@ pub struct DecisionBody {
     pub confidence: Option<serde_cbor::Value>,
     pub reasons: Vec<String>,
     pub human_review: Option<HumanReview>,
+    /// Proxy metrics as decimal fractions (absent when none were sent, as in every
+    /// entry written before they existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<BTreeMap<String, Decimal>>,
 }
 
 /// A validated decision, ready to be committed with fresh salts.
@@ -180,6 +193,9 @@ impl DecisionRequest {
         if let Some(h) = &self.human_review {
             validate_text("human_review.reviewer", &h.reviewer, 200, true)?;
         }
+        if let Some(p) = &self.proxy {
+            validate_metrics("proxy", p)?;
+        }
         Ok(ValidDecision {
             req: self,
             occurred_at,
@@ -239,6 +255,7 @@ impl ValidDecision {
             confidence: self.confidence.clone(),
             reasons: self.req.reasons.clone(),
             human_review: self.req.human_review.clone(),
+            proxy: self.req.proxy.clone(),
         };
         let vault_row = DecisionVault {
             system: system.to_owned(),
@@ -252,12 +269,78 @@ impl ValidDecision {
     }
 }
 
+/// The largest magnitude of a proxy or business metric.
+pub const MAX_METRIC: f64 = 1e9;
+
+/// Check a map of named metrics (`proxy`, `business`): at most 32, names as ids, values
+/// within ±10^9.
+pub fn validate_metrics(field: &str, m: &BTreeMap<String, Decimal>) -> Result<(), AppError> {
+    if m.len() > 32 {
+        return Err(AppError::invalid(field, "at most 32 metrics"));
+    }
+    for (name, v) in m {
+        validate_ident(&format!("{field}.{name}"), name, 64)?;
+        if v.to_f64().abs() > MAX_METRIC {
+            return Err(AppError::invalid(
+                format!("{field}.{name}"),
+                "must lie within -1e9 and 1e9",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Decimal places at which confidences are summed.
+pub const CONFIDENCE_PLACES: u32 = 12;
+/// Decimal places at which proxy and business metrics are summed.
+pub const METRIC_PLACES: u32 = 9;
+
+/// Metrics as the windows sum them: (name, value × 10^9), by name.
+pub fn fixed_metrics(m: &BTreeMap<String, Decimal>) -> Vec<(String, i64)> {
+    m.iter()
+        .map(|(k, v)| (k.clone(), v.fixed(METRIC_PLACES) as i64))
+        .collect()
+}
+
+/// The digest a prediction and a label are compared by: the first 16 bytes of SHA-256
+/// of the value's RFC 8785 canonical JSON.
+pub fn value_digest(v: &serde_json::Value) -> Result<Vec<u8>, AppError> {
+    Ok(Sha256::digest(vault::canonical(v)?)[..16].to_vec())
+}
+
+/// What the outcome windows need of a decision, kept with its id row (no extra row per
+/// decision) when the system's policy has `outcomes`: its version and time, the
+/// prediction's digest (when the output has the policy's prediction field), the
+/// confidence at 12 decimal places and the proxy metrics at 9.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Truth {
+    pub model_version: String,
+    pub occurred_at: u64,
+    #[serde(default)]
+    pub prediction: Option<serde_bytes::ByteBuf>,
+    #[serde(default)]
+    pub confidence: Option<i64>,
+    #[serde(default)]
+    pub proxy: Vec<(String, i64)>,
+}
+
 /// The projection row of a decision id: where it is and a fingerprint of its body.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct DecisionRef {
     pub index: u64,
     #[serde(with = "serde_bytes")]
     pub fingerprint: Vec<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truth: Option<Truth>,
+}
+
+/// The id row of `decision_id` of `system`, if recorded.
+pub fn reference(
+    s: &Staging<'_>,
+    system: &str,
+    decision_id: &str,
+) -> Result<Option<DecisionRef>, AppError> {
+    get(s, &id_key(system, decision_id))
 }
 
 /// A row of the trail index (by system and time of decision).
@@ -304,6 +387,9 @@ struct Gate {
     retention_days: u32,
     /// The version in service, if any.
     deployed: Option<String>,
+    retired: bool,
+    /// `Some` when the policy has `outcomes`: then the prediction field, if named.
+    outcomes: Option<Option<String>>,
 }
 
 thread_local! {
@@ -313,28 +399,45 @@ thread_local! {
     static GATE: std::cell::RefCell<Option<(Vec<u8>, Gate)>> = const { std::cell::RefCell::new(None) };
 }
 
-/// The gate of `system`: refused when it is not registered or is retired.
-fn gate(s: &Staging<'_>, system: &str) -> Result<Gate, AppError> {
+/// The gate of `system` as its register record stands (decoded once per record).
+fn read_gate(s: &Staging<'_>, system: &str) -> Result<Option<Gate>, AppError> {
     let Some(raw) = s.get(&super::systems::system_key(system))? else {
-        return Err(AppError::new(
-            ErrorCode::SystemNotRegistered,
-            format!("no AI system {system:?} in the register"),
-        ));
+        return Ok(None);
     };
     if let Some(g) = GATE.with_borrow(|m| {
         m.as_ref()
             .filter(|(r, _)| *r == raw)
             .map(|(_, g)| g.clone())
     }) {
-        return Ok(g);
+        return Ok(Some(g));
     }
     let sys: super::systems::SystemRecord = super::uncbor(&raw)?;
-    super::systems::refuse_retired(system, &sys)?;
     let g = Gate {
         retention_days: sys.spec.retention_days,
-        deployed: sys.deployed,
+        deployed: sys.deployed.clone(),
+        retired: super::systems::refuse_retired(system, &sys).is_err(),
+        outcomes: sys
+            .spec
+            .policy
+            .outcomes
+            .as_ref()
+            .map(|o| o.prediction_field.clone()),
     };
     GATE.set(Some((raw, g.clone())));
+    Ok(Some(g))
+}
+
+/// The gate of `system`: refused when it is not registered or is retired.
+fn gate(s: &Staging<'_>, system: &str) -> Result<Gate, AppError> {
+    let Some(g) = read_gate(s, system)? else {
+        return Err(AppError::new(
+            ErrorCode::SystemNotRegistered,
+            format!("no AI system {system:?} in the register"),
+        ));
+    };
+    if g.retired {
+        return Err(super::systems::retired_error(system));
+    }
     Ok(g)
 }
 
@@ -425,6 +528,8 @@ struct IndexedFields<'a> {
     occurred_at: u64,
     output: &'a str,
     human_review: Option<(OversightAction, u64)>,
+    confidence: Option<&'a serde_cbor::Value>,
+    proxy: Option<&'a serde_cbor::Value>,
 }
 
 impl<'a> IndexedFields<'a> {
@@ -473,12 +578,18 @@ impl<'a> IndexedFields<'a> {
                 ))
             }
         };
+        let present = |name: &str| {
+            m.get(&Value::Text(name.to_owned()))
+                .filter(|v| !matches!(v, Value::Null))
+        };
         Ok(Self {
             decision_id: text("decision_id")?,
             model_version: text("model_version")?,
             occurred_at,
             output: text("output")?,
             human_review,
+            confidence: present("confidence"),
+            proxy: present("proxy"),
         })
     }
 }
@@ -493,11 +604,16 @@ pub(crate) fn project(
     // The four fields the indexes need, read in place (decoding the whole body meant a
     // deep copy of it per decision).
     let b = IndexedFields::of(body)?;
+    let truth = match read_gate(s, system)?.and_then(|g| g.outcomes) {
+        Some(field) => Some(truth_of(&b, field.as_deref())?),
+        None => None,
+    };
     s.put(
         id_key(system, b.decision_id),
         cbor_packed(&DecisionRef {
             index,
             fingerprint: fingerprint(body),
+            truth,
         }),
     );
     s.put(
@@ -509,6 +625,44 @@ pub(crate) fn project(
         }),
     );
     super::activity::project(s, system, b.occurred_at, b.model_version, b.human_review)
+}
+
+/// What the outcome windows keep of a decision (see [`Truth`]).
+fn truth_of(b: &IndexedFields<'_>, field: Option<&str>) -> Result<Truth, AppError> {
+    let prediction = match field {
+        Some(f) => {
+            let output: serde_json::Value =
+                serde_json::from_str(b.output).map_err(AppError::internal)?;
+            match output.get(f) {
+                Some(v) => Some(serde_bytes::ByteBuf::from(value_digest(v)?)),
+                None => None,
+            }
+        }
+        None => None,
+    };
+    let confidence = b
+        .confidence
+        .and_then(Decimal::from_cbor)
+        .map(|c| c.fixed(CONFIDENCE_PLACES) as i64);
+    let proxy = match b.proxy {
+        Some(serde_cbor::Value::Map(m)) => m
+            .iter()
+            .filter_map(|(k, v)| match (k, Decimal::from_cbor(v)) {
+                (serde_cbor::Value::Text(k), Some(d)) => {
+                    Some((k.clone(), d.fixed(METRIC_PLACES) as i64))
+                }
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    Ok(Truth {
+        model_version: b.model_version.to_owned(),
+        occurred_at: b.occurred_at,
+        prediction,
+        confidence,
+        proxy,
+    })
 }
 
 /// The entry index of a decision.
@@ -541,10 +695,26 @@ pub struct TrailFilter {
     pub to: Option<u64>,
     /// Only decisions whose output's canonical JSON has this digest.
     pub outcome: Option<Vec<u8>>,
+    /// Only decisions with (`true`) or without (`false`) an outcome recorded.
+    pub labelled: Option<bool>,
     pub newest_first: bool,
     /// Continue after this (occurred_at, index).
     pub after: Option<(u64, u64)>,
     pub limit: usize,
+}
+
+/// Whether the decision at `index` passes the `labelled` filter.
+fn labelled_as(
+    store: &dyn Store,
+    system: &str,
+    index: u64,
+    labelled: Option<bool>,
+) -> Result<bool, AppError> {
+    let Some(want) = labelled else {
+        return Ok(true);
+    };
+    let has = super::outcomes::truth(store, system, index)?.is_some_and(|t| !t.outcomes.is_empty());
+    Ok(has == want)
 }
 
 /// A position in a trail: (occurred_at, entry index).
@@ -606,7 +776,8 @@ pub fn trail(
                 .model_version
                 .as_ref()
                 .is_none_or(|m| *m == row.model_version)
-                && f.outcome.as_ref().is_none_or(|o| *o == row.output_digest);
+                && f.outcome.as_ref().is_none_or(|o| *o == row.output_digest)
+                && labelled_as(store, system, row.index, f.labelled)?;
             if keep {
                 out.push(row.index);
                 if out.len() == f.limit {
@@ -659,7 +830,7 @@ fn subject_trail(
     let chunk = f.limit + 1;
     let mut last = None;
     // Trail rows are read only for the filters that need them.
-    let check_rows = f.model_version.is_some() || f.outcome.is_some();
+    let check_rows = f.model_version.is_some() || f.outcome.is_some() || f.labelled.is_some();
     while lo < hi && scanned < MAX_SCAN {
         let rows = store.vault_range(&lo, &hi, f.newest_first, chunk)?;
         let exhausted = rows.len() < chunk;
@@ -685,6 +856,7 @@ fn subject_trail(
                             .as_ref()
                             .is_none_or(|m| *m == row.model_version)
                             && f.outcome.as_ref().is_none_or(|o| *o == row.output_digest)
+                            && labelled_as(store, system, pos.1, f.labelled)?
                     }
                     None => false,
                 }

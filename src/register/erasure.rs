@@ -117,6 +117,7 @@ fn shred(s: &mut Staging<'_>, index: u64) -> Result<Option<Vec<u8>>, AppError> {
         s.vault_delete(vault::subject_key(sub, row.occurred_at, index));
     }
     s.vault_delete(vault::expiry_key(row.expires_at, index));
+    super::outcomes::shred_texts(s, index)?;
     Ok(Some(commitment.to_vec()))
 }
 

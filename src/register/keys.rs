@@ -190,6 +190,20 @@ pub(crate) fn expiry_prefix() -> &'static [u8] {
     EXPIRY
 }
 
+const TEXT: &[u8] = b"t/";
+
+/// The free text a person wrote about a decision's subject (an outcome's `note`, a
+/// contest's `grounds`), opened: `t/ ‖ decision index ‖ entry index`, so erasing the
+/// decision's personal data erases them with it.
+pub fn text_key(decision: u64, entry: u64) -> Vec<u8> {
+    [TEXT, &decision.to_be_bytes()[..], &entry.to_be_bytes()[..]].concat()
+}
+
+/// Every text row about decision `decision`.
+pub fn text_prefix(decision: u64) -> Vec<u8> {
+    [TEXT, &decision.to_be_bytes()[..]].concat()
+}
+
 /// The row families written once per decision, which a driver whose cost is per key
 /// may pack: the trail (a system's rows arrive in time order), the decisions' openings
 /// (by index) and the expiry index (by time, then index) in the vault, and the subject

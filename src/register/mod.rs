@@ -10,12 +10,15 @@ pub mod activity;
 pub mod compliance;
 pub mod decisions;
 pub mod erasure;
+pub mod failure_modes;
 pub mod findings;
 pub mod incidents;
 pub mod keys;
 pub mod models;
+pub mod outcomes;
 pub mod systems;
 pub mod vault;
+pub mod windows;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -51,6 +54,9 @@ pub const KINDS: &[&str] = &[
     findings::RESOLVED,
     incidents::DECLARED,
     incidents::REPORTED,
+    outcomes::OUTCOME,
+    outcomes::CONTESTED,
+    outcomes::RESOLVED,
 ];
 
 pub(crate) fn cbor<T: Serialize>(v: &T) -> Vec<u8> {
@@ -116,6 +122,9 @@ pub fn project(
             incidents::project(kind, system, body, index, actor, s)
         }
         DECISION_RECORDED => decisions::project(system, body, index, time, s),
+        outcomes::OUTCOME | outcomes::CONTESTED | outcomes::RESOLVED => {
+            outcomes::project(kind, system, body, index, time, actor, s)
+        }
         _ => Ok(()),
     }
 }

@@ -9,6 +9,7 @@ use super::{
     append, cbor, draft, from_value, get, validate_slug, validate_text, REGISTER_REVIEWED,
     SYSTEM_REGISTERED, SYSTEM_REVISED,
 };
+use crate::decimal::Decimal;
 use crate::error::{AppError, ErrorCode};
 use crate::log::{Command, Staging};
 use crate::storage::Store;
@@ -56,6 +57,135 @@ pub struct Policy {
     /// A deployed version that logs no decision for this many hours is a logging gap.
     #[serde(default)]
     pub max_decision_gap_hours: Option<u32>,
+    /// Ground truth: which output field is the prediction, and the limits of the
+    /// failure-mode figures computed from outcomes (FM-01, FM-04, FM-07).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcomes: Option<OutcomePolicy>,
+}
+
+/// How a system's decisions meet their outcomes, and the limits of the figures. Every
+/// key is optional; the defaults are in brackets. Rates and differences are fractions
+/// in [0, 1] (a correlation in [-1, 1]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct OutcomePolicy {
+    /// The top-level field of a decision's `output` that holds the prediction an
+    /// outcome's `label` is compared with (e.g. `approved`). Without it no decision counts.
+    #[serde(default)]
+    pub prediction_field: Option<String>,
+    /// How many days outcomes may take to arrive (7): decisions older than this count
+    /// towards outcome coverage.
+    #[serde(default)]
+    pub expected_delay_days: Option<u32>,
+    /// Outcomes per window (500), 10 to 10,000.
+    #[serde(default)]
+    pub window: Option<u32>,
+    /// Accuracy below the baseline by more than this (0.05) while confidence moved less
+    /// than `max_confidence_shift` is `accuracy_decay`.
+    #[serde(default)]
+    #[schema(value_type = Option<f64>)]
+    pub max_accuracy_drop: Option<Decimal>,
+    /// (0.02)
+    #[serde(default)]
+    #[schema(value_type = Option<f64>)]
+    pub max_confidence_shift: Option<Decimal>,
+    /// Expected calibration error above this (0.1) is `overconfidence`.
+    #[serde(default)]
+    #[schema(value_type = Option<f64>)]
+    pub max_ece: Option<Decimal>,
+    /// Wrong decisions with confidence >= 0.9, as a share of the labelled (0.05).
+    #[serde(default)]
+    #[schema(value_type = Option<f64>)]
+    pub max_high_confidence_wrong_share: Option<Decimal>,
+    /// Pearson's r of a proxy metric with a business metric below this (0.3) is
+    /// `proxy_outcome_divergence`.
+    #[serde(default)]
+    #[schema(value_type = Option<f64>)]
+    pub min_proxy_correlation: Option<Decimal>,
+    /// Outcome coverage below this (0.5) is `outcome_coverage_low`.
+    #[serde(default)]
+    #[schema(value_type = Option<f64>)]
+    pub min_outcome_coverage: Option<Decimal>,
+    /// Overturned contests as a share of the labelled above this (0.02) is
+    /// `contest_rate_high`.
+    #[serde(default)]
+    #[schema(value_type = Option<f64>)]
+    pub max_overturned_share: Option<Decimal>,
+}
+
+/// An [`OutcomePolicy`] with its defaults filled in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutcomeLimits {
+    pub prediction_field: Option<String>,
+    pub expected_delay_days: u32,
+    pub window: u32,
+    pub max_accuracy_drop: f64,
+    pub max_confidence_shift: f64,
+    pub max_ece: f64,
+    pub max_high_confidence_wrong_share: f64,
+    pub min_proxy_correlation: f64,
+    pub min_outcome_coverage: f64,
+    pub max_overturned_share: f64,
+}
+
+impl OutcomePolicy {
+    pub fn limits(&self) -> OutcomeLimits {
+        let or = |d: Option<Decimal>, default: f64| d.map_or(default, Decimal::to_f64);
+        OutcomeLimits {
+            prediction_field: self.prediction_field.clone(),
+            expected_delay_days: self.expected_delay_days.unwrap_or(7),
+            window: self.window.unwrap_or(500),
+            max_accuracy_drop: or(self.max_accuracy_drop, 0.05),
+            max_confidence_shift: or(self.max_confidence_shift, 0.02),
+            max_ece: or(self.max_ece, 0.1),
+            max_high_confidence_wrong_share: or(self.max_high_confidence_wrong_share, 0.05),
+            min_proxy_correlation: or(self.min_proxy_correlation, 0.3),
+            min_outcome_coverage: or(self.min_outcome_coverage, 0.5),
+            max_overturned_share: or(self.max_overturned_share, 0.02),
+        }
+    }
+
+    fn validate(&self) -> Result<(), AppError> {
+        if let Some(f) = &self.prediction_field {
+            crate::fields::validate_ident("policy.outcomes.prediction_field", f, 64)?;
+        }
+        if self.expected_delay_days.is_some_and(|d| d > 3660) {
+            return Err(AppError::invalid(
+                "policy.outcomes.expected_delay_days",
+                "must be between 0 and 3660",
+            ));
+        }
+        if self.window.is_some_and(|w| !(10..=10_000).contains(&w)) {
+            return Err(AppError::invalid(
+                "policy.outcomes.window",
+                "must be between 10 and 10000",
+            ));
+        }
+        let rates = [
+            ("max_accuracy_drop", self.max_accuracy_drop, 0.0),
+            ("max_confidence_shift", self.max_confidence_shift, 0.0),
+            ("max_ece", self.max_ece, 0.0),
+            (
+                "max_high_confidence_wrong_share",
+                self.max_high_confidence_wrong_share,
+                0.0,
+            ),
+            ("min_proxy_correlation", self.min_proxy_correlation, -1.0),
+            ("min_outcome_coverage", self.min_outcome_coverage, 0.0),
+            ("max_overturned_share", self.max_overturned_share, 0.0),
+        ];
+        for (name, value, low) in rates {
+            if let Some(v) = value.map(Decimal::to_f64) {
+                if !(low..=1.0).contains(&v) {
+                    return Err(AppError::invalid(
+                        format!("policy.outcomes.{name}"),
+                        format!("must be between {low} and 1"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 fn default_interval() -> u32 {
@@ -152,6 +282,9 @@ impl SystemSpec {
                 ));
             }
         }
+        if let Some(o) = &self.policy.outcomes {
+            o.validate()?;
+        }
         if self.risk_class == RiskClass::Prohibited {
             return Err(AppError::field(
                 ErrorCode::ProhibitedSystem,
@@ -241,12 +374,17 @@ pub fn load_active(s: &Staging<'_>, id: &str) -> Result<SystemRecord, AppError> 
 /// Refuse system `id` when its record says it is retired.
 pub(crate) fn refuse_retired(id: &str, sys: &SystemRecord) -> Result<(), AppError> {
     if sys.spec.status == SystemStatus::Retired {
-        return Err(AppError::new(
-            ErrorCode::SystemRetired,
-            format!("AI system {id:?} is retired"),
-        ));
+        return Err(retired_error(id));
     }
     Ok(())
+}
+
+/// The refusal of a write to retired system `id`.
+pub(crate) fn retired_error(id: &str) -> AppError {
+    AppError::new(
+        ErrorCode::SystemRetired,
+        format!("AI system {id:?} is retired"),
+    )
 }
 
 pub fn register_command(spec: SystemSpec) -> Command<AppError> {
@@ -396,4 +534,23 @@ pub fn revisions(store: &dyn Store, id: &str) -> Result<Vec<RevisionRef>, AppErr
         .into_iter()
         .map(|(_, v)| super::uncbor(&v))
         .collect()
+}
+
+/// The revision of `id` in force at `at` (unix µs), read back from its entry; `None`
+/// when the system was not yet registered then.
+pub fn revision_at(
+    store: &dyn Store,
+    id: &str,
+    at: u64,
+) -> Result<Option<(RevisionRef, SystemBody)>, AppError> {
+    let Some(rev) = revisions(store, id)?.into_iter().rfind(|r| r.time <= at) else {
+        return Ok(None);
+    };
+    let bytes = store
+        .entries(rev.index, rev.index + 1)?
+        .pop()
+        .ok_or_else(|| AppError::internal("revision entry missing"))?;
+    let e: crate::log::entry::Entry<SystemBody> =
+        crate::log::entry::decode(&bytes).map_err(AppError::internal)?;
+    Ok(Some((rev, e.body)))
 }

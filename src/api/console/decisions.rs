@@ -31,6 +31,7 @@ fn trail_query(form: &FormFields) -> TrailQuery {
         from: field("from"),
         to: field("to"),
         outcome: field("outcome"),
+        labelled: field("labelled").and_then(|v| v.parse().ok()),
         order: field("order"),
         cursor: field("cursor"),
         limit: Some(50),
