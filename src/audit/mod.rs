@@ -25,7 +25,9 @@ pub const FORMAT: &str = "veritrail-audit-bundle/1";
 /// One entry of a bundle, with its proof.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
 pub struct BundleEntry {
-    /// `decision`, `model_version`, `review`, `test`, `deployment`, `retirement`, `register_revision`, `next_register_revision`.
+    /// `decision`, `model_version`, `review`, `test`, `deployment`, `retirement`,
+    /// `register_revision`, `next_register_revision`, and the decision's ground truth:
+    /// `outcome`, `contest`, `contest_resolution`.
     pub role: String,
     pub index: u64,
     pub leaf_hash: String,
@@ -52,6 +54,19 @@ pub struct Openings {
     /// the digest was committed (its entry holds it in the clear).
     #[serde(default)]
     pub input_sha256: Option<OpeningView>,
+    /// The free texts written about the decision's subject (an outcome's `note`, a
+    /// contest's `grounds`), each with the entry whose commitment it opens; erased ones
+    /// are absent.
+    #[serde(default)]
+    pub texts: Vec<TextOpening>,
+}
+
+/// The opening of the text committed in entry `entry`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct TextOpening {
+    pub entry: u64,
+    pub value: Value,
+    pub salt: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
@@ -102,6 +117,18 @@ pub struct Summary {
     #[serde(default)]
     pub input_sha256: String,
 }
+
+/// What a bundle's ground-truth entries are: the decision's outcomes, its contests,
+/// and their resolutions.
+const GROUND_TRUTH: [(&str, &str, &str); 3] = [
+    ("outcome", crate::register::outcomes::OUTCOME, "note"),
+    ("contest", crate::register::outcomes::CONTESTED, "grounds"),
+    (
+        "contest_resolution",
+        crate::register::outcomes::RESOLVED,
+        "",
+    ),
+];
 
 /// The audit bundle of one decision.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
@@ -233,6 +260,22 @@ pub fn build<E>(
         },
         |(size, note)| Checkpointed { size, note },
     );
+    // The decision's outcomes and contests, as far as the checkpoint reaches.
+    let mut texts = Vec::new();
+    if let Some(truth) = crate::register::outcomes::truth(store, system_id, d_index)? {
+        for &o in truth.outcomes.iter().filter(|i| **i < latest.size) {
+            roles.push(("outcome", o));
+            texts.push(o);
+        }
+        for &c in truth.contests.iter().filter(|i| **i < latest.size) {
+            roles.push(("contest", c));
+            texts.push(c);
+            let row = crate::register::outcomes::contest(store, system_id, c)?;
+            if let Some((r, ..)) = row.resolved.filter(|r| r.0 < latest.size) {
+                roles.push(("contest_resolution", r));
+            }
+        }
+    }
     let mut entries = Vec::new();
     let mut summary_reviews = Vec::new();
     let mut summary_tests = Vec::new();
@@ -288,6 +331,20 @@ pub fn build<E>(
             .as_ref()
             .and_then(|o| o.input_sha256.as_ref())
             .map(view),
+        texts: texts
+            .into_iter()
+            .filter_map(|entry| {
+                crate::register::outcomes::text_opening(store, d_index, entry)
+                    .transpose()
+                    .map(|o| {
+                        o.map(|o| TextOpening {
+                            entry,
+                            value: o.json(),
+                            salt: hex::encode(&o.salt),
+                        })
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?,
     };
     let digest_state = if d_body["input_sha256_commitment"].is_null() {
         "uncommitted"
@@ -408,6 +465,7 @@ pub fn verify(bundle: &Bundle, key: &NoteVerifier) -> Report {
     check_in_service(&entries, d_index, version, &mut rep);
     check_register_revision(s, &entries, d_index, &mut rep);
     check_openings(bundle, db, &mut rep);
+    check_ground_truth(bundle, &entries, de.index, &mut rep);
     if let Some(t) = &bundle.tlog_proof {
         let want = tlog_proof(
             de.index,
@@ -712,6 +770,67 @@ fn check_register_revision(s: &Summary, entries: &Verified<'_>, d_index: u64, re
             "register revision precedes the decision",
             Err("missing".into()),
         ),
+    }
+}
+
+/// The decision's outcomes, contests and resolutions: each of this decision, after it;
+/// a resolution resolves an included contest; each text opening opens its entry's
+/// commitment.
+fn check_ground_truth(bundle: &Bundle, entries: &Verified<'_>, d_index: u64, rep: &mut Report) {
+    let s = &bundle.summary;
+    for (role, kind, _) in GROUND_TRUTH {
+        for (be, e, b) in entries.all(role) {
+            rep.check(
+                format!("{role} {} is of this decision", be.index),
+                ensure(
+                    e.kind == kind
+                        && b["decision"].as_u64() == Some(d_index)
+                        && b["decision_id"] == s.decision_id.as_str()
+                        && e.index > d_index,
+                    "names another decision, is not a ground-truth entry, or precedes the decision",
+                ),
+            );
+        }
+    }
+    let contests: Vec<u64> = entries
+        .all("contest")
+        .iter()
+        .map(|(_, e, _)| e.index)
+        .collect();
+    for (be, _, b) in entries.all("contest_resolution") {
+        rep.check(
+            format!(
+                "contest_resolution {} resolves an included contest",
+                be.index
+            ),
+            ensure(
+                b["contest"].as_u64().is_some_and(|c| contests.contains(&c)),
+                "its contest is not in the bundle",
+            ),
+        );
+    }
+    for t in &bundle.openings.texts {
+        let field = entries
+            .0
+            .iter()
+            .find(|(_, e, _)| e.index == t.entry)
+            .and_then(|(be, _, b)| {
+                GROUND_TRUTH
+                    .iter()
+                    .find(|(role, _, field)| *role == be.role && !field.is_empty())
+                    .and_then(|(_, _, field)| b[*field].as_str().and_then(|h| hash_of(h).ok()))
+            });
+        let opened = hex::decode(&t.salt)
+            .ok()
+            .and_then(|v| <[u8; 32]>::try_from(v).ok())
+            .and_then(|salt| vault::commit(&salt, &t.value).ok());
+        rep.check(
+            format!("the text of entry {} opens its commitment", t.entry),
+            ensure(
+                field.is_some() && opened == field,
+                "value and salt do not open the note or grounds of an included entry",
+            ),
+        );
     }
 }
 

@@ -5,6 +5,7 @@
 
 pub mod backend;
 pub mod console;
+pub mod ground_truth;
 pub mod receiver;
 pub mod witness;
 pub use backend::Backend;
