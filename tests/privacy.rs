@@ -150,6 +150,7 @@ async fn legacy_decision<S>(app: &common::TestApp<S>, id: &str, subject: &str) -
             action: OversightAction::Accepted,
             review_ms: 45000,
         }),
+        proxy: None,
     };
     let row = DecisionVault {
         system: "credit".into(),

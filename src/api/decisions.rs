@@ -152,13 +152,13 @@ async fn record_batch(
     Ok(HttpResponse::Ok().json(run_batch(&state, "decisions", items).await))
 }
 
+/// One item of a batch: its `decision_id` (when it names one), and the request to
+/// append or why it was refused.
+pub(super) type BatchEntry = (Option<String>, Result<AppendRequest<AppError>, AppError>);
+
 /// Append the valid items of a batch (each `(decision_id, its request or why it was
 /// refused)`), in one go: a result per item, in order, problems named `field[i]`.
-pub(super) async fn run_batch(
-    state: &State,
-    field: &str,
-    items: Vec<(Option<String>, Result<AppendRequest<AppError>, AppError>)>,
-) -> BatchResult {
+pub(super) async fn run_batch(state: &State, field: &str, items: Vec<BatchEntry>) -> BatchResult {
     let mut results: Vec<BatchItem> = Vec::with_capacity(items.len());
     let mut requests = Vec::new();
     let mut slots = Vec::new();

@@ -134,7 +134,7 @@ impl Figures {
                 .iter()
                 .map(|b| {
                     let correct = windows::Wide::from_i128(i128::from(b.correct) * CONFIDENCE_ONE);
-                    correct.sub(b.confidence).to_f64().abs()
+                    (correct - b.confidence).to_f64().abs()
                 })
                 .sum::<f64>()
                 / (confident as f64 * one)
@@ -533,7 +533,7 @@ impl Evidence<'_> {
     }
 
     /// A mode read from the open finding entries of `codes`.
-    fn from_open(&self, code: &str, name: &str, codes: Option<&[&str]>) -> ModeReport {
+    fn of_open_findings(&self, code: &str, name: &str, codes: Option<&[&str]>) -> ModeReport {
         let mut m = empty(code, name);
         let open: Vec<_> = self
             .open
@@ -566,7 +566,7 @@ impl Evidence<'_> {
     }
 
     fn fm03(&self) -> ModeReport {
-        let mut m = self.from_open("FM-03", "human override atrophy", Some(FM03_CODES));
+        let mut m = self.of_open_findings("FM-03", "human override atrophy", Some(FM03_CODES));
         if !m.findings.is_empty() {
             m.status = Status::Failing;
         } else if self.human_reviews < 20 {
@@ -582,7 +582,7 @@ impl Evidence<'_> {
     }
 
     fn fm06(&self) -> ModeReport {
-        let mut m = self.from_open("FM-06", "regulatory non-compliance drift", None);
+        let mut m = self.of_open_findings("FM-06", "regulatory non-compliance drift", None);
         m.figures = map(&[("open_findings", json!(m.findings.len()))]);
         m
     }

@@ -44,26 +44,6 @@ impl Wide {
         self.0[3] >> 63 == 1
     }
 
-    pub fn add(self, o: Wide) -> Wide {
-        let mut out = [0u64; 4];
-        let mut carry = false;
-        for (i, limb) in out.iter_mut().enumerate() {
-            let (a, c1) = self.0[i].overflowing_add(o.0[i]);
-            let (b, c2) = a.overflowing_add(u64::from(carry));
-            *limb = b;
-            carry = c1 || c2;
-        }
-        Wide(out)
-    }
-
-    pub fn neg(self) -> Wide {
-        Wide(self.0.map(|l| !l)).add(Wide::from_i128(1))
-    }
-
-    pub fn sub(self, o: Wide) -> Wide {
-        self.add(o.neg())
-    }
-
     /// The magnitude's limbs times a small factor's, both taken as unsigned.
     fn mul_unsigned(a: [u64; 4], b: [u64; 4]) -> [u64; 4] {
         let mut out = [0u64; 4];
@@ -78,22 +58,9 @@ impl Wide {
         out
     }
 
-    /// The product (exact while it fits 255 bits).
-    pub fn mul(self, o: Wide) -> Wide {
-        let (sa, sb) = (self.negative(), o.negative());
-        let a = if sa { self.neg() } else { self };
-        let b = if sb { o.neg() } else { o };
-        let p = Wide(Self::mul_unsigned(a.0, b.0));
-        if sa != sb {
-            p.neg()
-        } else {
-            p
-        }
-    }
-
     pub fn to_f64(self) -> f64 {
         if self.negative() {
-            return -self.neg().to_f64();
+            return -(-self).to_f64();
         }
         self.0
             .iter()
@@ -118,6 +85,51 @@ impl Wide {
             *limb = u64::from_be_bytes(b[i * 8..i * 8 + 8].try_into().ok()?);
         }
         Some(Wide(l))
+    }
+}
+
+impl std::ops::Add for Wide {
+    type Output = Wide;
+    fn add(self, o: Wide) -> Wide {
+        let mut out = [0u64; 4];
+        let mut carry = false;
+        for (i, limb) in out.iter_mut().enumerate() {
+            let (a, c1) = self.0[i].overflowing_add(o.0[i]);
+            let (b, c2) = a.overflowing_add(u64::from(carry));
+            *limb = b;
+            carry = c1 || c2;
+        }
+        Wide(out)
+    }
+}
+
+impl std::ops::Neg for Wide {
+    type Output = Wide;
+    fn neg(self) -> Wide {
+        Wide(self.0.map(|l| !l)) + Wide::from_i128(1)
+    }
+}
+
+impl std::ops::Sub for Wide {
+    type Output = Wide;
+    fn sub(self, o: Wide) -> Wide {
+        self + -o
+    }
+}
+
+/// The product (exact while it fits 255 bits).
+impl std::ops::Mul for Wide {
+    type Output = Wide;
+    fn mul(self, o: Wide) -> Wide {
+        let (sa, sb) = (self.negative(), o.negative());
+        let a = if sa { -self } else { self };
+        let b = if sb { -o } else { o };
+        let p = Wide(Wide::mul_unsigned(a.0, b.0));
+        if sa != sb {
+            -p
+        } else {
+            p
+        }
     }
 }
 
@@ -174,9 +186,9 @@ impl PairSums {
             return None;
         }
         let n = Wide::from_i128(i128::from(self.n));
-        let cov = n.mul(self.sxy).sub(self.sx.mul(self.sy));
-        let vx = n.mul(self.sxx).sub(self.sx.mul(self.sx));
-        let vy = n.mul(self.syy).sub(self.sy.mul(self.sy));
+        let cov = n * self.sxy - self.sx * self.sy;
+        let vx = n * self.sxx - self.sx * self.sx;
+        let vy = n * self.syy - self.sy * self.sy;
         let (vx, vy) = (vx.to_f64(), vy.to_f64());
         if vx <= 0.0 || vy <= 0.0 {
             return None;
@@ -254,11 +266,11 @@ fn step(n: &mut u64, add: bool) {
 
 fn acc(w: &mut Wide, v: i128, add: bool) {
     let v = Wide::from_i128(v);
-    *w = if add { w.add(v) } else { w.sub(v) };
+    *w = if add { *w + v } else { *w - v };
 }
 
 fn acc_wide(w: &mut Wide, v: Wide, add: bool) {
-    *w = if add { w.add(v) } else { w.sub(v) };
+    *w = if add { *w + v } else { *w - v };
 }
 
 impl Stats {
@@ -275,11 +287,8 @@ impl Stats {
             step(&mut self.confident, add);
             acc(&mut self.confidence, i128::from(c), add);
             let miss = i128::from(c) - if r.correct { CONFIDENCE_ONE } else { 0 };
-            acc_wide(
-                &mut self.brier,
-                Wide::from_i128(miss).mul(Wide::from_i128(miss)),
-                add,
-            );
+            let m = Wide::from_i128(miss);
+            acc_wide(&mut self.brier, m * m, add);
             if c >= HIGH_CONFIDENCE && !r.correct {
                 step(&mut self.high_confidence_wrong, add);
             }
@@ -311,9 +320,10 @@ impl Stats {
                 step(&mut s.n, add);
                 acc(&mut s.sx, x, add);
                 acc(&mut s.sy, y, add);
-                acc_wide(&mut s.sxx, Wide::from_i128(x).mul(Wide::from_i128(x)), add);
-                acc_wide(&mut s.syy, Wide::from_i128(y).mul(Wide::from_i128(y)), add);
-                acc_wide(&mut s.sxy, Wide::from_i128(x).mul(Wide::from_i128(y)), add);
+                let (wx, wy) = (Wide::from_i128(x), Wide::from_i128(y));
+                acc_wide(&mut s.sxx, wx * wx, add);
+                acc_wide(&mut s.syy, wy * wy, add);
+                acc_wide(&mut s.sxy, wx * wy, add);
                 if s.n == 0 {
                     self.pairs.remove(&name);
                 }
@@ -554,11 +564,11 @@ pub fn at(
     let prefix = history_prefix(system, version);
     let mut hi = prefix.clone();
     hi.extend_from_slice(&at.saturating_add(1).to_be_bytes());
-    Ok(store
+    store
         .range(&prefix, &hi, true, 1)?
         .pop()
         .map(|(_, v)| uncbor(&v))
-        .transpose()?)
+        .transpose()
 }
 
 #[cfg(test)]
@@ -570,22 +580,18 @@ mod tests {
         let vals: [i128; 6] = [5, -7, 1 << 100, -(1 << 90), 123_456_789, -1];
         for a in vals {
             for b in vals {
-                let w = Wide::from_i128(a).add(Wide::from_i128(b));
-                assert_eq!(w, Wide::from_i128(a + b));
-                let d = Wide::from_i128(a).sub(Wide::from_i128(b));
-                assert_eq!(d, Wide::from_i128(a - b));
+                let (wa, wb) = (Wide::from_i128(a), Wide::from_i128(b));
+                assert_eq!(wa + wb, Wide::from_i128(a + b));
+                assert_eq!(wa - wb, Wide::from_i128(a - b));
                 if let Some(p) = a.checked_mul(b) {
-                    assert_eq!(
-                        Wide::from_i128(a).mul(Wide::from_i128(b)),
-                        Wide::from_i128(p)
-                    );
+                    assert_eq!(wa * wb, Wide::from_i128(p));
                 }
             }
         }
         // Past 128 bits: (2^100)² = 2^200.
-        let big = Wide::from_i128(1 << 100).mul(Wide::from_i128(1 << 100));
+        let big = Wide::from_i128(1 << 100) * Wide::from_i128(1 << 100);
         assert_eq!(big.to_f64(), 2f64.powi(200));
-        assert_eq!(big.neg().to_f64(), -(2f64.powi(200)));
+        assert_eq!((-big).to_f64(), -(2f64.powi(200)));
         let bytes = serde_cbor::to_vec(&big).unwrap();
         assert_eq!(serde_cbor::from_slice::<Wide>(&bytes).unwrap(), big);
     }
