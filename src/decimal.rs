@@ -34,6 +34,12 @@ impl Decimal {
         ))
     }
 
+    /// `mantissa × 10^exponent` (the mantissa without trailing zeros, as every
+    /// decimal is kept).
+    pub const fn new(mantissa: i64, exponent: i32) -> Self {
+        Decimal { mantissa, exponent }
+    }
+
     /// An integer as a decimal.
     pub fn integer(n: i64) -> Self {
         Self::normal(n, 0)
@@ -60,7 +66,7 @@ impl Decimal {
     }
 
     /// The value scaled by 10^`places` as an integer, rounded half away from zero past
-    /// that many decimal places. Saturates beyond ±10^30 (callers bound their inputs).
+    /// that many decimal places; ±10^30 when that overflows (callers bound their inputs).
     pub fn fixed(self, places: u32) -> i128 {
         let shift = self.exponent + places as i32;
         let m = i128::from(self.mantissa);
@@ -84,6 +90,12 @@ impl Decimal {
                 q
             }
         }
+    }
+
+    /// [`Decimal::fixed`], saturated to an i64.
+    pub fn fixed_i64(self, places: u32) -> i64 {
+        self.fixed(places)
+            .clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
     }
 
     /// The CBOR form: tag 4 over `[exponent, mantissa]` (whole numbers too, as the

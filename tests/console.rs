@@ -448,3 +448,57 @@ async fn subject_access_shows_a_page_at_a_time_and_posts_the_next() {
         "no page after the last"
     );
 }
+
+#[actix_web::test]
+async fn a_system_page_shows_its_failure_modes_to_officers_and_auditors() {
+    let app = common::spawn().await;
+    let c = common::crew(&app).await;
+    common::ground_truth::seed_case(&app, &c, "decay", common::ground_truth::case("decay")).await;
+    let cookie = session(&app, &c.auditor).await;
+    let html = get(&app, &cookie, "/console/systems/decay").await.text();
+    assert!(html.contains("Failure modes"), "{html}");
+    for code in ["FM-01", "FM-07", "accuracy_decay", "overconfidence"] {
+        assert!(html.contains(code), "{code} missing");
+    }
+    // As it stood before any decision: no data.
+    let before = common::ground_truth::time(common::ground_truth::now() - 30 * 86_400_000_000);
+    let r = get(
+        &app,
+        &cookie,
+        &format!("/console/systems/decay?at={before}"),
+    )
+    .await;
+    assert_eq!(r.status, 404, "not yet registered then");
+    // An admin sees no failure modes (they are read by officers and auditors).
+    let admin = session(&app, &app.admin.clone()).await;
+    let html = get(&app, &admin, "/console/systems/decay").await.text();
+    assert!(!html.contains("Failure modes"));
+}
+
+#[actix_web::test]
+async fn a_decision_page_shows_its_outcomes_and_contests() {
+    let app = common::spawn().await;
+    let c = common::crew(&app).await;
+    common::ground_truth::seed_case(&app, &c, "stable", common::ground_truth::case("stable")).await;
+    let overturned = common::ground_truth::case("stable")["versions"][0]["overturned"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let cookie = session(&app, &c.officer).await;
+    let html = get(
+        &app,
+        &cookie,
+        &format!("/console/systems/stable/decisions/{overturned}"),
+    )
+    .await
+    .text();
+    for text in [
+        "Outcomes",
+        "loan-ledger",
+        "Contests",
+        "my income was misread",
+        "overturned",
+    ] {
+        assert!(html.contains(text), "{text} missing: {html}");
+    }
+}

@@ -157,7 +157,22 @@ async fn accuracy_decay_opens_with_the_windows_first_decision_as_evidence() {
     assert_eq!(f["evidence"][0], indices[first], "{f}");
     assert_eq!(f["severity"], "high");
     assert_eq!(f["model_version"], "1");
-    assert_eq!(mode(&rep, "FM-01")["window"]["from_index"], indices[first]);
+    // The window runs from the first outcome of its first record to that of its last.
+    let outcome_of = |id: &str| {
+        let app = &app;
+        let token = crew.auditor.clone();
+        let id = id.to_owned();
+        async move {
+            app.get(&format!("/v1/systems/decay/decisions/{id}"), Some(&token))
+                .await
+                .json()["outcomes"][0]["index"]
+                .clone()
+        }
+    };
+    let window_of = &mode(&rep, "FM-01")["window"];
+    assert_eq!(window_of["from_index"], outcome_of(first).await);
+    let last = outcomes.last().unwrap()["id"].as_str().unwrap();
+    assert_eq!(window_of["to_index"], outcome_of(last).await);
     // Confidence stayed: the window's confidences are the baseline's.
     let figures = &mode(&rep, "FM-01")["figures"];
     assert!(
@@ -211,7 +226,10 @@ async fn a_system_without_outcomes_has_low_coverage() {
     let rep = report(&app, &crew.auditor, "blind", "").await;
     assert_eq!(codes(&rep), ["outcome_coverage_low"]);
     let m = mode(&rep, "FM-01");
-    assert_eq!(m["status"], "no_data", "blind: no window to judge by");
+    assert_eq!(
+        m["status"], "failing",
+        "coverage is judged without a labelled window"
+    );
     assert_eq!(m["figures"]["outcome_coverage"], 0.0);
     assert!(m["figures"]["accuracy"].is_null());
 }
@@ -415,4 +433,150 @@ async fn compliance_drift_follows_the_open_findings() {
         .unwrap();
     let m = fm06(&report(&app, &crew.auditor, "credit", "").await);
     assert_eq!(m["status"], "failing", "{m}");
+}
+
+#[actix_web::test]
+async fn a_new_window_size_re_sums_the_windows_at_the_revision() {
+    let app = common::spawn().await;
+    let crew = common::crew(&app).await;
+    gt::seed_case(&app, &crew, "decay", case("decay")).await;
+    let mut spec = gt::outcome_system("decay", 100);
+    spec["name"] = json!("Credit scoring (shorter windows)");
+    let r = app.put("/v1/systems/decay", &crew.officer, spec).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let rep = report(&app, &crew.auditor, "decay", "").await;
+    let m = mode(&rep, "FM-01");
+    assert_eq!(m["window"]["size"], 100, "{m}");
+    assert_eq!(m["thresholds"]["max_accuracy_drop"], 0.05);
+    // The same sums an incremental count over the last 100 gives: the reference's rows.
+    let c = case("decay");
+    let outcomes = c["versions"][0]["outcomes"].as_array().unwrap();
+    let decisions = c["versions"][0]["decisions"].as_array().unwrap();
+    let tail = &outcomes[outcomes.len() - 100..];
+    let correct = tail
+        .iter()
+        .filter(|o| {
+            let d = decisions.iter().find(|d| d["id"] == o["id"]).unwrap();
+            d["prediction"] == o["label"]
+        })
+        .count();
+    let accuracy = m["figures"]["accuracy"].as_f64().unwrap();
+    assert!(
+        (accuracy - correct as f64 / 100.0).abs() < EPS,
+        "{accuracy}"
+    );
+}
+
+#[actix_web::test]
+async fn a_limit_met_exactly_is_not_crossed() {
+    // Baseline 40 right of 50, then 50 of which 37 right: a drop of exactly 0.06,
+    // against a limit of 0.06 (an f64 subtraction gives 0.06000000000000005).
+    let app = common::spawn().await;
+    let crew = common::crew(&app).await;
+    let mut spec = gt::outcome_system("edge", 50);
+    spec["policy"]["outcomes"]["max_accuracy_drop"] = json!(0.06);
+    spec["policy"]["outcomes"]["max_confidence_shift"] = json!(0.5);
+    assert_eq!(
+        app.post("/v1/systems", &crew.officer, spec).await.status,
+        201
+    );
+    common::deploy_version(&app, &crew.pipeline, &crew.officer, "edge", "1", None).await;
+    let t = gt::now() - 86_400_000_000;
+    let decisions: Vec<Value> = (0..100)
+        .map(|i| gt::decision(&format!("e-{i}"), "1", t, true, 0.8))
+        .collect();
+    gt::post_batches(
+        &app,
+        &crew.pipeline,
+        "/v1/systems/edge/decisions/batch",
+        "decisions",
+        decisions,
+    )
+    .await;
+    let outcomes: Vec<Value> = (0..100)
+        .map(|i| {
+            let right = if i < 50 { i < 40 } else { i < 87 };
+            let mut o = gt::outcome(right, gt::now());
+            o["decision_id"] = json!(format!("e-{i}"));
+            o
+        })
+        .collect();
+    gt::post_batches(
+        &app,
+        &crew.pipeline,
+        "/v1/systems/edge/outcomes/batch",
+        "outcomes",
+        outcomes,
+    )
+    .await;
+    let rep = report(&app, &crew.auditor, "edge", "").await;
+    let m = mode(&rep, "FM-01");
+    assert!(
+        (0.8f64 - 0.74 - 0.06).abs() > 0.0,
+        "the float subtraction overshoots"
+    );
+    assert_eq!(m["figures"]["baseline_accuracy"], 0.8);
+    assert_eq!(m["figures"]["accuracy"], 0.74);
+    assert!(codes(&rep).is_empty(), "{rep}");
+    assert_eq!(
+        m["status"], "at_risk",
+        "past half the allowance, not past it"
+    );
+}
+
+#[actix_web::test]
+async fn a_correlation_over_too_few_records_is_no_data() {
+    let app = common::spawn().await;
+    let crew = common::crew(&app).await;
+    assert_eq!(
+        app.post("/v1/systems", &crew.officer, gt::outcome_system("few", 100))
+            .await
+            .status,
+        201
+    );
+    common::deploy_version(&app, &crew.pipeline, &crew.officer, "few", "1", None).await;
+    let t = gt::now() - 86_400_000_000;
+    // 60 labelled decisions, only 3 of them with a proxy and a business metric.
+    let decisions: Vec<Value> = (0..60)
+        .map(|i| {
+            let mut d = gt::decision(&format!("f-{i}"), "1", t, true, 0.8);
+            if i < 3 {
+                d["proxy"] = json!({"ctr": 0.1 * f64::from(i)});
+            }
+            d
+        })
+        .collect();
+    gt::post_batches(
+        &app,
+        &crew.pipeline,
+        "/v1/systems/few/decisions/batch",
+        "decisions",
+        decisions,
+    )
+    .await;
+    let outcomes: Vec<Value> = (0..60)
+        .map(|i| {
+            // Four in five right: calibrated at 0.8.
+            let mut o = gt::outcome(i % 5 != 0, gt::now());
+            o["decision_id"] = json!(format!("f-{i}"));
+            o["business"] = json!({"revenue": 100 - i});
+            o
+        })
+        .collect();
+    gt::post_batches(
+        &app,
+        &crew.pipeline,
+        "/v1/systems/few/outcomes/batch",
+        "outcomes",
+        outcomes,
+    )
+    .await;
+    let rep = report(&app, &crew.auditor, "few", "").await;
+    let m = mode(&rep, "FM-04");
+    assert!(
+        m["figures"]["proxy_correlation"]["ctr"]["revenue"].is_null(),
+        "{m}"
+    );
+    assert_eq!(m["status"], "no_data");
+    assert!(codes(&rep).is_empty());
 }

@@ -63,12 +63,25 @@ fn a_log_copied_to_postgres_and_back_keeps_its_root() {
         .json()
         .unwrap();
     let key = key["verifier_key"].as_str().unwrap().to_owned();
-    let checkpoint = client
-        .get(format!("{url}/v1/log/checkpoint"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    // The finding follower appends about a second after the entries that cause findings:
+    // take the checkpoint once the log has stood still for two seconds.
+    let served = || {
+        client
+            .get(format!("{url}/v1/log/checkpoint"))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap()
+    };
+    let mut checkpoint = served();
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        let now = served();
+        if now == checkpoint {
+            break;
+        }
+        checkpoint = now;
+    }
     let root = checkpoint.lines().nth(2).unwrap().to_owned();
     common::stop_server(&mut child);
 

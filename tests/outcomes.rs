@@ -525,3 +525,53 @@ async fn proxy_metrics_are_kept_as_sent() {
     assert_eq!(r.status, 400);
     assert_eq!(r.json()["field"], "proxy.ctr");
 }
+
+#[actix_web::test]
+async fn no_note_or_grounds_is_kept_once_the_subject_is_erased() {
+    let app = common::spawn().await;
+    let crew = with_decision(&app).await;
+    let t = now();
+    assert_eq!(
+        app.post(OUTCOMES, &crew.pipeline, outcome(true, t))
+            .await
+            .status,
+        201
+    );
+    let r = app
+        .post(
+            "/v1/subjects/subject-d-1/erasure",
+            &crew.officer,
+            json!({"reason": "GDPR Art. 17 request"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let before = size(&app);
+    let mut corrected = outcome(false, t);
+    corrected["correction"] = json!(true);
+    corrected["note"] = json!("written after the erasure");
+    let r = app.post(OUTCOMES, &crew.pipeline, corrected.clone()).await;
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert_eq!(r.json()["field"], "note");
+    let c = app
+        .post(
+            "/v1/systems/credit/decisions/d-1/contests",
+            &crew.officer,
+            json!({"grounds": "after the erasure", "received_at": time(now())}),
+        )
+        .await;
+    assert_eq!(c.status, 409, "{}", c.text());
+    assert_eq!(c.json()["field"], "grounds");
+    assert_eq!(size(&app), before);
+    // Without the text, the correction is recorded; its replay is a duplicate.
+    corrected.as_object_mut().unwrap().remove("note");
+    assert_eq!(
+        app.post(OUTCOMES, &crew.pipeline, corrected.clone())
+            .await
+            .status,
+        201
+    );
+    assert_eq!(
+        app.post(OUTCOMES, &crew.pipeline, corrected).await.status,
+        200
+    );
+}

@@ -103,7 +103,9 @@ def figures(rows):
                      if p in r["proxy"] and b in r["business"]]
             x = np.array([a for a, _ in pairs])
             y = np.array([c for _, c in pairs])
-            r = float(np.corrcoef(x, y)[0, 1]) if len(pairs) > 1 and x.std() > 0 and y.std() > 0 else None
+            # A pair's r counts once the window holds enough records carrying both.
+            r = (float(np.corrcoef(x, y)[0, 1])
+                 if len(pairs) >= MIN_RECORDS and x.std() > 0 and y.std() > 0 else None)
             corr.setdefault(p, {})[b] = r
     means = lambda key: {
         k: float(np.mean([r[key][k] for r in rows if k in r[key]]))
@@ -152,6 +154,9 @@ def expect(case):
     codes = set()
     statuses = {}
     out = {"coverage": coverage}
+    # Coverage is judged on the version's decisions, labelled or not.
+    judged = decisions >= MIN_RECORDS
+    coverage_levels = [under(coverage, LIMITS["min_outcome_coverage"])] if judged else []
     if len(cur_rows) >= MIN_RECORDS and len(base_rows) >= MIN_RECORDS:
         cur, base = figures(cur_rows), figures(base_rows)
         drop = base["accuracy"] - cur["accuracy"]
@@ -162,8 +167,8 @@ def expect(case):
         if cur["overturned_share"] > LIMITS["max_overturned_share"]:
             codes.add("contest_rate_high")
         acc = "failing" if decays else "at_risk" if drop > LIMITS["max_accuracy_drop"] / 2 else "ok"
-        statuses["FM-01"] = worst([acc, under(coverage, LIMITS["min_outcome_coverage"]),
-                                   over(cur["overturned_share"], LIMITS["max_overturned_share"])])
+        statuses["FM-01"] = worst([acc, over(cur["overturned_share"], LIMITS["max_overturned_share"])]
+                                  + coverage_levels)
         levels = [over(cur["ece"], LIMITS["max_ece"]),
                   over(cur["high_confidence_wrong_share"], LIMITS["max_high_confidence_wrong_share"])]
         if "failing" in levels:
@@ -189,8 +194,9 @@ def expect(case):
             statuses["FM-04"] = worst([under(r, LIMITS["min_proxy_correlation"]) for r in rs])
         out.update({"current": cur, "baseline": base})
     else:
-        statuses.update({"FM-01": "no_data", "FM-04": "no_data", "FM-07": "no_data"})
-    if decisions >= MIN_RECORDS and coverage is not None and coverage < LIMITS["min_outcome_coverage"]:
+        statuses.update({"FM-01": worst(coverage_levels) if coverage_levels else "no_data",
+                         "FM-04": "no_data", "FM-07": "no_data"})
+    if judged and coverage is not None and coverage < LIMITS["min_outcome_coverage"]:
         codes.add("outcome_coverage_low")
     out["findings"] = sorted(codes)
     out["status"] = statuses

@@ -241,7 +241,7 @@ async fn resolve(
         .await?;
     let store = &**state.ledger.store();
     Ok(HttpResponse::Created().json(ContestResolved {
-        contest: contest_view(store, &system, id)?,
+        contest: contest_view(store, &system, id, state.ledger.latest().size)?,
         receipt: receipt.into(),
     }))
 }
@@ -329,11 +329,18 @@ fn read_entry<B: serde::de::DeserializeOwned>(
     entry::decode(&bytes).map_err(AppError::internal)
 }
 
-fn contest_view(store: &dyn Store, system: &str, id: u64) -> Result<ContestView, AppError> {
+/// Contest `id` as recorded up to the published size `published` (a resolution not
+/// yet published is not shown).
+fn contest_view(
+    store: &dyn Store,
+    system: &str,
+    id: u64,
+    published: u64,
+) -> Result<ContestView, AppError> {
     let row = outcomes::contest(store, system, id)?;
     let e: Entry<ContestBody> = read_entry(store, id)?;
     let opening = outcomes::text_opening(store, row.decision, id)?;
-    let resolution = match &row.resolved {
+    let resolution = match row.resolved.as_ref().filter(|r| r.0 < published) {
         Some((index, outcome, by, time)) => {
             let r: Entry<ResolvedBody> = read_entry(store, *index)?;
             Some(ResolutionView {
@@ -403,7 +410,7 @@ pub fn ground_truth(
         .contests
         .iter()
         .filter(|i| **i < published)
-        .map(|&id| contest_view(store, system, id))
+        .map(|&id| contest_view(store, system, id, published))
         .collect::<Result<Vec<_>, _>>()?;
     Ok((outcomes, contests))
 }

@@ -63,7 +63,7 @@ pub struct DecisionRequest {
     #[serde(default)]
     pub human_review: Option<HumanReview>,
     /// The figures the model optimises as stand-ins for the business outcome (name →
-    /// number, e.g. `{"click_probability": 0.82}`), at most 32, each within ±10^9: the
+    /// number, e.g. `{"click_probability": 0.82}`), at most 16, each within ±10^9: the
     /// failure-mode report correlates them with the outcomes' business metrics.
     #[serde(default)]
     #[schema(value_type = Option<BTreeMap<String, f64>>)]
@@ -272,11 +272,18 @@ impl ValidDecision {
 /// The largest magnitude of a proxy or business metric.
 pub const MAX_METRIC: f64 = 1e9;
 
-/// Check a map of named metrics (`proxy`, `business`): at most 32, names as ids, values
-/// within ±10^9.
+/// Most metrics a decision's `proxy` or an outcome's `business` may name (the windows
+/// keep a correlation per pair of them).
+pub const MAX_METRICS: usize = 16;
+
+/// Check a map of named metrics (`proxy`, `business`): at most [`MAX_METRICS`], names
+/// as ids, values within ±10^9.
 pub fn validate_metrics(field: &str, m: &BTreeMap<String, Decimal>) -> Result<(), AppError> {
-    if m.len() > 32 {
-        return Err(AppError::invalid(field, "at most 32 metrics"));
+    if m.len() > MAX_METRICS {
+        return Err(AppError::invalid(
+            field,
+            format!("at most {MAX_METRICS} metrics"),
+        ));
     }
     for (name, v) in m {
         validate_ident(&format!("{field}.{name}"), name, 64)?;
@@ -298,7 +305,7 @@ pub const METRIC_PLACES: u32 = 9;
 /// Metrics as the windows sum them: (name, value × 10^9), by name.
 pub fn fixed_metrics(m: &BTreeMap<String, Decimal>) -> Vec<(String, i64)> {
     m.iter()
-        .map(|(k, v)| (k.clone(), v.fixed(METRIC_PLACES) as i64))
+        .map(|(k, v)| (k.clone(), v.fixed_i64(METRIC_PLACES)))
         .collect()
 }
 
@@ -643,13 +650,13 @@ fn truth_of(b: &IndexedFields<'_>, field: Option<&str>) -> Result<Truth, AppErro
     let confidence = b
         .confidence
         .and_then(Decimal::from_cbor)
-        .map(|c| c.fixed(CONFIDENCE_PLACES) as i64);
+        .map(|c| c.fixed_i64(CONFIDENCE_PLACES));
     let proxy = match b.proxy {
         Some(serde_cbor::Value::Map(m)) => m
             .iter()
             .filter_map(|(k, v)| match (k, Decimal::from_cbor(v)) {
                 (serde_cbor::Value::Text(k), Some(d)) => {
-                    Some((k.clone(), d.fixed(METRIC_PLACES) as i64))
+                    Some((k.clone(), d.fixed_i64(METRIC_PLACES)))
                 }
                 _ => None,
             })

@@ -22,8 +22,9 @@ use utoipa::ToSchema;
 use super::compliance::{Finding, Severity};
 use super::models::{self, VersionRecord};
 use super::systems::{OutcomeLimits, SystemSpec};
-use super::windows::{self, Stats, Windows, CONFIDENCE_ONE};
+use super::windows::{self, Stats, Wide, Windows, CONFIDENCE_ONE};
 use super::{activity, findings, outcomes, rfc3339};
+use crate::decimal::Decimal;
 use crate::error::AppError;
 use crate::storage::Store;
 
@@ -48,8 +49,9 @@ pub enum Status {
     NoData,
 }
 
-/// The records a mode's figures are over: the first and last log index of the window's
-/// decisions, and how many records it holds.
+/// The records a mode's figures are over: the first outcome entries of the window's
+/// first and last records (the window is the version's labelled decisions whose first
+/// outcome lies in that range of the log), and how many records it holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct WindowView {
     pub from_index: Option<u64>,
@@ -106,84 +108,168 @@ fn min_records(l: &OutcomeLimits) -> u64 {
     30u64.max(u64::from(l.window) / 4)
 }
 
-fn ratio(a: u64, b: u64) -> Option<f64> {
-    (b > 0).then(|| a as f64 / b as f64)
+/// An exact fraction of integer sums, `num / den` with `den > 0`: figures are compared
+/// with their limits exactly (as an auditor recomputing them would), shown as numbers.
+#[derive(Debug, Clone, Copy)]
+struct Ratio {
+    num: Wide,
+    den: Wide,
 }
+
+fn wide(n: u64) -> Wide {
+    Wide::from_i128(i128::from(n))
+}
+
+fn pow10(e: u32) -> Wide {
+    (0..e).fold(wide(1), |acc, _| acc * wide(10))
+}
+
+impl Ratio {
+    fn new(num: Wide, den: Wide) -> Option<Ratio> {
+        (den > Wide::default()).then_some(Ratio { num, den })
+    }
+
+    fn of(num: u64, den: u64) -> Option<Ratio> {
+        Ratio::new(wide(num), wide(den))
+    }
+
+    fn value(self) -> f64 {
+        self.num.to_f64() / self.den.to_f64()
+    }
+
+    /// `self` against the decimal `d`, exactly.
+    fn cmp(self, d: Decimal) -> std::cmp::Ordering {
+        let m = Wide::from_i128(i128::from(d.mantissa));
+        if d.exponent >= 0 {
+            self.num.cmp(&(m * pow10(d.exponent as u32) * self.den))
+        } else {
+            (self.num * pow10(d.exponent.unsigned_abs())).cmp(&(m * self.den))
+        }
+    }
+
+    fn gt(self, d: Decimal) -> bool {
+        self.cmp(d) == std::cmp::Ordering::Greater
+    }
+
+    fn lt(self, d: Decimal) -> bool {
+        self.cmp(d) == std::cmp::Ordering::Less
+    }
+
+    fn double(self) -> Ratio {
+        Ratio {
+            num: self.num + self.num,
+            den: self.den,
+        }
+    }
+
+    fn minus(self, o: Ratio) -> Ratio {
+        Ratio {
+            num: self.num * o.den - o.num * self.den,
+            den: self.den * o.den,
+        }
+    }
+
+    fn abs(self) -> Ratio {
+        Ratio {
+            num: if self.num.negative() {
+                -self.num
+            } else {
+                self.num
+            },
+            den: self.den,
+        }
+    }
+
+    fn minus_one(self) -> Ratio {
+        Ratio {
+            num: self.num - self.den,
+            den: self.den,
+        }
+    }
+}
+
+/// The level a figure has reached against a `max_` limit L: failing past L, at risk
+/// past L/2.
+fn over(q: Option<Ratio>, limit: Decimal) -> Status {
+    match q {
+        Some(q) if q.gt(limit) => Status::Failing,
+        Some(q) if q.double().gt(limit) => Status::AtRisk,
+        _ => Status::Ok,
+    }
+}
+
+/// The level a figure that is 1 at best has reached against a `min_` limit m: failing
+/// below m, at risk below (1 + m)/2.
+fn under(q: Option<Ratio>, limit: Decimal) -> Status {
+    match q {
+        Some(q) if q.lt(limit) => Status::Failing,
+        Some(q) if q.double().minus_one().lt(limit) => Status::AtRisk,
+        _ => Status::Ok,
+    }
+}
+
+/// [`under`] for Pearson's r, which is no fraction of integers.
+fn under_r(r: f64, limit: Decimal) -> Status {
+    let m = limit.to_f64();
+    if r < m {
+        Status::Failing
+    } else if r < (1.0 + m) / 2.0 {
+        Status::AtRisk
+    } else {
+        Status::Ok
+    }
+}
+
+/// Pearson's r of one (proxy, business) pair, and how many records it is over.
+type Correlation = BTreeMap<String, BTreeMap<String, (Option<f64>, u64)>>;
 
 /// The figures one window's sums give.
 #[derive(Debug, Clone, Default)]
 struct Figures {
-    accuracy: Option<f64>,
-    mean_confidence: Option<f64>,
-    ece: Option<f64>,
-    brier: Option<f64>,
-    high_confidence_wrong_share: Option<f64>,
-    overturned_share: Option<f64>,
-    /// proxy → business → r.
-    correlation: BTreeMap<String, BTreeMap<String, Option<f64>>>,
-    proxy_means: BTreeMap<String, f64>,
-    business_means: BTreeMap<String, f64>,
+    accuracy: Option<Ratio>,
+    mean_confidence: Option<Ratio>,
+    ece: Option<Ratio>,
+    brier: Option<Ratio>,
+    high_confidence_wrong_share: Option<Ratio>,
+    overturned_share: Option<Ratio>,
+    correlation: Correlation,
+    proxy_means: BTreeMap<String, Ratio>,
+    business_means: BTreeMap<String, Ratio>,
 }
 
 impl Figures {
     fn of(s: &Stats) -> Self {
-        let one = CONFIDENCE_ONE as f64;
-        let confident = s.confident;
-        let ece = (confident > 0).then(|| {
-            s.bins
-                .iter()
-                .map(|b| {
-                    let correct = windows::Wide::from_i128(i128::from(b.correct) * CONFIDENCE_ONE);
-                    (correct - b.confidence).to_f64().abs()
-                })
-                .sum::<f64>()
-                / (confident as f64 * one)
+        let one = Wide::from_i128(CONFIDENCE_ONE);
+        let confident = wide(s.confident);
+        let ece_sum = s.bins.iter().fold(Wide::default(), |acc, b| {
+            let gap = wide(b.correct) * one - b.confidence;
+            acc + if gap.negative() { -gap } else { gap }
         });
-        let mut correlation: BTreeMap<String, BTreeMap<String, Option<f64>>> = BTreeMap::new();
+        let mut correlation = Correlation::new();
         for (k, p) in &s.pairs {
             if let Some((proxy, business)) = k.split_once('\0') {
                 correlation
                     .entry(proxy.to_owned())
                     .or_default()
-                    .insert(business.to_owned(), p.r());
+                    .insert(business.to_owned(), (p.r(), p.n));
             }
         }
         let means = |m: &BTreeMap<String, windows::Sum>| {
             m.iter()
-                .filter(|(_, s)| s.n > 0)
-                .map(|(k, s)| (k.clone(), s.sum.to_f64() / 1e9 / s.n as f64))
+                .filter_map(|(k, s)| Ratio::new(s.sum, wide(s.n)).map(|r| (k.clone(), r)))
                 .collect()
         };
         Figures {
-            accuracy: ratio(s.correct, s.n),
-            mean_confidence: (confident > 0)
-                .then(|| s.confidence.to_f64() / (confident as f64 * one)),
-            ece,
-            brier: (confident > 0).then(|| s.brier.to_f64() / (confident as f64 * one * one)),
-            high_confidence_wrong_share: ratio(s.high_confidence_wrong, s.n),
-            overturned_share: ratio(s.overturned, s.n),
+            accuracy: Ratio::of(s.correct, s.n),
+            mean_confidence: Ratio::new(s.confidence, confident * one),
+            ece: Ratio::new(ece_sum, confident * one),
+            brier: Ratio::new(s.brier, confident * one * one),
+            high_confidence_wrong_share: Ratio::of(s.high_confidence_wrong, s.n),
+            overturned_share: Ratio::of(s.overturned, s.n),
             correlation,
             proxy_means: means(&s.proxy),
             business_means: means(&s.business),
         }
-    }
-}
-
-/// The level a figure has reached against a `max_` limit.
-fn over(q: Option<f64>, limit: f64) -> Status {
-    match q {
-        Some(q) if q > limit => Status::Failing,
-        Some(q) if q > limit / 2.0 => Status::AtRisk,
-        _ => Status::Ok,
-    }
-}
-
-/// The level a figure that is 1 at best has reached against a `min_` limit.
-fn under(q: Option<f64>, limit: f64) -> Status {
-    match q {
-        Some(q) if q < limit => Status::Failing,
-        Some(q) if q < (1.0 + limit) / 2.0 => Status::AtRisk,
-        _ => Status::Ok,
     }
 }
 
@@ -195,8 +281,16 @@ fn worst(levels: impl IntoIterator<Item = Status>) -> Status {
         .unwrap_or(Status::Ok)
 }
 
-fn num(v: Option<f64>) -> Value {
+fn num(v: Option<Ratio>) -> Value {
+    v.map_or(Value::Null, |r| json!(r.value()))
+}
+
+fn float(v: Option<f64>) -> Value {
     v.map_or(Value::Null, |f| json!(f))
+}
+
+fn limit(d: Decimal) -> Value {
+    json!(d.to_f64())
 }
 
 fn map(pairs: &[(&str, Value)]) -> Map<String, Value> {
@@ -204,6 +298,10 @@ fn map(pairs: &[(&str, Value)]) -> Map<String, Value> {
         .iter()
         .map(|(k, v)| ((*k).to_owned(), v.clone()))
         .collect()
+}
+
+fn shown(r: Option<Ratio>) -> f64 {
+    r.map_or(0.0, Ratio::value)
 }
 
 impl Evidence<'_> {
@@ -233,8 +331,8 @@ impl Evidence<'_> {
 
     fn window_view(&self) -> Option<WindowView> {
         self.windows.as_ref().map(|w| WindowView {
-            from_index: w.first_decision,
-            to_index: w.last_decision,
+            from_index: w.first_outcome,
+            to_index: w.last_outcome,
             size: w.current.n,
         })
     }
@@ -276,12 +374,12 @@ impl Evidence<'_> {
             .as_ref()
             .map(|w| Figures::of(&w.baseline))
             .unwrap_or_default();
-        let coverage = self.coverage.and_then(|(l, n)| ratio(l, n));
-        let drop = cur.accuracy.zip(base.accuracy).map(|(a, b)| b - a);
+        let coverage = self.coverage.and_then(|(l, n)| Ratio::of(l, n));
+        let drop = base.accuracy.zip(cur.accuracy).map(|(b, a)| b.minus(a));
         let shift = cur
             .mean_confidence
             .zip(base.mean_confidence)
-            .map(|(a, b)| (a - b).abs());
+            .map(|(a, b)| a.minus(b).abs());
         m.figures = map(&[
             ("accuracy", num(cur.accuracy)),
             ("baseline_accuracy", num(base.accuracy)),
@@ -293,26 +391,26 @@ impl Evidence<'_> {
             ("overturned_share", num(cur.overturned_share)),
         ]);
         m.thresholds = map(&[
-            ("max_accuracy_drop", json!(l.max_accuracy_drop)),
-            ("max_confidence_shift", json!(l.max_confidence_shift)),
-            ("min_outcome_coverage", json!(l.min_outcome_coverage)),
-            ("max_overturned_share", json!(l.max_overturned_share)),
+            ("max_accuracy_drop", limit(l.max_accuracy_drop)),
+            ("max_confidence_shift", limit(l.max_confidence_shift)),
+            ("min_outcome_coverage", limit(l.min_outcome_coverage)),
+            ("max_overturned_share", limit(l.max_overturned_share)),
         ]);
         m.window = self.window_view();
         let enough = self.enough(l);
         let version = self.version_name().unwrap_or_default().to_owned();
         // Confidence stays (shifts less than allowed) while accuracy falls past the limit.
-        let decays = drop.is_some_and(|d| d > l.max_accuracy_drop)
-            && shift.is_none_or(|s| s < l.max_confidence_shift);
+        let decays = drop.is_some_and(|d| d.gt(l.max_accuracy_drop))
+            && shift.is_some_and(|s| s.lt(l.max_confidence_shift));
         if enough && decays {
             m.findings.push(self.finding(
                 "accuracy_decay",
                 format!(
                     "accuracy of {version} fell from {:.4} (baseline) to {:.4} over the latest {} outcomes while mean confidence moved {:.4}",
-                    base.accuracy.unwrap_or_default(),
-                    cur.accuracy.unwrap_or_default(),
+                    shown(base.accuracy),
+                    shown(cur.accuracy),
                     self.windows.as_ref().map_or(0, |w| w.current.n),
-                    shift.unwrap_or_default()
+                    shown(shift)
                 ),
                 self.window_evidence(),
                 self.since(),
@@ -321,21 +419,23 @@ impl Evidence<'_> {
         if enough
             && cur
                 .overturned_share
-                .is_some_and(|s| s > l.max_overturned_share)
+                .is_some_and(|s| s.gt(l.max_overturned_share))
         {
             m.findings.push(self.finding(
                 "contest_rate_high",
                 format!(
                     "{:.2} % of {version}'s latest labelled decisions were overturned on contest (limit {:.2} %)",
-                    cur.overturned_share.unwrap_or_default() * 100.0,
-                    l.max_overturned_share * 100.0
+                    shown(cur.overturned_share) * 100.0,
+                    l.max_overturned_share.to_f64() * 100.0
                 ),
                 self.window_evidence(),
                 self.since(),
             ));
         }
+        // Coverage is judged on the version's decisions, labelled or not.
         let old = self.coverage.map_or(0, |c| c.1);
-        if old >= min_records(l) && coverage.is_some_and(|c| c < l.min_outcome_coverage) {
+        let judged = old >= min_records(l);
+        if judged && coverage.is_some_and(|c| c.lt(l.min_outcome_coverage)) {
             let mut evidence: Vec<u64> = self
                 .version
                 .as_ref()
@@ -354,26 +454,27 @@ impl Evidence<'_> {
                 self.now,
             ));
         }
-        let coverage_level = if old >= min_records(l) {
+        let coverage_level = if judged {
             under(coverage, l.min_outcome_coverage)
         } else {
-            Status::Ok
-        };
-        m.status = if !enough {
             Status::NoData
-        } else {
+        };
+        let window_levels = if enough {
             let accuracy = if decays {
                 Status::Failing
-            } else if drop.is_some_and(|d| d > l.max_accuracy_drop / 2.0) {
+            } else if drop.is_some_and(|d| d.double().gt(l.max_accuracy_drop)) {
                 Status::AtRisk
             } else {
                 Status::Ok
             };
-            worst([
-                accuracy,
-                coverage_level,
-                over(cur.overturned_share, l.max_overturned_share),
-            ])
+            vec![accuracy, over(cur.overturned_share, l.max_overturned_share)]
+        } else {
+            Vec::new()
+        };
+        m.status = if !enough && !judged {
+            Status::NoData
+        } else {
+            worst(window_levels.into_iter().chain([coverage_level]))
         };
         m
     }
@@ -386,33 +487,35 @@ impl Evidence<'_> {
             .as_ref()
             .map(|w| Figures::of(&w.current))
             .unwrap_or_default();
+        let least = min_records(l);
+        // A pair's r counts once the window holds enough records carrying both.
+        let counted = |(r, n): &(Option<f64>, u64)| r.filter(|_| *n >= least);
         let correlation: Map<String, Value> = cur
             .correlation
             .iter()
             .map(|(p, bs)| {
-                let inner: Map<String, Value> =
-                    bs.iter().map(|(b, r)| (b.clone(), num(*r))).collect();
+                let inner: Map<String, Value> = bs
+                    .iter()
+                    .map(|(b, r)| (b.clone(), float(counted(r))))
+                    .collect();
                 (p.clone(), Value::Object(inner))
             })
             .collect();
         m.figures = map(&[("proxy_correlation", Value::Object(correlation))]);
-        m.thresholds = map(&[("min_proxy_correlation", json!(l.min_proxy_correlation))]);
+        m.thresholds = map(&[("min_proxy_correlation", limit(l.min_proxy_correlation))]);
         m.window = self.window_view();
-        let enough = self
-            .windows
-            .as_ref()
-            .is_some_and(|w| w.current.n >= min_records(l));
+        let enough = self.windows.as_ref().is_some_and(|w| w.current.n >= least);
         let rs: Vec<(String, String, f64)> = cur
             .correlation
             .iter()
             .flat_map(|(p, bs)| {
                 bs.iter()
-                    .filter_map(move |(b, r)| r.map(|r| (p.clone(), b.clone(), r)))
+                    .filter_map(move |(b, r)| counted(r).map(|r| (p.clone(), b.clone(), r)))
             })
             .collect();
         // Across versions: every proxy mean rose while a business mean fell.
         let divergence = self.previous.as_ref().and_then(|(name, prev)| {
-            if prev.current.n < min_records(l) || !enough {
+            if prev.current.n < least || !enough {
                 return None;
             }
             let before = Figures::of(&prev.current);
@@ -422,13 +525,19 @@ impl Evidence<'_> {
                 .filter(|k| before.proxy_means.contains_key(*k))
                 .collect();
             let rose = !common.is_empty()
-                && common
-                    .iter()
-                    .all(|k| cur.proxy_means[*k] > before.proxy_means[*k]);
+                && common.iter().all(|k| {
+                    let (now, then) = (cur.proxy_means[*k], before.proxy_means[*k]);
+                    now.minus(then).num > Wide::default()
+                });
             let fell = cur
                 .business_means
                 .iter()
-                .find(|(k, v)| before.business_means.get(*k).is_some_and(|b| *v < b))
+                .find(|(k, now)| {
+                    before
+                        .business_means
+                        .get(*k)
+                        .is_some_and(|then| now.minus(*then).num.negative())
+                })
                 .map(|(k, _)| k.clone());
             match (rose, fell) {
                 (true, Some(b)) => Some((name.clone(), prev.updated_index, b)),
@@ -437,7 +546,7 @@ impl Evidence<'_> {
         });
         let low: Vec<&(String, String, f64)> = rs
             .iter()
-            .filter(|(_, _, r)| *r < l.min_proxy_correlation)
+            .filter(|(_, _, r)| under_r(*r, l.min_proxy_correlation) == Status::Failing)
             .collect();
         if enough && (!low.is_empty() || divergence.is_some()) {
             let mut why = Vec::new();
@@ -468,7 +577,7 @@ impl Evidence<'_> {
         } else {
             worst(
                 rs.iter()
-                    .map(|(_, _, r)| under(Some(*r), l.min_proxy_correlation)),
+                    .map(|(_, _, r)| under_r(*r, l.min_proxy_correlation)),
             )
         };
         m
@@ -493,10 +602,10 @@ impl Evidence<'_> {
             ("unvalidated_share", Value::Null),
         ]);
         m.thresholds = map(&[
-            ("max_ece", json!(l.max_ece)),
+            ("max_ece", limit(l.max_ece)),
             (
                 "max_high_confidence_wrong_share",
-                json!(l.max_high_confidence_wrong_share),
+                limit(l.max_high_confidence_wrong_share),
             ),
         ]);
         m.window = self.window_view();
@@ -515,10 +624,10 @@ impl Evidence<'_> {
                 "overconfidence",
                 format!(
                     "expected calibration error {:.4} (limit {}), {:.2} % of labelled decisions wrong at confidence >= 0.9 (limit {:.2} %)",
-                    cur.ece.unwrap_or_default(),
+                    shown(cur.ece),
                     l.max_ece,
-                    cur.high_confidence_wrong_share.unwrap_or_default() * 100.0,
-                    l.max_high_confidence_wrong_share * 100.0
+                    shown(cur.high_confidence_wrong_share) * 100.0,
+                    l.max_high_confidence_wrong_share.to_f64() * 100.0
                 ),
                 self.window_evidence(),
                 self.since(),

@@ -242,6 +242,7 @@ pub fn record_command(
     Box::new(move |s| {
         let dref = decisions::reference(s, &system, &decision_id)?
             .ok_or_else(|| not_found(&system, &decision_id))?;
+        let erased = s.vault_get(&vault::decision_key(dref.index))?.is_none();
         let made = made_at(s, &dref)?;
         if made.is_some_and(|t| o.observed_at < t) {
             return Err(AppError::invalid(
@@ -262,9 +263,10 @@ pub fn record_command(
         };
         match (row.outcomes.last(), o.correction) {
             (Some(&current), correction) => {
+                // Once the subject's data is erased its notes are gone: the rest decides.
                 let same = row.fingerprint.as_ref().map(|f| f.as_slice())
                     == Some(fingerprint(&body).as_slice())
-                    && note_of(s, dref.index, current)?.as_deref() == o.note.as_deref();
+                    && (erased || note_of(s, dref.index, current)?.as_deref() == o.note.as_deref());
                 if same {
                     return Ok(Prepared::Existing(current));
                 }
@@ -289,10 +291,24 @@ pub fn record_command(
             (None, false) => {}
         }
         if let Some(note) = &o.note {
+            refuse_erased(erased, "note")?;
             body.note = Some(seal_text(s, dref.index, note, salt)?);
         }
         append(s, vec![draft(OUTCOME, &system, &body)?])
     })
+}
+
+/// A text about the subject of a decision whose personal data is erased would outlive
+/// the erasure: refused.
+fn refuse_erased(erased: bool, field: &str) -> Result<(), AppError> {
+    if erased {
+        return Err(AppError::field(
+            ErrorCode::Conflict,
+            field,
+            "the decision's personal data was erased (or its retention ended): no text about its subject is kept",
+        ));
+    }
+    Ok(())
 }
 
 /// When the decision was made: from its truth, else its vault row (absent once erased).
@@ -344,6 +360,10 @@ pub fn contest_command(
         }
         let dref = decisions::reference(s, &system, &decision_id)?
             .ok_or_else(|| not_found(&system, &decision_id))?;
+        refuse_erased(
+            s.vault_get(&vault::decision_key(dref.index))?.is_none(),
+            "grounds",
+        )?;
         let grounds = seal_text(s, dref.index, &req.grounds, salt)?;
         let body = ContestBody {
             decision_id: decision_id.clone(),
@@ -451,6 +471,7 @@ fn project_outcome(
                 serde_json::from_str(&b.label).map_err(AppError::internal)?;
             let record = Record {
                 decision: b.decision,
+                outcome: row.outcomes.first().copied().unwrap_or(index),
                 correct: !row.overturned
                     && decisions::value_digest(&label)? == prediction.as_slice(),
                 overturned: row.overturned,

@@ -77,7 +77,7 @@ pub struct OutcomePolicy {
     /// towards outcome coverage.
     #[serde(default)]
     pub expected_delay_days: Option<u32>,
-    /// Outcomes per window (500), 10 to 10,000.
+    /// Outcomes per window (500), 30 to 10,000.
     #[serde(default)]
     pub window: Option<u32>,
     /// Accuracy below the baseline by more than this (0.05) while confidence moved less
@@ -119,29 +119,30 @@ pub struct OutcomeLimits {
     pub prediction_field: Option<String>,
     pub expected_delay_days: u32,
     pub window: u32,
-    pub max_accuracy_drop: f64,
-    pub max_confidence_shift: f64,
-    pub max_ece: f64,
-    pub max_high_confidence_wrong_share: f64,
-    pub min_proxy_correlation: f64,
-    pub min_outcome_coverage: f64,
-    pub max_overturned_share: f64,
+    pub max_accuracy_drop: Decimal,
+    pub max_confidence_shift: Decimal,
+    pub max_ece: Decimal,
+    pub max_high_confidence_wrong_share: Decimal,
+    pub min_proxy_correlation: Decimal,
+    pub min_outcome_coverage: Decimal,
+    pub max_overturned_share: Decimal,
 }
 
 impl OutcomePolicy {
     pub fn limits(&self) -> OutcomeLimits {
-        let or = |d: Option<Decimal>, default: f64| d.map_or(default, Decimal::to_f64);
         OutcomeLimits {
             prediction_field: self.prediction_field.clone(),
             expected_delay_days: self.expected_delay_days.unwrap_or(7),
             window: self.window.unwrap_or(500),
-            max_accuracy_drop: or(self.max_accuracy_drop, 0.05),
-            max_confidence_shift: or(self.max_confidence_shift, 0.02),
-            max_ece: or(self.max_ece, 0.1),
-            max_high_confidence_wrong_share: or(self.max_high_confidence_wrong_share, 0.05),
-            min_proxy_correlation: or(self.min_proxy_correlation, 0.3),
-            min_outcome_coverage: or(self.min_outcome_coverage, 0.5),
-            max_overturned_share: or(self.max_overturned_share, 0.02),
+            max_accuracy_drop: self.max_accuracy_drop.unwrap_or(Decimal::new(5, -2)),
+            max_confidence_shift: self.max_confidence_shift.unwrap_or(Decimal::new(2, -2)),
+            max_ece: self.max_ece.unwrap_or(Decimal::new(1, -1)),
+            max_high_confidence_wrong_share: self
+                .max_high_confidence_wrong_share
+                .unwrap_or(Decimal::new(5, -2)),
+            min_proxy_correlation: self.min_proxy_correlation.unwrap_or(Decimal::new(3, -1)),
+            min_outcome_coverage: self.min_outcome_coverage.unwrap_or(Decimal::new(5, -1)),
+            max_overturned_share: self.max_overturned_share.unwrap_or(Decimal::new(2, -2)),
         }
     }
 
@@ -155,10 +156,10 @@ impl OutcomePolicy {
                 "must be between 0 and 3660",
             ));
         }
-        if self.window.is_some_and(|w| !(10..=10_000).contains(&w)) {
+        if self.window.is_some_and(|w| !(30..=10_000).contains(&w)) {
             return Err(AppError::invalid(
                 "policy.outcomes.window",
-                "must be between 10 and 10000",
+                "must be between 30 and 10000",
             ));
         }
         let rates = [
@@ -175,13 +176,18 @@ impl OutcomePolicy {
             ("max_overturned_share", self.max_overturned_share, 0.0),
         ];
         for (name, value, low) in rates {
-            if let Some(v) = value.map(Decimal::to_f64) {
-                if !(low..=1.0).contains(&v) {
-                    return Err(AppError::invalid(
-                        format!("policy.outcomes.{name}"),
-                        format!("must be between {low} and 1"),
-                    ));
-                }
+            let Some(d) = value else { continue };
+            if !(low..=1.0).contains(&d.to_f64()) {
+                return Err(AppError::invalid(
+                    format!("policy.outcomes.{name}"),
+                    format!("must be between {low} and 1"),
+                ));
+            }
+            if d.exponent < -9 {
+                return Err(AppError::invalid(
+                    format!("policy.outcomes.{name}"),
+                    "at most 9 decimal places",
+                ));
             }
         }
         Ok(())
@@ -481,7 +487,12 @@ pub(crate) fn project(
                     time,
                 }),
             );
+            let window = rec.spec.policy.outcomes.as_ref().map(|o| o.limits().window);
             s.put(system_key(system), cbor(&rec));
+            // A new window size re-sums the outcome windows now, not at the next outcome.
+            if let Some(window) = window {
+                super::windows::resize_all(s, system, window, index, time)?;
+            }
         }
         REGISTER_REVIEWED => {
             let b: RegisterReview = from_value(body)?;

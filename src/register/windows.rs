@@ -40,7 +40,7 @@ impl Wide {
         Wide([v as u64, (v >> 64) as u64, ext, ext])
     }
 
-    fn negative(&self) -> bool {
+    pub fn negative(&self) -> bool {
         self.0[3] >> 63 == 1
     }
 
@@ -60,7 +60,11 @@ impl Wide {
 
     pub fn to_f64(self) -> f64 {
         if self.negative() {
-            return -(-self).to_f64();
+            let magnitude = -self;
+            if magnitude.negative() {
+                return -(2f64.powi(255)); // -2^255 is its own negation
+            }
+            return -magnitude.to_f64();
         }
         self.0
             .iter()
@@ -85,6 +89,21 @@ impl Wide {
             *limb = u64::from_be_bytes(b[i * 8..i * 8 + 8].try_into().ok()?);
         }
         Some(Wide(l))
+    }
+}
+
+impl Ord for Wide {
+    fn cmp(&self, o: &Wide) -> std::cmp::Ordering {
+        // Of one sign, two's complement orders as the unsigned limbs do.
+        o.negative()
+            .cmp(&self.negative())
+            .then_with(|| self.0.iter().rev().cmp(o.0.iter().rev()))
+    }
+}
+
+impl PartialOrd for Wide {
+    fn partial_cmp(&self, o: &Wide) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
     }
 }
 
@@ -151,6 +170,8 @@ impl<'de> Deserialize<'de> for Wide {
 pub struct Record {
     /// The decision's entry index.
     pub decision: u64,
+    /// The entry of the decision's first outcome (which gave it its position).
+    pub outcome: u64,
     /// The prediction equals the label and no contest overturned the decision.
     pub correct: bool,
     pub overturned: bool,
@@ -344,6 +365,10 @@ pub struct Windows {
     /// The decision entries of the window's first and last records.
     pub first_decision: Option<u64>,
     pub last_decision: Option<u64>,
+    /// The first outcome entries of the window's first and last records: the window is
+    /// the version's labelled decisions whose first outcome lies in this range.
+    pub first_outcome: Option<u64>,
+    pub last_outcome: Option<u64>,
     /// The entry that last changed these sums, and its time.
     pub updated_index: u64,
     pub updated_time: u64,
@@ -358,6 +383,8 @@ impl Windows {
             baseline: Stats::default(),
             first_decision: None,
             last_decision: None,
+            first_outcome: None,
+            last_outcome: None,
             updated_index: 0,
             updated_time: 0,
         }
@@ -378,11 +405,12 @@ fn history_prefix(system: &str, version: &str) -> Vec<u8> {
     k
 }
 
-/// A snapshot of a version's windows after one entry: `gth ‖ system ‖ version ‖ time ‖ index`.
-fn history_key(system: &str, version: &str, time: u64, index: u64) -> Vec<u8> {
+/// A snapshot of a version's windows after the batch written at `time`:
+/// `gth ‖ system ‖ version ‖ 0 ‖ time` (a batch's entries share its time, so the last
+/// change of a batch overwrites the earlier ones: one snapshot per batch).
+fn history_key(system: &str, version: &str, time: u64) -> Vec<u8> {
     let mut k = history_prefix(system, version);
     k.extend_from_slice(&time.to_be_bytes());
-    k.extend_from_slice(&index.to_be_bytes());
     k
 }
 
@@ -400,21 +428,23 @@ fn record_at(s: &Staging<'_>, system: &str, version: &str, p: u64) -> Result<Rec
         .ok_or_else(|| AppError::internal(format!("outcome record {p} of {version} missing")))
 }
 
-/// The sums over positions `from..to`.
+/// The sums over positions `from..to`, and the first and last record.
 fn sum_over(
     s: &Staging<'_>,
     system: &str,
     version: &str,
     from: u64,
     to: u64,
-) -> Result<(Stats, Option<u64>, Option<u64>), AppError> {
+) -> Result<(Stats, Option<Record>, Option<Record>), AppError> {
     let mut st = Stats::default();
     let (mut first, mut last) = (None, None);
     for p in from..to {
         let r = record_at(s, system, version, p)?;
-        first.get_or_insert(r.decision);
-        last = Some(r.decision);
         st.apply(&r, true);
+        if first.is_none() {
+            first = Some(r.clone());
+        }
+        last = Some(r);
     }
     if from < to {
         st.first = Some(from);
@@ -473,27 +503,61 @@ pub(crate) fn place(
             if start > 0 {
                 let out = record_at(s, system, version, start - 1)?;
                 w.current.apply(&out, false);
-                w.first_decision = Some(if start == p {
-                    record.decision
+                let first = if start == p {
+                    record.clone()
                 } else {
-                    record_at(s, system, version, start)?.decision
-                });
+                    record_at(s, system, version, start)?
+                };
+                w.first_decision = Some(first.decision);
+                w.first_outcome = Some(first.outcome);
             } else {
                 w.first_decision.get_or_insert(record.decision);
+                w.first_outcome.get_or_insert(record.outcome);
             }
             w.current.first = Some(start);
             w.current.last = Some(p);
             w.last_decision = Some(record.decision);
+            w.last_outcome = Some(record.outcome);
             p
         }
     };
     s.put(record_key(system, version, position), cbor_packed(&record));
+    save(s, system, version, &mut w, index, time);
+    Ok(position)
+}
+
+/// Keep the windows of `version` as entry `index` at `time` left them.
+fn save(s: &mut Staging<'_>, system: &str, version: &str, w: &mut Windows, index: u64, time: u64) {
     w.updated_index = index;
     w.updated_time = time;
-    let bytes = cbor_packed(&w);
-    s.put(history_key(system, version, time, index), bytes.clone());
+    let bytes = cbor_packed(&*w);
+    s.put(history_key(system, version, time), bytes.clone());
     s.put(windows_key(system, version), bytes);
-    Ok(position)
+}
+
+/// Sum the windows of every version of `system` afresh at window size `window` (a
+/// register revision changed it), as entry `index` at `time`.
+pub(crate) fn resize_all(
+    s: &mut Staging<'_>,
+    system: &str,
+    window: u32,
+    index: u64,
+    time: u64,
+) -> Result<(), AppError> {
+    let prefix = {
+        let mut k = key(&[b"gtw", system.as_bytes()]);
+        k.push(0);
+        k
+    };
+    for (k, v) in s.scan(&prefix)? {
+        let version = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+        let mut w: Windows = uncbor(&v)?;
+        if w.window != window {
+            resize(s, system, &version, &mut w, window)?;
+            save(s, system, &version, &mut w, index, time);
+        }
+    }
+    Ok(())
 }
 
 /// Change the record at `position` (a contest overturned its decision).
@@ -536,8 +600,10 @@ fn resize(
     let (baseline, _, _) = sum_over(s, system, version, 0, w.count.min(u64::from(window)))?;
     w.current = current;
     w.baseline = baseline;
-    w.first_decision = first;
-    w.last_decision = last;
+    w.first_decision = first.as_ref().map(|r| r.decision);
+    w.first_outcome = first.as_ref().map(|r| r.outcome);
+    w.last_decision = last.as_ref().map(|r| r.decision);
+    w.last_outcome = last.as_ref().map(|r| r.outcome);
     Ok(())
 }
 
@@ -592,6 +658,10 @@ mod tests {
         let big = Wide::from_i128(1 << 100) * Wide::from_i128(1 << 100);
         assert_eq!(big.to_f64(), 2f64.powi(200));
         assert_eq!((-big).to_f64(), -(2f64.powi(200)));
+        assert!(big > Wide::from_i128(i128::MAX) && -big < Wide::from_i128(i128::MIN));
+        assert!(
+            Wide::from_i128(-3) < Wide::from_i128(2) && Wide::from_i128(-3) < Wide::from_i128(-2)
+        );
         let bytes = serde_cbor::to_vec(&big).unwrap();
         assert_eq!(serde_cbor::from_slice::<Wide>(&bytes).unwrap(), big);
     }
@@ -609,6 +679,7 @@ mod tests {
     fn counting_a_record_out_undoes_counting_it_in() {
         let r = Record {
             decision: 3,
+            outcome: 4,
             correct: false,
             overturned: true,
             confidence: Some(950_000_000_000),

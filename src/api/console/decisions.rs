@@ -158,6 +158,33 @@ fn decision_body(d: &DecisionView) -> Markup {
             @if let Some(f) = &d.input_sha256 { (opened("Inputs digest", f)) }
             @if let Some(u) = &d.input_sha256_uncommitted { dt { "Inputs digest" } dd { code { (u) } " (written before digests were committed)" } }
             @if let Some(f) = &d.inputs { (opened("Inputs", f)) }
+            @if let Some(p) = &d.proxy { dt { "Proxy metrics" } dd { code { (serde_json::to_string(p).unwrap_or_default()) } } }
+            @if !d.outcomes.is_empty() {
+                dt { "Outcomes" }
+                dd { ul.outcomes { @for o in &d.outcomes {
+                    li {
+                        "label " code { (o.label.to_string()) } ", observed " (shown(&o.observed_at)) " (" (o.source) ", entry " (o.index) ")"
+                        @if !o.business.is_empty() { ", " code { (serde_json::to_string(&o.business).unwrap_or_default()) } }
+                        @if let Some(s) = o.supersedes { " — corrects entry " (s) }
+                        @if !o.in_force { " — superseded" }
+                        @if let Some(n) = &o.note { br; "note: " @if n.erased { "erased" } @else { (n.value.as_ref().and_then(|v| v.as_str()).unwrap_or_default()) } }
+                    }
+                } } }
+            }
+            @if !d.contests.is_empty() {
+                dt { "Contests" }
+                dd { ul.contests { @for c in &d.contests {
+                    li {
+                        "received " (shown(&c.received_at)) " (entry " (c.id) ", recorded by " (c.recorded_by) "): "
+                        @if c.grounds.erased { "grounds erased" } @else { (c.grounds.value.as_ref().and_then(|v| v.as_str()).unwrap_or_default()) }
+                        br;
+                        @match &c.resolution {
+                            Some(r) => { strong { (super::pages::label(&r.outcome)) } " by " (r.resolved_by) " on " (shown(&r.resolved_at)) ": " (r.rationale) }
+                            None => { "unresolved" }
+                        }
+                    }
+                } } }
+            }
         }
     }
 }

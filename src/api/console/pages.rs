@@ -15,7 +15,7 @@ use crate::error::{AppError, ErrorCode};
 use crate::log::entry;
 use crate::register::compliance::{self, Finding, Severity};
 use crate::register::models::{self, Answer, ReviewOutcome, ReviewSpec, VersionStatus};
-use crate::register::{rfc3339, systems};
+use crate::register::{failure_modes, rfc3339, systems};
 use crate::tokens::{self, Role};
 
 /// Who may see the register, versions and the log: every role that signs in.
@@ -83,7 +83,8 @@ pub(super) fn csrf_field(viewer: &Viewer) -> Markup {
     html! { input type="hidden" name="csrf" value=(viewer.csrf); }
 }
 
-fn label<T: serde::Serialize>(v: &T) -> String {
+/// A value's name as the API spells it (its JSON string).
+pub(super) fn label<T: serde::Serialize>(v: &T) -> String {
     match serde_json::to_value(v) {
         Ok(serde_json::Value::String(s)) => s,
         Ok(other) => other.to_string(),
@@ -317,33 +318,33 @@ pub async fn system(
         None => None,
         Some(at) => {
             let at_us = crate::api::body::query_time("at", at)?;
-            let rev = revisions.iter().rfind(|r| r.time <= at_us).ok_or_else(|| {
+            let (rev, body) = systems::revision_at(store, &id, at_us)?.ok_or_else(|| {
                 AppError::new(
                     ErrorCode::SystemNotFound,
                     format!("{:?} was not yet registered at {at}", id.as_str()),
                 )
             })?;
-            let bytes = state
-                .ledger
-                .entry(rev.index)?
-                .ok_or_else(|| AppError::internal("revision entry missing"))?;
-            let e: entry::Entry<systems::SystemBody> =
-                entry::decode(&bytes).map_err(AppError::internal)?;
-            Some((rev.clone(), e.body.spec))
+            Some((rev, body.spec, at_us))
         }
     };
     let now = crate::log::sequencer::now_micros();
     let findings = compliance::findings(store, &rec, now)?;
+    // The failure-mode report, as the API's route gives it (officers and auditors).
+    let modes = match (&as_of, viewer.is(&[Role::Officer, Role::Auditor])) {
+        (_, false) => None,
+        (None, true) => Some(failure_modes::report(store, &id, &rec.spec, now, true)?),
+        (Some((_, spec, at)), true) => Some(failure_modes::report(store, &id, spec, *at, false)?),
+    };
     let versions = models::list(store, &id)?;
     let charts = match as_of {
         None => super::charts::system_charts(&state, &id)?,
         Some(_) => Vec::new(),
     };
     let view = SystemView::from(rec);
-    let spec = as_of.as_ref().map(|(_, s)| s).unwrap_or(&view.spec);
+    let spec = as_of.as_ref().map(|(_, s, _)| s).unwrap_or(&view.spec);
     let body = html! {
         h1 { (spec.name) " " small { code { (spec.id) } } }
-        @if let Some((rev, _)) = &as_of {
+        @if let Some((rev, _, _)) = &as_of {
             p.notice role="status" { "Revision " (rev.revision) " as it stood from " (shown_us(rev.time)) " (entry " (rev.index) "). "
                 a href=(format!("/console/systems/{}", view.spec.id)) { "Current revision" } }
         }
@@ -361,6 +362,7 @@ pub async fn system(
         }
         h2 { "Findings" }
         (findings_list(&findings))
+        @if let Some(r) = &modes { (failure_mode_table(r)) }
         h2 { "Revisions" }
         ol.timeline {
             @for r in &revisions {
@@ -401,6 +403,54 @@ pub async fn system(
         Some((&viewer, Nav::Overview)),
         body,
     ))
+}
+
+/// The seven failure modes: status, the figures over their window, and the findings.
+fn failure_mode_table(r: &failure_modes::Report) -> Markup {
+    let shown_figure = |v: &serde_json::Value| match v {
+        serde_json::Value::Number(n) => n
+            .as_f64()
+            .map(|f| format!("{f:.4}"))
+            .unwrap_or_else(|| n.to_string()),
+        serde_json::Value::Null => "—".into(),
+        other => other.to_string(),
+    };
+    html! {
+        section aria-labelledby="modes-heading" {
+            h2 #modes-heading { "Failure modes" }
+            p { "As of " (shown(&r.at)) @if let Some(v) = &r.model_version { ", for version " (v) " in service" } ". "
+                "Figures over each mode's window; no data until a window holds enough records." }
+            table.modes {
+                thead { tr { th scope="col" { "Mode" } th scope="col" { "Status" } th scope="col" { "Figures" } th scope="col" { "Findings" } } }
+                tbody {
+                    @for m in &r.modes {
+                        tr {
+                            th scope="row" { (m.code) " " small { (m.name) } }
+                            td { span class=(match m.status {
+                                failure_modes::Status::Ok => "ok",
+                                failure_modes::Status::Failing => "fail",
+                                _ => "",
+                            }) { (label(&m.status).replace('_', " ")) } }
+                            td { ul.figures {
+                                @for (k, v) in &m.figures {
+                                    @match v {
+                                        serde_json::Value::Object(inner) => {
+                                            @for (p, bs) in inner { @if let serde_json::Value::Object(bs) = bs { @for (b, r) in bs {
+                                                li { (k) " " (p) "/" (b) ": " (shown_figure(r)) }
+                                            } } }
+                                        }
+                                        serde_json::Value::Null => {}
+                                        _ => { li { (k) ": " (shown_figure(v)) } }
+                                    }
+                                }
+                            } }
+                            td { (findings_list(&m.findings)) }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 fn urlencode(s: &str) -> String {
