@@ -124,13 +124,7 @@ async fn record_batch(
 ) -> Result<HttpResponse, AppError> {
     let id = id.into_inner();
     validate_slug("system_id", &id)?;
-    let items = body.0.decisions;
-    if items.is_empty() || items.len() > MAX_BATCH {
-        return Err(AppError::invalid(
-            "decisions",
-            format!("must hold 1 to {MAX_BATCH} decisions"),
-        ));
-    }
+    let items = batch_size("decisions", body.0.decisions)?;
     let latest_time = state.latest_caller_time();
     let items = items
         .into_iter()
@@ -150,6 +144,17 @@ async fn record_batch(
         })
         .collect();
     Ok(HttpResponse::Ok().json(run_batch(&state, "decisions", items).await))
+}
+
+/// The items of a batch, refused (naming `field`) unless 1 to [`MAX_BATCH`].
+pub(super) fn batch_size<T>(field: &str, items: Vec<T>) -> Result<Vec<T>, AppError> {
+    if items.is_empty() || items.len() > MAX_BATCH {
+        return Err(AppError::invalid(
+            field,
+            format!("must hold 1 to {MAX_BATCH} {field}"),
+        ));
+    }
+    Ok(items)
 }
 
 /// One item of a batch: its `decision_id` (when it names one), and the request to

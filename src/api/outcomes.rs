@@ -9,7 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::auth::{Caller, DecisionReaders, Officers, Pipelines};
 use super::body::{query_time, Json, Query};
-use super::decisions::{run_batch, BatchResult, MAX_BATCH};
+use super::decisions::{batch_size, run_batch, BatchResult};
 use super::{ReceiptView, State};
 use crate::error::{AppError, ErrorCode, Problem};
 use crate::log::entry::{self, Entry};
@@ -104,13 +104,7 @@ async fn record_batch(
 ) -> Result<HttpResponse, AppError> {
     let system = id.into_inner();
     validate_slug("system_id", &system)?;
-    let items = body.0.outcomes;
-    if items.is_empty() || items.len() > MAX_BATCH {
-        return Err(AppError::invalid(
-            "outcomes",
-            format!("must hold 1 to {MAX_BATCH} outcomes"),
-        ));
-    }
+    let items = batch_size("outcomes", body.0.outcomes)?;
     let latest = state.latest_caller_time();
     let items = items
         .into_iter()

@@ -355,6 +355,14 @@ impl Evidence<'_> {
         self.windows.as_ref().map_or(self.now, |w| w.updated_time)
     }
 
+    /// The figures of the version's current window or baseline (empty without windows).
+    fn figures(&self, of: impl Fn(&Windows) -> &Stats) -> Figures {
+        self.windows
+            .as_ref()
+            .map(|w| Figures::of(of(w)))
+            .unwrap_or_default()
+    }
+
     fn enough(&self, l: &OutcomeLimits) -> bool {
         self.windows
             .as_ref()
@@ -364,16 +372,8 @@ impl Evidence<'_> {
     fn fm01(&self) -> ModeReport {
         let mut m = empty("FM-01", "distribution shift");
         let Some(l) = &self.limits else { return m };
-        let cur = self
-            .windows
-            .as_ref()
-            .map(|w| Figures::of(&w.current))
-            .unwrap_or_default();
-        let base = self
-            .windows
-            .as_ref()
-            .map(|w| Figures::of(&w.baseline))
-            .unwrap_or_default();
+        let cur = self.figures(|w| &w.current);
+        let base = self.figures(|w| &w.baseline);
         let coverage = self.coverage.and_then(|(l, n)| Ratio::of(l, n));
         let drop = base.accuracy.zip(cur.accuracy).map(|(b, a)| b.minus(a));
         let shift = cur
@@ -482,11 +482,7 @@ impl Evidence<'_> {
     fn fm04(&self) -> ModeReport {
         let mut m = empty("FM-04", "latent proxy failure");
         let Some(l) = &self.limits else { return m };
-        let cur = self
-            .windows
-            .as_ref()
-            .map(|w| Figures::of(&w.current))
-            .unwrap_or_default();
+        let cur = self.figures(|w| &w.current);
         let least = min_records(l);
         // A pair's r counts once the window holds enough records carrying both.
         let counted = |(r, n): &(Option<f64>, u64)| r.filter(|_| *n >= least);
@@ -586,11 +582,7 @@ impl Evidence<'_> {
     fn fm07(&self) -> ModeReport {
         let mut m = empty("FM-07", "confident hallucination at scale");
         let Some(l) = &self.limits else { return m };
-        let cur = self
-            .windows
-            .as_ref()
-            .map(|w| Figures::of(&w.current))
-            .unwrap_or_default();
+        let cur = self.figures(|w| &w.current);
         m.figures = map(&[
             ("ece", num(cur.ece)),
             ("brier", num(cur.brier)),
