@@ -26,6 +26,9 @@ pub enum Role {
     Officer,
     /// Read-only: everything an audit needs.
     Auditor,
+    /// Blind reviewers: list and judge blind-review cases, and nothing else (no log,
+    /// trail, bundle, event or console screen shows them a decision).
+    Reviewer,
 }
 
 impl Role {
@@ -35,6 +38,7 @@ impl Role {
             Role::Pipeline => "pipeline",
             Role::Officer => "officer",
             Role::Auditor => "auditor",
+            Role::Reviewer => "reviewer",
         }
     }
 }

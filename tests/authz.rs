@@ -21,6 +21,8 @@ const OFFICER: Who = Who::Roles(&["officer"]);
 const PIPELINE: Who = Who::Roles(&["pipeline"]);
 const ADMIN: Who = Who::Roles(&["admin"]);
 const SUBSCRIBERS: Who = Who::Roles(&["admin", "officer", "pipeline"]);
+const REVIEWER: Who = Who::Roles(&["reviewer"]);
+const CIRCUIT_READERS: Who = Who::Roles(&["admin", "pipeline", "officer", "auditor"]);
 
 /// The authorisation matrix: every operation of the API, and who may call it.
 const MATRIX: &[(&str, &str, Who)] = &[
@@ -69,6 +71,19 @@ const MATRIX: &[(&str, &str, Who)] = &[
         "/v1/systems/{system_id}/failure-modes",
         DECISION_READERS,
     ),
+    ("GET", "/v1/systems/{system_id}/blind-reviews", REVIEWER),
+    (
+        "POST",
+        "/v1/systems/{system_id}/blind-reviews/{decision_id}",
+        REVIEWER,
+    ),
+    ("POST", "/v1/systems/{system_id}/boundary-events", PIPELINE),
+    (
+        "POST",
+        "/v1/systems/{system_id}/boundary-events/batch",
+        PIPELINE,
+    ),
+    ("GET", "/v1/systems/{system_id}/circuit", CIRCUIT_READERS),
     ("POST", "/v1/systems/{system_id}/incidents", OFFICER),
     ("GET", "/v1/systems/{system_id}/incidents", DECISION_READERS),
     (
@@ -185,7 +200,7 @@ fn every_route_is_in_the_authorisation_matrix() {
 async fn every_route_answers_each_caller_as_the_matrix_says() {
     let app = common::spawn().await;
     let mut callers: Vec<(&str, Option<String>)> = vec![("none", None)];
-    for role in ["admin", "pipeline", "officer", "auditor"] {
+    for role in ["admin", "pipeline", "officer", "auditor", "reviewer"] {
         let token = if role == "admin" {
             app.admin.clone()
         } else {

@@ -151,6 +151,12 @@ async fn legacy_decision<S>(app: &common::TestApp<S>, id: &str, subject: &str) -
             review_ms: 45000,
         }),
         proxy: None,
+        exploration: None,
+        counterfactual_output: None,
+        equivalence_key: None,
+        validation: None,
+        integration: None,
+        blind_review: None,
     };
     let row = DecisionVault {
         system: "credit".into(),

@@ -1114,6 +1114,43 @@ async fn written_entries_match_the_schemas() {
         )
         .await;
     assert_eq!(r.status, 201, "{}", r.text());
+    // The decision-window modes: every policy key, a decision with every field, drawn
+    // for blind review (rate 1) and judged, and a boundary event.
+    let mut rev2 = system("credit");
+    rev2["name"] = json!("Credit scoring v2");
+    rev2["policy"]["outcomes"] = json!({"prediction_field": "approved", "window": 50});
+    rev2["policy"]["blind_review"] = json!({"rate": 1, "min_review_ms": 2000, "max_backlog_days": 7, "min_human_accuracy": 0.75, "max_below_min_review_share": 0.1});
+    rev2["policy"]["feedback"] = json!({"min_exploration_share": 0.05, "max_entropy_drop": 0.15});
+    rev2["policy"]["integration"] = json!({"max_error_rate": 0.01, "max_timeout_rate": 0.01, "max_fallback_rate": 0.1, "contract": {"input_schema_sha256": "ab".repeat(32), "input_schema_version": "v3", "output_schema_version": "v2", "timeout_ms": 800, "fallback": "manual review"}});
+    rev2["policy"]["consistency"] =
+        json!({"max_inconsistency_rate": 0.02, "max_unvalidated_share": 0.01});
+    let r = app.put("/v1/systems/credit", &officer, rev2).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let mut d = decision("d-5", "2", "s");
+    d["exploration"] = json!(true);
+    d["counterfactual_output"] = json!({"approved": false});
+    d["equivalence_key"] = json!("q-17");
+    d["validation"] = json!({"method": "rule-check", "passed": true, "sources": ["rule-9"]});
+    d["integration"] = json!({"upstream": "intake", "downstream": "credit", "contract_version": "v3", "status": "ok", "latency_ms": 42});
+    let r = app.post("/v1/systems/credit/decisions", &pipeline, d).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let reviewer = app.token("reviewer-rita", "reviewer").await;
+    let r = app
+        .post(
+            "/v1/systems/credit/blind-reviews/d-5",
+            &reviewer,
+            json!({"judgment": {"approved": true}, "review_ms": 45000}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = app
+        .post(
+            "/v1/systems/credit/boundary-events",
+            &pipeline,
+            json!({"occurred_at": "2026-11-30T12:00:00Z", "upstream": "intake", "downstream": "credit", "contract_version": "v3", "status": "timeout", "latency_ms": 800, "detail": "no answer in 800 ms"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
     let r = app
         .post(
             "/v1/subjects/s/erasure",

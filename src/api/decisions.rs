@@ -249,6 +249,16 @@ pub struct DecisionView {
     pub outcomes: Vec<super::outcomes::OutcomeView>,
     /// Contests of the decision by its subject (GDPR Art. 22(3)), and their resolution.
     pub contests: Vec<super::outcomes::ContestView>,
+    /// The output was chosen by randomised exploration (FM-02).
+    pub exploration: Option<bool>,
+    /// What the model would have recommended (FM-02).
+    pub counterfactual_output: Option<serde_json::Value>,
+    pub equivalence_key: Option<String>,
+    pub validation: Option<decisions::Validation>,
+    pub integration: Option<decisions::Integration>,
+    /// Whether the writer drew the decision for blind review (present when the
+    /// system's policy set a blind-review rate).
+    pub blind_review: Option<bool>,
 }
 
 pub fn decision_view(state: &State, index: u64) -> Result<DecisionView, AppError> {
@@ -298,6 +308,15 @@ pub fn decision_view(state: &State, index: u64) -> Result<DecisionView, AppError
         proxy: b.proxy,
         outcomes,
         contests,
+        exploration: b.exploration,
+        counterfactual_output: b
+            .counterfactual_output
+            .as_deref()
+            .map(|c| serde_json::from_str(c).unwrap_or(serde_json::Value::Null)),
+        equivalence_key: b.equivalence_key,
+        validation: b.validation,
+        integration: b.integration,
+        blind_review: b.blind_review,
     })
 }
 

@@ -3,7 +3,9 @@
 //! and RFC 9457 problems.
 
 pub mod auth;
+pub mod blind;
 pub mod body;
+pub mod boundaries;
 pub mod compliance;
 pub mod console;
 pub mod decisions;
@@ -160,6 +162,8 @@ impl Modify for Security {
         (name = "tokens", description = "API tokens and roles (admin)"),
         (name = "incidents", description = "Serious incidents and their reporting deadlines (AI Act Art. 73)"),
         (name = "outcomes", description = "Ground truth (outcomes, contests) and the failure-mode report (FM-01 to FM-07)"),
+        (name = "blind review", description = "Blind review (FM-03): open cases with the AI's recommendation withheld, and the reviewer's independent judgments (reviewer role only)"),
+        (name = "boundaries", description = "Integration boundaries (FM-05): boundary events and the circuit pipelines route by"),
         (name = "events", description = "Log entries as CloudEvents: the live feed (Server-Sent Events) and webhook subscriptions (Standard Webhooks signatures)"),
         (name = "operations", description = "Health, readiness, metrics, the API description")
     )
@@ -211,6 +215,8 @@ pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     events::configure(cfg);
     incidents::configure(cfg);
     outcomes::configure(cfg);
+    blind::configure(cfg);
+    boundaries::configure(cfg);
     subscriptions::configure(cfg);
 }
 

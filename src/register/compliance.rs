@@ -57,6 +57,17 @@ pub const CODES: &[(&str, Severity, &str)] = &[
     ("contest_rate_high", Severity::High, "FM-01: the share of labelled decisions overturned on contest exceeds the policy (GDPR Art. 22(3))"),
     ("proxy_outcome_divergence", Severity::Medium, "FM-04: a proxy metric correlates with a business metric below the policy, or the proxies rose across versions while a business metric fell"),
     ("overconfidence", Severity::High, "FM-07: expected calibration error, or the share of wrong decisions at confidence >= 0.9, exceeds the policy"),
+    ("output_homogeneity", Severity::Medium, "FM-02: the normalised entropy of the predictions fell against the previous version's by more than the policy allows (a feedback loop narrows what the system decides)"),
+    ("exploration_below_policy", Severity::Medium, "FM-02: fewer decisions were chosen by randomised exploration than the policy requires"),
+    ("blind_review_backlog", Severity::Medium, "FM-03: the oldest open blind-review case is older than the policy allows"),
+    ("human_accuracy_low", Severity::High, "FM-03: blind reviewers' independent judgments match the outcomes less often than the policy requires (AI Act Art. 14)"),
+    ("review_time_below_minimum", Severity::Medium, "FM-03: too many human reviews took less than the policy's minimum review time"),
+    ("integration_error_rate", Severity::High, "FM-05: the error or timeout rate at the system's integration boundaries exceeds the policy"),
+    ("fallback_rate_high", Severity::Medium, "FM-05: the share of boundary records that fell back exceeds the policy"),
+    ("contract_undeclared", Severity::Medium, "FM-05: a high-risk system crosses integration boundaries without a registered interface contract"),
+    ("contract_mismatch", Severity::High, "FM-05: boundary records speak a contract version other than the registered one"),
+    ("inconsistent_answers", Severity::High, "FM-07: groups of equivalent requests got different predictions more often than the policy allows"),
+    ("unvalidated_outputs", Severity::High, "FM-07: decisions of a high-risk system went out without a passed validation step"),
 ];
 
 /// The severity of finding `code` (medium for a code not in [`CODES`]).

@@ -68,6 +68,81 @@ pub struct DecisionRequest {
     #[serde(default)]
     #[schema(value_type = Option<BTreeMap<String, f64>>)]
     pub proxy: Option<BTreeMap<String, Decimal>>,
+    /// The output was chosen by randomised exploration, not by the model (FM-02).
+    #[serde(default)]
+    pub exploration: Option<bool>,
+    /// What the model would have recommended where something else was done (any JSON;
+    /// FM-02 compares its prediction field with the output's).
+    #[serde(default)]
+    pub counterfactual_output: Option<serde_json::Value>,
+    /// The caller's opaque id of a group of semantically equivalent requests (e.g.
+    /// paraphrases), never derived from personal data (FM-07).
+    #[serde(default)]
+    pub equivalence_key: Option<String>,
+    /// The validation step the output went through (FM-07).
+    #[serde(default)]
+    pub validation: Option<Validation>,
+    /// The integration boundary the decision crossed (FM-05).
+    #[serde(default)]
+    pub integration: Option<Integration>,
+}
+
+/// How an output was validated before use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Validation {
+    /// e.g. `retrieval-grounding`, `rule-check`, `human`.
+    pub method: String,
+    pub passed: bool,
+    /// What the output was checked against (document ids, rule ids), at most 20.
+    #[serde(default)]
+    pub sources: Vec<String>,
+}
+
+/// One crossing of an integration boundary (a decision's `integration`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Integration {
+    pub upstream: String,
+    pub downstream: String,
+    /// The interface contract version the caller spoke (compared with the registered
+    /// contract's `input_schema_version`).
+    pub contract_version: String,
+    pub status: super::evidence::CrossingStatus,
+    pub latency_ms: u64,
+}
+
+impl Integration {
+    /// Check the fields, named under `field` (`integration.upstream`; bare when empty).
+    pub fn validate(&self, field: &str) -> Result<(), AppError> {
+        let name = |n: &str| {
+            if field.is_empty() {
+                n.to_owned()
+            } else {
+                format!("{field}.{n}")
+            }
+        };
+        validate_ident(&name("upstream"), &self.upstream, 128)?;
+        validate_ident(&name("downstream"), &self.downstream, 128)?;
+        validate_ident(&name("contract_version"), &self.contract_version, 64)?;
+        if self.latency_ms > 86_400_000 {
+            return Err(AppError::invalid(
+                name("latency_ms"),
+                "must be at most 86400000 (a day)",
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn crossing(&self) -> super::evidence::Crossing {
+        super::evidence::Crossing {
+            upstream: self.upstream.clone(),
+            downstream: self.downstream.clone(),
+            contract_version: self.contract_version.clone(),
+            status: self.status,
+            latency_ms: self.latency_ms,
+        }
+    }
 }
 
 /// The body of `decision.recorded`. No personal value and no float: `subject`,
@@ -98,6 +173,24 @@ pub struct DecisionBody {
     /// entry written before they existed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy: Option<BTreeMap<String, Decimal>>,
+    // The fields below are absent when not sent (as in every entry written before
+    // they existed), so older bodies and their fingerprints are unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exploration: Option<bool>,
+    /// RFC 8785 canonical JSON text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counterfactual_output: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub equivalence_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation: Option<Validation>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub integration: Option<Integration>,
+    /// Set by the writer, never by the caller: `true` when the decision was drawn for
+    /// blind review (`blind::selected` of the subject's salt and the policy's rate),
+    /// present whenever the system's policy has a blind-review rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blind_review: Option<bool>,
 }
 
 /// A validated decision, ready to be committed with fresh salts.
@@ -110,6 +203,7 @@ pub struct ValidDecision {
     inputs: Option<String>,
     output: String,
     confidence: Option<serde_cbor::Value>,
+    counterfactual: Option<String>,
 }
 
 /// The salts of a decision's committed fields, one fresh 32-byte salt each.
@@ -196,6 +290,35 @@ impl DecisionRequest {
         if let Some(p) = &self.proxy {
             validate_metrics("proxy", p)?;
         }
+        let counterfactual = self
+            .counterfactual_output
+            .as_ref()
+            .map(vault::canonical_text)
+            .transpose()?;
+        if counterfactual.as_ref().is_some_and(|c| c.len() > 64 * 1024) {
+            return Err(AppError::invalid(
+                "counterfactual_output",
+                "must be at most 64 KiB of JSON",
+            ));
+        }
+        if let Some(k) = &self.equivalence_key {
+            validate_ident("equivalence_key", k, 128)?;
+        }
+        if let Some(v) = &self.validation {
+            validate_ident("validation.method", &v.method, 64)?;
+            if v.sources.len() > 20 {
+                return Err(AppError::invalid(
+                    "validation.sources",
+                    "at most 20 sources",
+                ));
+            }
+            for (i, src) in v.sources.iter().enumerate() {
+                validate_text(&format!("validation.sources[{i}]"), src, 500, true)?;
+            }
+        }
+        if let Some(i) = &self.integration {
+            i.validate("integration")?;
+        }
         Ok(ValidDecision {
             req: self,
             occurred_at,
@@ -203,6 +326,7 @@ impl DecisionRequest {
             inputs,
             output,
             confidence,
+            counterfactual,
         })
     }
 }
@@ -219,6 +343,7 @@ impl ValidDecision {
         salts: Salts,
         digest: DigestSeal,
         expires_at: u64,
+        blind_review: Option<bool>,
     ) -> Result<(DecisionBody, DecisionVault), AppError> {
         let bytes = |c: [u8; 32]| serde_bytes::ByteBuf::from(c.to_vec());
         let subject_text =
@@ -256,6 +381,12 @@ impl ValidDecision {
             reasons: self.req.reasons.clone(),
             human_review: self.req.human_review.clone(),
             proxy: self.req.proxy.clone(),
+            exploration: self.req.exploration,
+            counterfactual_output: self.counterfactual.clone(),
+            equivalence_key: self.req.equivalence_key.clone(),
+            validation: self.req.validation.clone(),
+            integration: self.req.integration.clone(),
+            blind_review,
         };
         let vault_row = DecisionVault {
             system: system.to_owned(),
@@ -397,6 +528,11 @@ struct Gate {
     retired: bool,
     /// `Some` when the policy has `outcomes`: then the prediction field, if named.
     outcomes: Option<Option<String>>,
+    /// Whether decisions keep evidence rows (the policy has a failure-mode key), and
+    /// the prediction field they digest.
+    evidence: Option<Option<String>>,
+    /// The blind-review rate, when the policy sets one.
+    blind_rate: Option<Decimal>,
 }
 
 thread_local! {
@@ -429,6 +565,12 @@ fn read_gate(s: &Staging<'_>, system: &str) -> Result<Option<Gate>, AppError> {
             .outcomes
             .as_ref()
             .map(|o| o.prediction_field.clone()),
+        evidence: sys
+            .spec
+            .policy
+            .keeps_evidence()
+            .then(|| sys.spec.policy.prediction_field().map(str::to_owned)),
+        blind_rate: sys.spec.policy.blind_review.as_ref().and_then(|b| b.rate),
     };
     GATE.set(Some((raw, g.clone())));
     Ok(Some(g))
@@ -477,9 +619,16 @@ pub fn record_command(system: String, d: ValidDecision, salts: Salts) -> Command
                 Some(_) => DigestSeal::Committed,
                 None => DigestSeal::Clear,
             };
-            let (body, _) = d.seal(&system, recorded, digest, expires_at)?;
-            if fingerprint(&super::to_value(&body)?) == existing.fingerprint {
-                return Ok(Prepared::Existing(existing.index));
+            // The blind draw follows the recorded salt; a rate set since may have
+            // changed whether one was drawn, so each recorded form is tried.
+            let drawn = sys
+                .blind_rate
+                .map(|r| super::blind::selected(&recorded.subject, r));
+            for blind in [drawn, None, Some(false), Some(true)] {
+                let (body, _) = d.seal(&system, recorded, digest, expires_at, blind)?;
+                if fingerprint(&super::to_value(&body)?) == existing.fingerprint {
+                    return Ok(Prepared::Existing(existing.index));
+                }
             }
             return Err(AppError::field(
                 ErrorCode::DecisionConflict,
@@ -514,7 +663,10 @@ pub fn record_command(system: String, d: ValidDecision, salts: Salts) -> Command
                 ),
             });
         }
-        let (body, vault_row) = d.seal(&system, salts, DigestSeal::Committed, expires_at)?;
+        let blind = sys
+            .blind_rate
+            .map(|r| super::blind::selected(&salts.subject, r));
+        let (body, vault_row) = d.seal(&system, salts, DigestSeal::Committed, expires_at, blind)?;
         let index = s.index();
         s.vault_put(vault::decision_key(index), cbor_packed(&vault_row));
         s.vault_put(
@@ -605,16 +757,24 @@ pub(crate) fn project(
     system: &str,
     body: &serde_cbor::Value,
     index: u64,
-    _time: u64,
+    time: u64,
     s: &mut Staging<'_>,
 ) -> Result<(), AppError> {
     // The four fields the indexes need, read in place (decoding the whole body meant a
     // deep copy of it per decision).
     let b = IndexedFields::of(body)?;
-    let truth = match read_gate(s, system)?.and_then(|g| g.outcomes) {
+    let gate = read_gate(s, system)?;
+    let truth = match gate.as_ref().and_then(|g| g.outcomes.as_ref()) {
         Some(field) => Some(truth_of(&b, field.as_deref())?),
         None => None,
     };
+    if let Some(field) = gate.as_ref().and_then(|g| g.evidence.as_ref()) {
+        let e = evidence_of(body, &b, field.as_deref(), time)?;
+        if e.blind {
+            super::blind::open_case(s, system, index, b.decision_id, time);
+        }
+        super::evidence::put(s, system, b.model_version, index, &e);
+    }
     s.put(
         id_key(system, b.decision_id),
         cbor_packed(&DecisionRef {
@@ -634,19 +794,70 @@ pub(crate) fn project(
     super::activity::project(s, system, b.occurred_at, b.model_version, b.human_review)
 }
 
+/// The prediction field's digest of an output's canonical JSON text, if it has one.
+fn prediction_of(
+    output: &str,
+    field: Option<&str>,
+) -> Result<Option<serde_bytes::ByteBuf>, AppError> {
+    let Some(f) = field else { return Ok(None) };
+    let output: serde_json::Value = serde_json::from_str(output).map_err(AppError::internal)?;
+    output
+        .get(f)
+        .map(|v| value_digest(v).map(serde_bytes::ByteBuf::from))
+        .transpose()
+}
+
+/// What the decision-window modes keep of a decision (see [`super::evidence`]).
+fn evidence_of(
+    body: &serde_cbor::Value,
+    b: &IndexedFields<'_>,
+    field: Option<&str>,
+    time: u64,
+) -> Result<super::evidence::Evidence, AppError> {
+    use serde_cbor::Value;
+    let Value::Map(m) = body else {
+        return Err(AppError::internal("decision body is not a map"));
+    };
+    let present = |name: &str| {
+        m.get(&Value::Text(name.to_owned()))
+            .filter(|v| !matches!(v, Value::Null))
+    };
+    let flag = |name: &str| matches!(present(name), Some(Value::Bool(true)));
+    let prediction = prediction_of(b.output, field)?;
+    let counterfactual_differs = match present("counterfactual_output") {
+        Some(Value::Text(t)) => prediction_of(t, field)?
+            .zip(prediction.as_ref())
+            .map(|(c, p)| c != *p),
+        _ => None,
+    };
+    let crossing = present("integration")
+        .map(super::from_value::<Integration>)
+        .transpose()?
+        .map(|i| i.crossing());
+    let equivalence = match present("equivalence_key") {
+        Some(Value::Text(k)) => Some(super::evidence::equivalence_digest(k)),
+        _ => None,
+    };
+    let validated = present("validation")
+        .map(super::from_value::<Validation>)
+        .transpose()?
+        .map(|v| v.passed);
+    Ok(super::evidence::Evidence {
+        time,
+        prediction,
+        exploration: flag("exploration"),
+        counterfactual_differs,
+        review_ms: b.human_review.map(|(_, ms)| ms),
+        blind: flag("blind_review"),
+        crossing,
+        equivalence,
+        validated,
+    })
+}
+
 /// What the outcome windows keep of a decision (see [`Truth`]).
 fn truth_of(b: &IndexedFields<'_>, field: Option<&str>) -> Result<Truth, AppError> {
-    let prediction = match field {
-        Some(f) => {
-            let output: serde_json::Value =
-                serde_json::from_str(b.output).map_err(AppError::internal)?;
-            match output.get(f) {
-                Some(v) => Some(serde_bytes::ByteBuf::from(value_digest(v)?)),
-                None => None,
-            }
-        }
-        None => None,
-    };
+    let prediction = prediction_of(b.output, field)?;
     let confidence = b
         .confidence
         .and_then(Decimal::from_cbor)

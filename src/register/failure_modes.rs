@@ -6,7 +6,9 @@
 //! with the business metrics, and across versions) and FM-07 (confident hallucination:
 //! calibration) are read from the outcome windows (`windows.rs`) — exact sums, never a
 //! scan of decisions. FM-06 (non-compliance drift) and FM-03 (oversight atrophy) are
-//! read from the open finding entries; FM-02 and FM-05 have no evidence yet (`no_data`).
+//! read from the open finding entries. FM-02 (feedback loops), FM-03's blind-review
+//! figures, FM-05 (integration boundaries) and FM-07's consistency figures are read over
+//! the latest decisions' evidence rows (`decision_modes.rs`).
 //!
 //! Status: `no_data` while a window holds fewer than max(30, window/4) records;
 //! `failing` when a limit is crossed; `at_risk` when a figure has used more than half
@@ -28,6 +30,11 @@ use crate::decimal::Decimal;
 use crate::error::AppError;
 use crate::storage::Store;
 
+mod decision_modes;
+
+use decision_modes::DecisionWindow;
+pub use decision_modes::{circuit, normalized_entropy, Circuit, MIN_SUBSET};
+
 const DAY: u64 = 86_400_000_000;
 
 /// The finding codes of each mode this module computes, and FM-03's.
@@ -36,9 +43,27 @@ pub const FM01_CODES: &[&str] = &[
     "outcome_coverage_low",
     "contest_rate_high",
 ];
-pub const FM03_CODES: &[&str] = &["human_oversight_atrophy"];
+pub const FM02_CODES: &[&str] = &["output_homogeneity", "exploration_below_policy"];
+/// The oversight finding the compliance view raises from the activity rows.
+const OVERSIGHT_CODES: &[&str] = &["human_oversight_atrophy"];
+pub const FM03_CODES: &[&str] = &[
+    "human_oversight_atrophy",
+    "blind_review_backlog",
+    "human_accuracy_low",
+    "review_time_below_minimum",
+];
 pub const FM04_CODES: &[&str] = &["proxy_outcome_divergence"];
-pub const FM07_CODES: &[&str] = &["overconfidence"];
+pub const FM05_CODES: &[&str] = &[
+    "integration_error_rate",
+    "fallback_rate_high",
+    "contract_undeclared",
+    "contract_mismatch",
+];
+pub const FM07_CODES: &[&str] = &[
+    "overconfidence",
+    "inconsistent_answers",
+    "unvalidated_outputs",
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -100,6 +125,8 @@ struct Evidence<'a> {
     open: BTreeMap<(String, Option<String>), (u64, u64, Severity)>,
     /// Human reviews of the last 90 days.
     human_reviews: u64,
+    /// The latest decisions' evidence, when the policy keeps it.
+    decisions: Option<DecisionWindow>,
     now: u64,
 }
 
@@ -580,6 +607,18 @@ impl Evidence<'_> {
     }
 
     fn fm07(&self) -> ModeReport {
+        let mut m = self.fm07_calibration();
+        let mut levels = if m.status == Status::NoData {
+            Vec::new()
+        } else {
+            vec![m.status]
+        };
+        levels.extend(self.fm07_consistency(&mut m));
+        m.status = decision_modes::counted(&levels);
+        m
+    }
+
+    fn fm07_calibration(&self) -> ModeReport {
         let mut m = empty("FM-07", "confident hallucination at scale");
         let Some(l) = &self.limits else { return m };
         let cur = self.figures(|w| &w.current);
@@ -590,8 +629,6 @@ impl Evidence<'_> {
                 "high_confidence_wrong_share",
                 num(cur.high_confidence_wrong_share),
             ),
-            ("inconsistency_rate", Value::Null),
-            ("unvalidated_share", Value::Null),
         ]);
         m.thresholds = map(&[
             ("max_ece", limit(l.max_ece)),
@@ -667,18 +704,22 @@ impl Evidence<'_> {
     }
 
     fn fm03(&self) -> ModeReport {
-        let mut m = self.of_open_findings("FM-03", "human override atrophy", Some(FM03_CODES));
-        if !m.findings.is_empty() {
-            m.status = Status::Failing;
-        } else if self.human_reviews < 20 {
-            m.status = Status::NoData;
-        }
+        let mut m = self.of_open_findings("FM-03", "human override atrophy", Some(OVERSIGHT_CODES));
+        let atrophy = !m.findings.is_empty();
+        m.status = Status::NoData;
         m.figures = map(&[
             ("blind_agreement", Value::Null),
             ("human_accuracy", Value::Null),
             ("below_min_review_share", Value::Null),
             ("backlog_days", Value::Null),
         ]);
+        let mut levels = self.fm03_window(&mut m);
+        if atrophy {
+            levels.push(Status::Failing);
+        } else if self.human_reviews >= 20 {
+            levels.push(Status::Ok);
+        }
+        m.status = decision_modes::counted(&levels);
         m
     }
 
@@ -689,27 +730,12 @@ impl Evidence<'_> {
     }
 
     fn report(&self) -> Vec<ModeReport> {
-        let mut fm02 = empty("FM-02", "feedback loop collapse");
-        fm02.figures = map(&[
-            ("normalized_entropy", Value::Null),
-            ("previous_version_entropy", Value::Null),
-            ("exploration_share", Value::Null),
-            ("counterfactual_disagreement", Value::Null),
-        ]);
-        let mut fm05 = empty("FM-05", "integration cascade");
-        fm05.figures = map(&[
-            ("error_rate", Value::Null),
-            ("timeout_rate", Value::Null),
-            ("fallback_rate", Value::Null),
-            ("p99_latency_ms", Value::Null),
-            ("contract_mismatch_share", Value::Null),
-        ]);
         vec![
             self.fm01(),
-            fm02,
+            self.fm02(),
             self.fm03(),
             self.fm04(),
-            fm05,
+            self.fm05(),
             self.fm06(),
             self.fm07(),
         ]
@@ -717,9 +743,11 @@ impl Evidence<'_> {
 }
 
 fn is_outcome_or_oversight(code: &str) -> bool {
-    [FM01_CODES, FM03_CODES, FM04_CODES, FM07_CODES]
-        .iter()
-        .any(|l| l.contains(&code))
+    [
+        FM01_CODES, FM02_CODES, FM03_CODES, FM04_CODES, FM05_CODES, FM07_CODES,
+    ]
+    .iter()
+    .any(|l| l.contains(&code))
 }
 
 fn empty(code: &str, name: &str) -> ModeReport {
@@ -779,6 +807,7 @@ fn gather<'a>(
         .map(|v| windows_of(&v.spec.version))
         .transpose()?
         .flatten();
+    let previous_name = previous.as_ref().map(|p| p.spec.version.clone());
     let previous = match previous {
         Some(p) => windows_of(&p.spec.version)?.map(|w| (p.spec.version.clone(), w)),
         None => None,
@@ -809,6 +838,26 @@ fn gather<'a>(
             .map(|(index, time, b)| ((b.code, b.subject), (index, time, b.severity)))
             .collect()
     };
+    let decisions = match (&version, spec.policy.keeps_evidence()) {
+        (Some(v), true) => {
+            let before = if live {
+                u64::MAX
+            } else {
+                super::evidence::size_at(store, at)?
+            };
+            Some(DecisionWindow::read(
+                store,
+                system,
+                spec,
+                &v.spec.version,
+                previous_name.as_deref(),
+                before,
+                at,
+                live,
+            )?)
+        }
+        _ => None,
+    };
     let today = activity::day_of(at);
     let human_reviews =
         activity::oversight_per_week(store, system, today.saturating_sub(90), today)?
@@ -824,6 +873,7 @@ fn gather<'a>(
         coverage,
         open,
         human_reviews,
+        decisions,
         now: at,
     })
 }
@@ -846,21 +896,26 @@ pub fn report(
     })
 }
 
-/// The findings the outcome windows raise for `system` now (for the compliance view and
-/// the finding entries): `accuracy_decay`, `outcome_coverage_low`, `contest_rate_high`,
-/// `proxy_outcome_divergence`, `overconfidence`.
+/// The findings the outcome and decision windows raise for `system` now (for the
+/// compliance view and the finding entries): every code of FM-01, FM-02, FM-04, FM-05
+/// and FM-07, and FM-03's but `human_oversight_atrophy` (the compliance view's own).
 pub fn findings(
     store: &dyn Store,
     system: &str,
     spec: &SystemSpec,
     now: u64,
 ) -> Result<Vec<Finding>, AppError> {
-    if spec.policy.outcomes.is_none() {
+    if !spec.policy.keeps_evidence() {
         return Ok(Vec::new());
     }
     let ev = gather(store, system, spec, now, true)?;
     let mut out = ev.fm01().findings;
+    out.extend(ev.fm02().findings);
+    let mut fm03 = empty("FM-03", "");
+    ev.fm03_window(&mut fm03);
+    out.extend(fm03.findings);
     out.extend(ev.fm04().findings);
+    out.extend(ev.fm05().findings);
     out.extend(ev.fm07().findings);
     Ok(out)
 }

@@ -87,6 +87,47 @@ pub fn trail_key(system: &str, occurred_at: u64, index: u64) -> Vec<u8> {
     k
 }
 
+// --- The decision evidence of the failure modes FM-02, FM-03, FM-05 and FM-07 ---
+
+/// What the failure-mode report needs of one decision of a version, by log index:
+/// `fme ‖ 0 ‖ system ‖ 0 ‖ version ‖ 0 ‖ index` (the latest `window` are one range).
+pub(crate) fn evidence_key(system: &str, version: &str, index: u64) -> Vec<u8> {
+    key(&[
+        b"fme",
+        system.as_bytes(),
+        version.as_bytes(),
+        &index.to_be_bytes(),
+    ])
+}
+
+pub(crate) fn evidence_prefix(system: &str, version: &str) -> Vec<u8> {
+    prefix(&[b"fme", system.as_bytes(), version.as_bytes()])
+}
+
+/// A boundary event (an integration failure that produced no decision), by log index:
+/// `bnd ‖ 0 ‖ system ‖ 0 ‖ index`.
+pub(crate) fn boundary_key(system: &str, index: u64) -> Vec<u8> {
+    key(&[b"bnd", system.as_bytes(), &index.to_be_bytes()])
+}
+
+pub(crate) fn boundary_prefix(system: &str) -> Vec<u8> {
+    prefix(&[b"bnd", system.as_bytes()])
+}
+
+/// An open blind-review case, by its decision's log index: `blq ‖ 0 ‖ system ‖ 0 ‖ index`.
+pub(crate) fn blind_case_key(system: &str, index: u64) -> Vec<u8> {
+    key(&[b"blq", system.as_bytes(), &index.to_be_bytes()])
+}
+
+pub(crate) fn blind_case_prefix(system: &str) -> Vec<u8> {
+    prefix(&[b"blq", system.as_bytes()])
+}
+
+/// The blind judgment of a decision: `blj ‖ 0 ‖ system ‖ 0 ‖ decision index`.
+pub(crate) fn judgment_key(system: &str, index: u64) -> Vec<u8> {
+    key(&[b"blj", system.as_bytes(), &index.to_be_bytes()])
+}
+
 // --- A system's activity per UTC day (the console's charts) ---
 
 /// Decisions by one model version on one day: `actv ‖ 0 ‖ system ‖ 0 ‖ day ‖ 0 ‖ version`.

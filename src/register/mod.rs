@@ -7,9 +7,12 @@
 //! review gate runs here, inside the single writer) and return the entry to append.
 
 pub mod activity;
+pub mod blind;
+pub mod boundaries;
 pub mod compliance;
 pub mod decisions;
 pub mod erasure;
+pub mod evidence;
 pub mod failure_modes;
 pub mod findings;
 pub mod incidents;
@@ -57,6 +60,8 @@ pub const KINDS: &[&str] = &[
     outcomes::OUTCOME,
     outcomes::CONTESTED,
     outcomes::RESOLVED,
+    blind::RECORDED,
+    boundaries::EVENT,
 ];
 
 pub(crate) fn cbor<T: Serialize>(v: &T) -> Vec<u8> {
@@ -125,6 +130,8 @@ pub fn project(
         outcomes::OUTCOME | outcomes::CONTESTED | outcomes::RESOLVED => {
             outcomes::project(kind, system, body, index, time, actor, s)
         }
+        blind::RECORDED => blind::project(system, body, index, time, s),
+        boundaries::EVENT => boundaries::project(system, body, index, s),
         _ => Ok(()),
     }
 }

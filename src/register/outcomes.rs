@@ -177,6 +177,9 @@ pub struct TruthRow {
     pub overturned: bool,
     /// The decision's position in its version's windows, once labelled.
     pub position: Option<u64>,
+    /// The digest of the label in force (compared with blind judgments).
+    #[serde(default)]
+    pub label: Option<serde_bytes::ByteBuf>,
 }
 
 /// A contest as the register keeps it: `con ‖ system ‖ id` (id = its entry index).
@@ -454,6 +457,9 @@ fn project_outcome(
     let first = row.outcomes.is_empty();
     row.outcomes.push(index);
     row.fingerprint = Some(serde_bytes::ByteBuf::from(fingerprint(&b)));
+    let label: serde_json::Value = serde_json::from_str(&b.label).map_err(AppError::internal)?;
+    let label_digest = decisions::value_digest(&label)?;
+    row.label = Some(serde_bytes::ByteBuf::from(label_digest.clone()));
     let dref = decisions::reference(s, system, &b.decision_id)?;
     if let Some(t) = dref.and_then(|d| d.truth) {
         if first {
@@ -467,13 +473,10 @@ fn project_outcome(
             s.put(ck, (n + 1).to_be_bytes().to_vec());
         }
         if let Some(prediction) = &t.prediction {
-            let label: serde_json::Value =
-                serde_json::from_str(&b.label).map_err(AppError::internal)?;
             let record = Record {
                 decision: b.decision,
                 outcome: row.outcomes.first().copied().unwrap_or(index),
-                correct: !row.overturned
-                    && decisions::value_digest(&label)? == prediction.as_slice(),
+                correct: !row.overturned && label_digest == prediction.as_slice(),
                 overturned: row.overturned,
                 confidence: t.confidence,
                 proxy: t.proxy.clone(),

@@ -61,6 +61,270 @@ pub struct Policy {
     /// failure-mode figures computed from outcomes (FM-01, FM-04, FM-07).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcomes: Option<OutcomePolicy>,
+    /// The human backstop (FM-03): the share of decisions the writer draws for blind
+    /// review, and the limits of the reviews.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blind_review: Option<BlindReviewPolicy>,
+    /// Feedback loops (FM-02): the exploration the system must keep, how far the
+    /// outputs' entropy may fall against the previous version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feedback: Option<FeedbackPolicy>,
+    /// Integration boundaries (FM-05): the interface contract and the rates allowed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub integration: Option<IntegrationPolicy>,
+    /// Consistency (FM-07): answers to equivalent requests, validation of outputs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consistency: Option<ConsistencyPolicy>,
+}
+
+/// Blind review (FM-03). Every key optional; defaults in brackets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct BlindReviewPolicy {
+    /// The share of decisions the writer selects for blind review (0), at most 9
+    /// decimal places: drawn from the decision's fresh subject salt, so no caller can
+    /// predict or steer it, and recorded in the decision's entry.
+    #[serde(default)]
+    #[schema(value_type = Option<f64>)]
+    pub rate: Option<Decimal>,
+    /// Ordinary human reviews shorter than this are below the minimum (0).
+    #[serde(default)]
+    pub min_review_ms: Option<u64>,
+    /// The oldest open blind case may be this many days old (14).
+    #[serde(default)]
+    pub max_backlog_days: Option<u32>,
+    /// Blind judgments matching the outcome's label, at least (0.8).
+    #[serde(default)]
+    #[schema(value_type = Option<f64>)]
+    pub min_human_accuracy: Option<Decimal>,
+    /// Human reviews below `min_review_ms`, at most this share (0.2).
+    #[serde(default)]
+    #[schema(value_type = Option<f64>)]
+    pub max_below_min_review_share: Option<Decimal>,
+}
+
+/// Feedback loops (FM-02).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FeedbackPolicy {
+    /// Decisions chosen by randomised exploration, at least this share (0).
+    #[serde(default)]
+    #[schema(value_type = Option<f64>)]
+    pub min_exploration_share: Option<Decimal>,
+    /// The prediction's normalised entropy may fall this much below the previous
+    /// version's (0.2).
+    #[serde(default)]
+    #[schema(value_type = Option<f64>)]
+    pub max_entropy_drop: Option<Decimal>,
+}
+
+/// A system's interface contract with the systems around it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InterfaceContract {
+    /// SHA-256 of the input schema, lowercase hex.
+    pub input_schema_sha256: String,
+    /// The contract version records are compared with (`contract_version`).
+    pub input_schema_version: String,
+    pub output_schema_version: String,
+    pub timeout_ms: u64,
+    /// What callers get when the system does not answer in time.
+    pub fallback: String,
+}
+
+/// Integration boundaries (FM-05).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct IntegrationPolicy {
+    /// Records with status `error`, at most this share (0.02); past it the circuit opens.
+    #[serde(default)]
+    #[schema(value_type = Option<f64>)]
+    pub max_error_rate: Option<Decimal>,
+    /// (0.02)
+    #[serde(default)]
+    #[schema(value_type = Option<f64>)]
+    pub max_timeout_rate: Option<Decimal>,
+    /// (0.05)
+    #[serde(default)]
+    #[schema(value_type = Option<f64>)]
+    pub max_fallback_rate: Option<Decimal>,
+    #[serde(default)]
+    pub contract: Option<InterfaceContract>,
+}
+
+/// Consistency of answers (FM-07).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ConsistencyPolicy {
+    /// Equivalence groups whose predictions differ, at most this share (0.05).
+    #[serde(default)]
+    #[schema(value_type = Option<f64>)]
+    pub max_inconsistency_rate: Option<Decimal>,
+    /// Decisions without a passed validation step, at most this share (0); counted for
+    /// high-risk systems.
+    #[serde(default)]
+    #[schema(value_type = Option<f64>)]
+    pub max_unvalidated_share: Option<Decimal>,
+}
+
+/// The limits of the decision-window modes in force (the policy's, or the defaults).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvidenceLimits {
+    pub window: u32,
+    pub blind_rate: Decimal,
+    pub min_review_ms: u64,
+    pub max_backlog_days: u32,
+    pub min_human_accuracy: Decimal,
+    pub max_below_min_review_share: Decimal,
+    pub min_exploration_share: Decimal,
+    pub max_entropy_drop: Decimal,
+    pub max_error_rate: Decimal,
+    pub max_timeout_rate: Decimal,
+    pub max_fallback_rate: Decimal,
+    pub contract: Option<InterfaceContract>,
+    pub max_inconsistency_rate: Decimal,
+    pub max_unvalidated_share: Decimal,
+}
+
+impl Policy {
+    /// Whether decisions keep evidence rows for the decision-window modes: when the
+    /// policy has any failure-mode key.
+    pub fn keeps_evidence(&self) -> bool {
+        self.outcomes.is_some()
+            || self.blind_review.is_some()
+            || self.feedback.is_some()
+            || self.integration.is_some()
+            || self.consistency.is_some()
+    }
+
+    /// Records per window (`outcomes.window`, 500).
+    pub fn window(&self) -> u32 {
+        self.outcomes.as_ref().and_then(|o| o.window).unwrap_or(500)
+    }
+
+    /// The output field holding the prediction, if named.
+    pub fn prediction_field(&self) -> Option<&str> {
+        self.outcomes
+            .as_ref()
+            .and_then(|o| o.prediction_field.as_deref())
+    }
+
+    pub fn evidence_limits(&self) -> EvidenceLimits {
+        let b = self.blind_review.clone().unwrap_or_default();
+        let f = self.feedback.clone().unwrap_or_default();
+        let i = self.integration.clone().unwrap_or_default();
+        let c = self.consistency.clone().unwrap_or_default();
+        EvidenceLimits {
+            window: self.window(),
+            blind_rate: b.rate.unwrap_or(Decimal::integer(0)),
+            min_review_ms: b.min_review_ms.unwrap_or(0),
+            max_backlog_days: b.max_backlog_days.unwrap_or(14),
+            min_human_accuracy: b.min_human_accuracy.unwrap_or(Decimal::new(8, -1)),
+            max_below_min_review_share: b.max_below_min_review_share.unwrap_or(Decimal::new(2, -1)),
+            min_exploration_share: f.min_exploration_share.unwrap_or(Decimal::integer(0)),
+            max_entropy_drop: f.max_entropy_drop.unwrap_or(Decimal::new(2, -1)),
+            max_error_rate: i.max_error_rate.unwrap_or(Decimal::new(2, -2)),
+            max_timeout_rate: i.max_timeout_rate.unwrap_or(Decimal::new(2, -2)),
+            max_fallback_rate: i.max_fallback_rate.unwrap_or(Decimal::new(5, -2)),
+            contract: i.contract,
+            max_inconsistency_rate: c.max_inconsistency_rate.unwrap_or(Decimal::new(5, -2)),
+            max_unvalidated_share: c.max_unvalidated_share.unwrap_or(Decimal::integer(0)),
+        }
+    }
+
+    /// Check the failure-mode keys other than `outcomes`.
+    fn validate_evidence(&self) -> Result<(), AppError> {
+        let mut rates: Vec<(String, Option<Decimal>)> = Vec::new();
+        if let Some(b) = &self.blind_review {
+            rates.push(("blind_review.rate".into(), b.rate));
+            rates.push((
+                "blind_review.min_human_accuracy".into(),
+                b.min_human_accuracy,
+            ));
+            rates.push((
+                "blind_review.max_below_min_review_share".into(),
+                b.max_below_min_review_share,
+            ));
+            if b.max_backlog_days.is_some_and(|d| d > 3660) {
+                return Err(AppError::invalid(
+                    "policy.blind_review.max_backlog_days",
+                    "must be between 0 and 3660",
+                ));
+            }
+            if b.min_review_ms.is_some_and(|m| m > 86_400_000) {
+                return Err(AppError::invalid(
+                    "policy.blind_review.min_review_ms",
+                    "must be at most 86400000 (a day)",
+                ));
+            }
+        }
+        if let Some(f) = &self.feedback {
+            rates.push((
+                "feedback.min_exploration_share".into(),
+                f.min_exploration_share,
+            ));
+            rates.push(("feedback.max_entropy_drop".into(), f.max_entropy_drop));
+        }
+        if let Some(i) = &self.integration {
+            rates.push(("integration.max_error_rate".into(), i.max_error_rate));
+            rates.push(("integration.max_timeout_rate".into(), i.max_timeout_rate));
+            rates.push(("integration.max_fallback_rate".into(), i.max_fallback_rate));
+            if let Some(c) = &i.contract {
+                crate::fields::parse_sha256(
+                    "policy.integration.contract.input_schema_sha256",
+                    &c.input_schema_sha256,
+                )?;
+                crate::fields::validate_ident(
+                    "policy.integration.contract.input_schema_version",
+                    &c.input_schema_version,
+                    64,
+                )?;
+                crate::fields::validate_ident(
+                    "policy.integration.contract.output_schema_version",
+                    &c.output_schema_version,
+                    64,
+                )?;
+                crate::fields::validate_text(
+                    "policy.integration.contract.fallback",
+                    &c.fallback,
+                    500,
+                    true,
+                )?;
+                if c.timeout_ms > 3_600_000 {
+                    return Err(AppError::invalid(
+                        "policy.integration.contract.timeout_ms",
+                        "must be at most 3600000 (an hour)",
+                    ));
+                }
+            }
+        }
+        if let Some(c) = &self.consistency {
+            rates.push((
+                "consistency.max_inconsistency_rate".into(),
+                c.max_inconsistency_rate,
+            ));
+            rates.push((
+                "consistency.max_unvalidated_share".into(),
+                c.max_unvalidated_share,
+            ));
+        }
+        for (name, value) in rates {
+            let Some(d) = value else { continue };
+            if !(0.0..=1.0).contains(&d.to_f64()) {
+                return Err(AppError::invalid(
+                    format!("policy.{name}"),
+                    "must be between 0 and 1",
+                ));
+            }
+            if d.exponent < -9 {
+                return Err(AppError::invalid(
+                    format!("policy.{name}"),
+                    "at most 9 decimal places",
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// How a system's decisions meet their outcomes, and the limits of the figures. Every
@@ -291,6 +555,7 @@ impl SystemSpec {
         if let Some(o) = &self.policy.outcomes {
             o.validate()?;
         }
+        self.policy.validate_evidence()?;
         if self.risk_class == RiskClass::Prohibited {
             return Err(AppError::field(
                 ErrorCode::ProhibitedSystem,

@@ -12,6 +12,20 @@ use super::{deploy_version, system, AppService, Crew, TestApp};
 
 const DAY: u64 = 86_400_000_000;
 
+/// How close a figure must come to the reference's.
+pub const EPS: f64 = 1e-9;
+
+/// A figure against the reference's: both numbers within [`EPS`], or both null.
+pub fn close(got: &Value, want: &Value, what: &str) {
+    match (got.as_f64(), want.as_f64()) {
+        (Some(g), Some(w)) => assert!((g - w).abs() <= EPS, "{what}: {g} against {w}"),
+        _ => assert!(
+            got.is_null() && want.is_null(),
+            "{what}: {got} against {want}"
+        ),
+    }
+}
+
 /// The reference fixture.
 pub fn reference() -> &'static Value {
     static R: std::sync::OnceLock<Value> = std::sync::OnceLock::new();

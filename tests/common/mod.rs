@@ -5,6 +5,7 @@
 
 pub mod backend;
 pub mod console;
+pub mod decision_evidence;
 pub mod ground_truth;
 pub mod receiver;
 pub mod witness;

@@ -727,7 +727,7 @@ fn tokens_page(
             input #name type="text" name="name" required pattern="[a-z0-9][a-z0-9._-]{0,63}";
             label for="role" { "Role" }
             select #role name="role" {
-                @for r in ["auditor", "officer", "pipeline", "admin"] { option value=(r) { (r) } }
+                @for r in ["auditor", "officer", "pipeline", "reviewer", "admin"] { option value=(r) { (r) } }
             }
             button type="submit" { "Create" }
         }
@@ -746,6 +746,7 @@ pub async fn create_token(state: State, viewer: Viewer, body: web::Bytes) -> Pag
         Some("pipeline") => Role::Pipeline,
         Some("officer") => Role::Officer,
         Some("auditor") => Role::Auditor,
+        Some("reviewer") => Role::Reviewer,
         _ => return Err(AppError::invalid("role", "choose a role")),
     };
     tokens::validate_name(&name)?;

@@ -112,7 +112,8 @@ fn key(cookie_value: &str) -> [u8; 32] {
 }
 
 impl Sessions {
-    /// Start a session for a live token: the cookie to set. Pipelines do not sign in.
+    /// Start a session for a live token: the cookie to set. Pipelines and blind reviewers
+    /// do not sign in.
     pub fn sign_in(
         &self,
         store: &dyn Store,
@@ -124,6 +125,10 @@ impl Sessions {
         };
         if rec.role == Role::Pipeline {
             return Ok(Err("pipeline tokens do not sign in to the console"));
+        }
+        if rec.role == Role::Reviewer {
+            // Every console screen shows decisions; a blind reviewer sees none.
+            return Ok(Err("reviewer tokens do not sign in to the console: blind cases are judged through the API"));
         }
         let value = random_hex();
         let now = Instant::now();
