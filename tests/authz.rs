@@ -22,7 +22,6 @@ const PIPELINE: Who = Who::Roles(&["pipeline"]);
 const ADMIN: Who = Who::Roles(&["admin"]);
 const SUBSCRIBERS: Who = Who::Roles(&["admin", "officer", "pipeline"]);
 const REVIEWER: Who = Who::Roles(&["reviewer"]);
-const CIRCUIT_READERS: Who = Who::Roles(&["admin", "pipeline", "officer", "auditor"]);
 
 /// The authorisation matrix: every operation of the API, and who may call it.
 const MATRIX: &[(&str, &str, Who)] = &[
@@ -83,7 +82,7 @@ const MATRIX: &[(&str, &str, Who)] = &[
         "/v1/systems/{system_id}/boundary-events/batch",
         PIPELINE,
     ),
-    ("GET", "/v1/systems/{system_id}/circuit", CIRCUIT_READERS),
+    ("GET", "/v1/systems/{system_id}/circuit", READERS),
     ("POST", "/v1/systems/{system_id}/incidents", OFFICER),
     ("GET", "/v1/systems/{system_id}/incidents", DECISION_READERS),
     (

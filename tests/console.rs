@@ -502,3 +502,30 @@ async fn a_decision_page_shows_its_outcomes_and_contests() {
         assert!(html.contains(text), "{text} missing: {html}");
     }
 }
+
+#[actix_web::test]
+async fn a_decision_page_shows_its_failure_mode_evidence() {
+    let app = common::spawn().await;
+    let c = common::crew(&app).await;
+    let name = "integration_failing";
+    let case = common::decision_evidence::case(name);
+    let reviewer = app.token("reviewer-rita", "reviewer").await;
+    common::decision_evidence::seed(&app, &c, &reviewer, "integration", case).await;
+    let d = case["versions"][0]["decisions"][0]["id"].as_str().unwrap();
+    let cookie = session(&app, &c.officer).await;
+    let html = get(
+        &app,
+        &cookie,
+        &format!("/console/systems/integration/decisions/{d}"),
+    )
+    .await
+    .text();
+    let crossing = &case["versions"][0]["decisions"][0]["integration"];
+    for text in [
+        "Integration".to_owned(),
+        format!("{} → scoring", crossing["upstream"].as_str().unwrap()),
+        format!("{} ms", crossing["latency_ms"]),
+    ] {
+        assert!(html.contains(&text), "{text} missing: {html}");
+    }
+}

@@ -203,7 +203,14 @@ async fn reindex_rebuilds_the_evidence_byte_for_byte() {
     }
     let store = app.state.ledger.store().clone();
     let live = veritrail::projection::dump(&*store).unwrap();
-    for family in [&b"fme\0"[..], b"bnd\0", b"blq\0", b"blj\0"] {
+    // Evidence rows (in the trail family, a group per version), boundary events, open
+    // blind cases and judgments.
+    for family in [
+        &b"trail\0feedback-at-risk\x012\0"[..],
+        b"bnd\0",
+        b"blq\0",
+        b"blj\0",
+    ] {
         assert!(
             live.iter().any(|(k, _)| k.starts_with(family)),
             "{family:?}"

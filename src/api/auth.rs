@@ -43,8 +43,6 @@ access! {
     Admins = [Admin];
     /// Blind reviewers, the only role that lists and judges blind cases.
     Reviewers = [Reviewer];
-    /// Who reads the circuit: pipelines (to stop routing) and readers.
-    CircuitReaders = [Pipeline, Officer, Auditor, Admin];
 }
 
 /// The authenticated caller, with one of the roles of `A`: the token's name (the

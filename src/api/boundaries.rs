@@ -5,7 +5,7 @@ use actix_web::{get, post, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::auth::{Caller, CircuitReaders, Pipelines};
+use super::auth::{Caller, Pipelines, Readers};
 use super::body::Json;
 use super::decisions::{batch_size, run_batch, BatchResult};
 use super::{ReceiptView, State};
@@ -113,7 +113,7 @@ pub struct CircuitView {
 }
 
 /// Whether callers should stop routing to the system, from the ledger's evidence
-/// (pipelines and readers).
+/// (every reader, pipelines among them).
 #[utoipa::path(tag = "boundaries", security(("bearer" = [])), params(("system_id" = String, Path)), responses(
     (status = 200, body = CircuitView),
     (status = 404, body = Problem, content_type = "application/problem+json"),
@@ -121,7 +121,7 @@ pub struct CircuitView {
 #[get("/v1/systems/{system_id}/circuit")]
 async fn circuit(
     state: State,
-    _caller: Caller<CircuitReaders>,
+    _caller: Caller<Readers>,
     id: actix_web::web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
     let system = id.into_inner();

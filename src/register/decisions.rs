@@ -764,12 +764,19 @@ pub(crate) fn project(
     // deep copy of it per decision).
     let b = IndexedFields::of(body)?;
     let gate = read_gate(s, system)?;
-    let truth = match gate.as_ref().and_then(|g| g.outcomes.as_ref()) {
-        Some(field) => Some(truth_of(&b, field.as_deref())?),
-        None => None,
-    };
-    if let Some(field) = gate.as_ref().and_then(|g| g.evidence.as_ref()) {
-        let e = evidence_of(body, &b, field.as_deref(), time)?;
+    // The prediction's digest, read once for the truth and the evidence (both take the
+    // policy's one prediction field).
+    let field = gate
+        .as_ref()
+        .and_then(|g| g.evidence.as_ref())
+        .and_then(|f| f.as_deref());
+    let prediction = prediction_of(b.output, field)?;
+    let truth = gate
+        .as_ref()
+        .is_some_and(|g| g.outcomes.is_some())
+        .then(|| truth_of(&b, prediction.clone()));
+    if gate.as_ref().is_some_and(|g| g.evidence.is_some()) {
+        let e = evidence_of(body, &b, field, prediction, time)?;
         if e.blind {
             super::blind::open_case(s, system, index, b.decision_id, time);
         }
@@ -812,6 +819,7 @@ fn evidence_of(
     body: &serde_cbor::Value,
     b: &IndexedFields<'_>,
     field: Option<&str>,
+    prediction: Option<serde_bytes::ByteBuf>,
     time: u64,
 ) -> Result<super::evidence::Evidence, AppError> {
     use serde_cbor::Value;
@@ -823,7 +831,6 @@ fn evidence_of(
             .filter(|v| !matches!(v, Value::Null))
     };
     let flag = |name: &str| matches!(present(name), Some(Value::Bool(true)));
-    let prediction = prediction_of(b.output, field)?;
     let counterfactual_differs = match present("counterfactual_output") {
         Some(Value::Text(t)) => prediction_of(t, field)?
             .zip(prediction.as_ref())
@@ -856,8 +863,7 @@ fn evidence_of(
 }
 
 /// What the outcome windows keep of a decision (see [`Truth`]).
-fn truth_of(b: &IndexedFields<'_>, field: Option<&str>) -> Result<Truth, AppError> {
-    let prediction = prediction_of(b.output, field)?;
+fn truth_of(b: &IndexedFields<'_>, prediction: Option<serde_bytes::ByteBuf>) -> Truth {
     let confidence = b
         .confidence
         .and_then(Decimal::from_cbor)
@@ -874,13 +880,13 @@ fn truth_of(b: &IndexedFields<'_>, field: Option<&str>) -> Result<Truth, AppErro
             .collect(),
         _ => Vec::new(),
     };
-    Ok(Truth {
+    Truth {
         model_version: b.model_version.to_owned(),
         occurred_at: b.occurred_at,
         prediction,
         confidence,
         proxy,
-    })
+    }
 }
 
 /// The entry index of a decision.

@@ -1,7 +1,7 @@
 //! The evidence one decision leaves for the failure modes read over decision windows
 //! (FM-02 feedback loops, FM-03 the human backstop, FM-05 integration boundaries, FM-07
-//! consistency): a row per decision, by version and log index, kept in the decision's
-//! own batch when the system's policy has a failure-mode key (`outcomes`,
+//! consistency): a row per decision, by version and log index (of the trail family, so
+//! the sled driver packs it as it packs the trail), kept in the decision's own batch when the system's policy has a failure-mode key (`outcomes`,
 //! `blind_review`, `feedback`, `integration` or `consistency`). A window is the latest
 //! `window` rows of a version: one range read, so the report never scans the log.
 //!
@@ -103,11 +103,11 @@ pub fn latest(
         .range(&lo, &hi, true, n)?
         .into_iter()
         .map(|(k, v)| {
-            let tail = k
-                .get(prefix.len()..)
+            let index = k
+                .get(prefix.len()..prefix.len() + 8)
                 .and_then(|t| <[u8; 8]>::try_from(t).ok())
                 .ok_or_else(|| AppError::internal("malformed evidence key"))?;
-            Ok((u64::from_be_bytes(tail), uncbor::<Evidence>(&v)?))
+            Ok((u64::from_be_bytes(index), uncbor::<Evidence>(&v)?))
         })
         .collect::<Result<Vec<_>, AppError>>()?;
     rows.reverse();

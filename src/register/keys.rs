@@ -89,19 +89,20 @@ pub fn trail_key(system: &str, occurred_at: u64, index: u64) -> Vec<u8> {
 
 // --- The decision evidence of the failure modes FM-02, FM-03, FM-05 and FM-07 ---
 
-/// What the failure-mode report needs of one decision of a version, by log index:
-/// `fme ‖ 0 ‖ system ‖ 0 ‖ version ‖ 0 ‖ index` (the latest `window` are one range).
+/// What the failure-mode report needs of one decision of a version, by log index, in
+/// the trail family (so a driver packs it with the trail rows): the group
+/// `trail ‖ 0 ‖ system ‖ 1 ‖ version ‖ 0` (above the system's own trail group, whose
+/// separator is 0), then `index ‖ 0⁸` as the suffix. The latest `window` of a version
+/// are one range.
 pub(crate) fn evidence_key(system: &str, version: &str, index: u64) -> Vec<u8> {
-    key(&[
-        b"fme",
-        system.as_bytes(),
-        version.as_bytes(),
-        &index.to_be_bytes(),
-    ])
+    let mut k = evidence_prefix(system, version);
+    k.extend_from_slice(&index.to_be_bytes());
+    k.extend_from_slice(&[0; 8]);
+    k
 }
 
 pub(crate) fn evidence_prefix(system: &str, version: &str) -> Vec<u8> {
-    prefix(&[b"fme", system.as_bytes(), version.as_bytes()])
+    [TRAIL, system.as_bytes(), &[1], version.as_bytes(), &[0]].concat()
 }
 
 /// A boundary event (an integration failure that produced no decision), by log index:
@@ -246,7 +247,8 @@ pub fn text_prefix(decision: u64) -> Vec<u8> {
 }
 
 /// The row families written once per decision, which a driver whose cost is per key
-/// may pack: the trail (a system's rows arrive in time order), the decisions' openings
+/// may pack: the trail (a system's rows arrive in time order, a version's evidence rows
+/// in log order), the decisions' openings
 /// (by index) and the expiry index (by time, then index) in the vault, and the subject
 /// index (keys anywhere: kept as runs).
 pub fn packing() -> Packing {
@@ -294,6 +296,14 @@ mod tests {
             assert_eq!(k.len(), family.key_len);
             assert_eq!(k[k.len() - 8..], 3u64.to_be_bytes());
         }
+        // The evidence rows are of the trail family, in a group of their own that no
+        // trail range of the system meets.
+        let e = evidence_key("sys", "1.0", 9);
+        assert!(e.starts_with(g.prefix));
+        assert_eq!(e.len(), evidence_prefix("sys", "1.0").len() + g.suffix);
+        let mut end = trail_prefix("sys");
+        *end.last_mut().unwrap() += 1;
+        assert!(e >= end);
         let runs = p.runs.unwrap();
         let s = subject_key("someone", 5, 3);
         assert!(s.starts_with(runs.prefix));

@@ -159,6 +159,18 @@ fn decision_body(d: &DecisionView) -> Markup {
             @if let Some(u) = &d.input_sha256_uncommitted { dt { "Inputs digest" } dd { code { (u) } " (written before digests were committed)" } }
             @if let Some(f) = &d.inputs { (opened("Inputs", f)) }
             @if let Some(p) = &d.proxy { dt { "Proxy metrics" } dd { code { (serde_json::to_string(p).unwrap_or_default()) } } }
+            @if d.exploration == Some(true) { dt { "Exploration" } dd { "chosen by randomised exploration" } }
+            @if let Some(c) = &d.counterfactual_output { dt { "Counterfactual" } dd { code { (c.to_string()) } } }
+            @if let Some(k) = &d.equivalence_key { dt { "Equivalence key" } dd { code { (k) } } }
+            @if let Some(v) = &d.validation {
+                dt { "Validation" }
+                dd { (v.method) ": " (if v.passed { "passed" } else { "failed" }) @if !v.sources.is_empty() { " against " (v.sources.join(", ")) } }
+            }
+            @if let Some(i) = &d.integration {
+                dt { "Integration" }
+                dd { (i.upstream) " → " (i.downstream) ", contract " code { (i.contract_version) } ", " (format!("{:?}", i.status).to_lowercase()) " in " (i.latency_ms) " ms" }
+            }
+            @if let Some(b) = d.blind_review { dt { "Blind review" } dd { (if b { "drawn by the writer" } else { "not drawn" }) } }
             @if !d.outcomes.is_empty() {
                 dt { "Outcomes" }
                 dd { ul.outcomes { @for o in &d.outcomes {
