@@ -289,7 +289,7 @@ async fn only_an_open_case_is_judged() {
 }
 
 #[actix_web::test]
-async fn a_judgment_names_the_prediction_field_and_nothing_else() {
+async fn a_judgment_is_a_scalar_of_the_prediction_field_and_nothing_else() {
     let app = common::spawn().await;
     let crew = common::crew(&app).await;
     let reviewer = app.token("reviewer-rita", "reviewer").await;
@@ -299,6 +299,9 @@ async fn a_judgment_names_the_prediction_field_and_nothing_else() {
         json!({"score": 1}),
         json!({"approved": true, "score": 1}),
         json!({}),
+        // A label, never a note: scalars only, strings of at most 128 characters.
+        json!({"approved": {"why": "the applicant said so"}}),
+        json!({"approved": "x".repeat(129)}),
     ] {
         let r = app
             .post(

@@ -315,3 +315,24 @@ fn public_entries_serves_entry_bundles_without_a_token() {
     assert_eq!(bytes.len(), 2 + len, "one entry, length-prefixed");
     common::stop_server(&mut child);
 }
+
+/// An entry bundle that needs a token is never kept by a shared cache for other callers
+/// (a blind reviewer among them); hash tiles are public.
+#[actix_web::test]
+async fn token_gated_entry_bundles_are_private_to_caches() {
+    let app = common::spawn().await;
+    let auditor = app.token("auditor-eve", "auditor").await;
+    let r = app.get("/tile/entries/000.p/1", Some(&auditor)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let cache = r.headers.get("cache-control").unwrap().to_str().unwrap();
+    assert!(cache.starts_with("private"), "{cache}");
+    let r = app.get("/tile/0/000.p/1", None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r
+        .headers
+        .get("cache-control")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .starts_with("public"));
+}

@@ -8,6 +8,8 @@ prediction `class`, exploration, counterfactual, human review time, integration
 crossing, equivalence key, validation), boundary events recorded halfway through the
 last version's decisions, blind judgments and the outcomes of the judged decisions.
 Every decision is drawn for blind review (rate 1), so the judged set is the fixture's.
+Error events recorded before the last version's first decision (`events_before`) lie
+outside every window and are never counted.
 
 The figures are computed here with numpy and scipy over the last version's latest
 WINDOW decisions (scipy.stats.entropy for the normalised entropy, numpy.percentile
@@ -274,6 +276,7 @@ def make_cases(seed):
     def plain(name, **kw):
         return {"policy": base_policy(**kw.pop("policy", {})), "risk_class": kw.pop("risk", "limited"),
                 "versions": kw.pop("versions"), "events": kw.pop("events", []),
+                "events_before": kw.pop("events_before", []),
                 "judgments": [], "outcomes": [], **kw}
 
     # FM-02: entropy across versions, exploration against the policy.
@@ -322,7 +325,10 @@ def make_cases(seed):
         v = version(rng, "1", uniform,
                     integration=lambda i: crossing(rng, p, contract_p, ("intake", "bureau")))
         evs = [crossing(rng, [0, 0.5, 0.5, 0], contract_p, ("intake", "bureau")) for _ in range(events)]
-        return plain(name, policy={"integration": ig}, versions=[v], events=evs, risk=risk)
+        # Recorded before the version's first decision: outside every window, never counted.
+        outside = [crossing(rng, [0, 1, 0, 0], 1.0, ("intake",)) for _ in range(3)]
+        return plain(name, policy={"integration": ig}, versions=[v], events=evs, risk=risk,
+                     events_before=outside)
 
     cases["integration_ok"] = integration("integration_ok", [0.995, 0.0, 0.0, 0.005], 0)
     cases["integration_at_risk"] = integration("integration_at_risk", [0.97, 0.015, 0.0, 0.015], 1)

@@ -24,6 +24,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 /// Of partial tiles: they are immutable too, but may be deleted once full.
 const PARTIAL: &str = "public, max-age=60";
+/// Entry bundles that need a token: no shared cache may keep one for other callers.
+const IMMUTABLE_PRIVATE: &str = "private, max-age=31536000, immutable";
+const PARTIAL_PRIVATE: &str = "private, max-age=60";
 
 /// The checkpoint to serve, as `GET /checkpoint` and `GET /v1/log/checkpoint` answer it:
 /// with a witness policy, the newest checkpoint that met its quorum with every
@@ -148,7 +151,7 @@ async fn tile(state: State, req: HttpRequest) -> Result<HttpResponse, AppError> 
     };
     let width = p.width.map_or(TILE_WIDTH as u64, u64::from);
     let size = state.ledger.latest().size;
-    let cache = if p.width.is_some() {
+    let mut cache = if p.width.is_some() {
         PARTIAL
     } else {
         IMMUTABLE
@@ -170,6 +173,11 @@ async fn tile(state: State, req: HttpRequest) -> Result<HttpResponse, AppError> 
         None => {
             if !state.public_entries {
                 Caller::<Readers>::check(&req)?;
+                cache = if p.width.is_some() {
+                    PARTIAL_PRIVATE
+                } else {
+                    IMMUTABLE_PRIVATE
+                };
             }
             if !covered(size, 0, p.index, width) {
                 return Err(not_found("entry bundle"));

@@ -121,6 +121,16 @@ pub fn judge_command(
                 format!("must be {{\"{field}\": value}}: the prediction field and nothing else"),
             ));
         }
+        // A label, not a note: the judgment is written to the log in the clear, so it is
+        // a JSON scalar (a string of at most 128 characters), never free text.
+        match &req.judgment[&field] {
+            serde_json::Value::Bool(_) | serde_json::Value::Number(_) => {}
+            serde_json::Value::String(t) if t.chars().count() <= 128 => {}
+            _ => return Err(AppError::invalid(
+                "judgment",
+                "must be a JSON scalar: true/false, a number or a string of at most 128 characters",
+            )),
+        }
         if req.review_ms > 86_400_000 {
             return Err(AppError::invalid(
                 "review_ms",

@@ -111,8 +111,9 @@ pub(crate) fn project(
     Ok(())
 }
 
-/// The boundary events of `system` with a log index in `from..=to`, at most `limit`.
-pub fn between(
+/// The latest boundary events of `system` with a log index in `from..=to`, at most
+/// `limit`, in log order.
+pub fn latest_between(
     store: &dyn Store,
     system: &str,
     from: u64,
@@ -128,9 +129,11 @@ pub fn between(
             k
         }
     };
-    store
-        .range(&lo, &hi, false, limit)?
+    let mut rows = store
+        .range(&lo, &hi, true, limit)?
         .into_iter()
         .map(|(_, v)| uncbor(&v))
-        .collect()
+        .collect::<Result<Vec<Crossing>, AppError>>()?;
+    rows.reverse();
+    Ok(rows)
 }

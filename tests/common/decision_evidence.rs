@@ -92,6 +92,32 @@ pub fn event(e: &Value, occurred_at: u64) -> Value {
     b
 }
 
+/// Record fixture boundary events (if any) in one batch.
+async fn post_events<S, B>(app: &TestApp<S>, crew: &Crew, id: &str, events: &Value, at: u64)
+where
+    S: AppService<B>,
+    B: MessageBody,
+{
+    let events: Vec<Value> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| event(e, at))
+        .collect();
+    if events.is_empty() {
+        return;
+    }
+    let r = app
+        .post(
+            &format!("/v1/systems/{id}/boundary-events/batch"),
+            &crew.pipeline,
+            json!({ "events": events }),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["rejected"], 0, "{}", r.text());
+}
+
 /// Log a fixture case into system `id` (registered here); `reviewer` judges its blind
 /// cases. The entry index of every decision, by id.
 pub async fn seed<S, B>(
@@ -136,6 +162,8 @@ where
             })
             .collect();
         if n + 1 == versions.len() {
+            // Events before the version's first decision lie outside every window.
+            post_events(app, crew, id, &case["events_before"], start + k * 1_000_000).await;
             // The boundary events fall between the window's first and last decision.
             let half = decisions.len() / 2;
             indices.extend(
@@ -148,23 +176,7 @@ where
                 )
                 .await,
             );
-            let events: Vec<Value> = case["events"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|e| event(e, start + k * 1_000_000))
-                .collect();
-            if !events.is_empty() {
-                let r = app
-                    .post(
-                        &format!("/v1/systems/{id}/boundary-events/batch"),
-                        &crew.pipeline,
-                        json!({ "events": events }),
-                    )
-                    .await;
-                assert_eq!(r.status, 200, "{}", r.text());
-                assert_eq!(r.json()["rejected"], 0, "{}", r.text());
-            }
+            post_events(app, crew, id, &case["events"], start + k * 1_000_000).await;
             indices.extend(
                 post_batches(
                     app,

@@ -51,7 +51,7 @@ pub(super) struct DecisionWindow {
     pub consistency: bool,
 }
 
-/// Most boundary events one window counts.
+/// Most boundary events one window counts (the latest, when more fall in it).
 const MAX_EVENTS: usize = 100_000;
 
 impl DecisionWindow {
@@ -73,7 +73,7 @@ impl DecisionWindow {
         let rows = evidence::latest(store, system, version, before, w)?;
         let events = match (rows.first(), rows.last()) {
             (Some((from, _)), Some((to, _))) => {
-                boundaries::between(store, system, *from, *to, MAX_EVENTS)?
+                boundaries::latest_between(store, system, *from, *to, MAX_EVENTS)?
             }
             _ => Vec::new(),
         };
@@ -87,9 +87,7 @@ impl DecisionWindow {
             else {
                 continue;
             };
-            let label = super::super::outcomes::truth(store, system, *index)?
-                .filter(|t| t.outcomes.first().is_some_and(|o| *o < before))
-                .and_then(|t| t.label.map(|l| l.into_vec()));
+            let label = label_before(store, system, *index, before)?;
             judged.push(Judged {
                 judgment: j,
                 ai: e.prediction.as_ref().map(|p| p.to_vec()),
@@ -158,6 +156,35 @@ impl DecisionWindow {
             .iter()
             .filter_map(|(_, e)| e.crossing.as_ref())
             .chain(self.events.iter())
+    }
+}
+
+/// The digest of the label in force for the decision at `index` over the log below
+/// `before` (the register's row keeps today's; a correction recorded since is undone
+/// by reading the last outcome entry below `before`).
+fn label_before(
+    store: &dyn Store,
+    system: &str,
+    index: u64,
+    before: u64,
+) -> Result<Option<Vec<u8>>, AppError> {
+    let Some(t) = super::super::outcomes::truth(store, system, index)? else {
+        return Ok(None);
+    };
+    match t.outcomes.iter().rev().find(|o| **o < before) {
+        None => Ok(None),
+        Some(o) if Some(o) == t.outcomes.last() => Ok(t.label.map(|l| l.into_vec())),
+        Some(o) => {
+            let bytes = store
+                .entries(*o, *o + 1)?
+                .pop()
+                .ok_or_else(|| AppError::internal(format!("entry {o} missing")))?;
+            let e = crate::log::entry::decode::<super::super::outcomes::OutcomeBody>(&bytes)
+                .map_err(AppError::internal)?;
+            let label: serde_json::Value =
+                serde_json::from_str(&e.body.label).map_err(AppError::internal)?;
+            Ok(Some(super::super::decisions::value_digest(&label)?))
+        }
     }
 }
 
@@ -677,9 +704,9 @@ impl Evidence<'_> {
 }
 
 /// Whether callers should stop routing to a system, from the evidence: the error rate
-/// over the latest window's crossings (its decisions' `integration` and every boundary
-/// event since its first decision, up to now, so a system that stopped answering
-/// opens it) against `integration.max_error_rate`.
+/// over the latest window's crossings (its decisions' `integration` and the latest
+/// `window` boundary events since its first decision, up to now, so a system that
+/// stopped answering opens it) against `integration.max_error_rate`.
 pub struct Circuit {
     pub open: bool,
     pub error_rate: Option<f64>,
@@ -700,7 +727,9 @@ pub fn circuit(
         None => Vec::new(),
     };
     let from = rows.first().map_or(0, |r| r.0);
-    let events = boundaries::between(store, system, from, u64::MAX, MAX_EVENTS)?;
+    // The latest `window` events since the window's first decision: a bounded read
+    // however long the system has been failing.
+    let events = boundaries::latest_between(store, system, from, u64::MAX, w)?;
     let crossings: Vec<&Crossing> = rows
         .iter()
         .filter_map(|(_, e)| e.crossing.as_ref())
