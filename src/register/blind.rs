@@ -232,8 +232,7 @@ pub fn open_cases(
         }
         None => prefix.clone(),
     };
-    let mut hi = prefix.clone();
-    *hi.last_mut().expect("prefix ends in a separator") += 1;
+    let hi = super::keys::prefix_end(prefix.clone());
     store
         .range(&lo, &hi, false, limit)?
         .into_iter()

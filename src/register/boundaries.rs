@@ -123,11 +123,7 @@ pub fn latest_between(
     let lo = boundary_key(system, from);
     let hi = match to.checked_add(1) {
         Some(t) => boundary_key(system, t),
-        None => {
-            let mut k = boundary_prefix(system);
-            *k.last_mut().expect("prefix ends in a separator") += 1;
-            k
-        }
+        None => super::keys::prefix_end(boundary_prefix(system)),
     };
     let mut rows = store
         .range(&lo, &hi, true, limit)?

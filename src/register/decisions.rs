@@ -963,11 +963,7 @@ pub fn trail(
     let mut lo = f.from.map(bound).unwrap_or_else(|| prefix.clone());
     let mut hi = match f.to.and_then(|t| t.checked_add(1)) {
         Some(t) => bound(t),
-        None => {
-            let mut k = prefix.clone();
-            *k.last_mut().expect("prefix ends in a separator") += 1;
-            k
-        }
+        None => super::keys::prefix_end(prefix.clone()),
     };
     if let Some((t, i)) = f.after {
         let mut k = bound(t);

@@ -22,6 +22,13 @@ pub(crate) fn key(parts: &[&[u8]]) -> Vec<u8> {
     k
 }
 
+/// The least key above every key that starts with `prefix` (which ends in a 0
+/// separator): the exclusive end of its range.
+pub(crate) fn prefix_end(mut prefix: Vec<u8>) -> Vec<u8> {
+    *prefix.last_mut().expect("prefix ends in a separator") += 1;
+    prefix
+}
+
 /// `parts` joined, with a closing 0: the prefix of every key that extends them.
 fn prefix(parts: &[&[u8]]) -> Vec<u8> {
     let mut k = key(parts);
