@@ -366,19 +366,9 @@ async fn reindex_rebuilds_every_window_byte_for_byte() {
     gt::seed_case(&app, &crew, "stable", case("stable")).await;
     gt::seed_case(&app, &crew, "proxy", case("proxy")).await;
     let store = app.state.ledger.store().clone();
-    let live = veritrail::projection::dump(&*store).unwrap();
+    let live = common::reindex_reproduces(&*store);
     assert!(live.iter().any(|(k, _)| k.starts_with(b"gtw\0")));
     assert!(live.iter().any(|(k, _)| k.starts_with(b"gth\0")));
-    veritrail::reindex::reindex(&*store).unwrap();
-    let rebuilt = veritrail::projection::dump(&*store).unwrap();
-    assert_eq!(live.len(), rebuilt.len());
-    for (a, b) in live.iter().zip(&rebuilt) {
-        assert!(
-            a == b,
-            "reindex differs at {:?}",
-            String::from_utf8_lossy(&a.0)
-        );
-    }
 }
 
 #[actix_web::test]

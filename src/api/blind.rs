@@ -9,7 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::auth::{Caller, Reviewers};
 use super::body::{Json, Query};
-use super::{ReceiptView, State};
+use super::State;
 use crate::error::{AppError, ErrorCode, Problem};
 use crate::register::blind::{self, JudgmentRequest};
 use crate::register::decisions::{self, DecisionBody};
@@ -122,20 +122,12 @@ fn occurred_at(store: &dyn crate::storage::Store, index: u64) -> Result<u64, App
     Ok(e.body.occurred_at)
 }
 
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct JudgmentRecorded {
-    pub decision_id: String,
-    /// `recorded`, or `duplicate` when the same judgment was sent again.
-    pub status: String,
-    pub receipt: ReceiptView,
-}
-
 /// Record a blind reviewer's independent judgment of an open case (reviewer):
 /// `{judgment: {<prediction field>: value}, review_ms}` (`blind_review.recorded`). The
 /// case closes; the same judgment sent again gets its original receipt.
 #[utoipa::path(tag = "blind review", security(("bearer" = [])), params(("system_id" = String, Path), ("decision_id" = String, Path)), request_body = JudgmentRequest, responses(
-    (status = 201, body = JudgmentRecorded),
-    (status = 200, description = "The same judgment again: its original receipt", body = JudgmentRecorded),
+    (status = 201, body = super::outcomes::RecordedFor),
+    (status = 200, description = "The same judgment again: its original receipt", body = super::outcomes::RecordedFor),
     (status = 400, body = Problem, content_type = "application/problem+json"),
     (status = 404, description = "blind-case-not-found", body = Problem, content_type = "application/problem+json"),
     (status = 409, body = Problem, content_type = "application/problem+json"),
@@ -157,15 +149,5 @@ async fn judge(
             blind::judge_reads(&system, &decision_id),
         )
         .await?;
-    let fresh = receipt.appended;
-    let status = if fresh {
-        actix_web::http::StatusCode::CREATED
-    } else {
-        actix_web::http::StatusCode::OK
-    };
-    Ok(HttpResponse::build(status).json(JudgmentRecorded {
-        decision_id,
-        status: if fresh { "recorded" } else { "duplicate" }.into(),
-        receipt: receipt.into(),
-    }))
+    Ok(super::outcomes::recorded_for(decision_id, receipt))
 }

@@ -31,12 +31,29 @@ pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(report);
 }
 
+/// What was recorded for a decision (an outcome, a blind judgment).
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct OutcomeWritten {
+pub struct RecordedFor {
     pub decision_id: String,
-    /// `recorded`, or `duplicate` when the same outcome was sent again (the original receipt).
+    /// `recorded`, or `duplicate` when the same was sent again (the original receipt).
     pub status: String,
     pub receipt: ReceiptView,
+}
+
+/// The answer to a write about `decision_id`: 201 `recorded`, or 200 `duplicate` with
+/// the original receipt when the same was sent again.
+pub(super) fn recorded_for(decision_id: String, receipt: crate::log::Receipt) -> HttpResponse {
+    let fresh = receipt.appended;
+    let status = if fresh {
+        actix_web::http::StatusCode::CREATED
+    } else {
+        actix_web::http::StatusCode::OK
+    };
+    HttpResponse::build(status).json(RecordedFor {
+        decision_id,
+        status: if fresh { "recorded" } else { "duplicate" }.into(),
+        receipt: receipt.into(),
+    })
 }
 
 /// Record the outcome of a decision (pipeline): what really happened, bound to the
@@ -44,8 +61,8 @@ pub struct OutcomeWritten {
 /// with 409 unless `correction` is true (it supersedes the recorded one and says so);
 /// the same outcome sent again gets its original receipt (200).
 #[utoipa::path(tag = "outcomes", security(("bearer" = [])), params(("system_id" = String, Path), ("decision_id" = String, Path)), request_body = OutcomeRequest, responses(
-    (status = 201, body = OutcomeWritten),
-    (status = 200, description = "A replay of a recorded outcome: its original receipt", body = OutcomeWritten),
+    (status = 201, body = RecordedFor),
+    (status = 200, description = "A replay of a recorded outcome: its original receipt", body = RecordedFor),
     (status = 400, body = Problem, content_type = "application/problem+json"),
     (status = 404, description = "decision-not-found", body = Problem, content_type = "application/problem+json"),
     (status = 409, description = "outcome-conflict", body = Problem, content_type = "application/problem+json"),
@@ -68,17 +85,7 @@ async fn record(
             outcomes::record_reads(&system, &decision_id),
         )
         .await?;
-    let fresh = receipt.appended;
-    let status = if fresh {
-        actix_web::http::StatusCode::CREATED
-    } else {
-        actix_web::http::StatusCode::OK
-    };
-    Ok(HttpResponse::build(status).json(OutcomeWritten {
-        decision_id,
-        status: if fresh { "recorded" } else { "duplicate" }.into(),
-        receipt: receipt.into(),
-    }))
+    Ok(recorded_for(decision_id, receipt))
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

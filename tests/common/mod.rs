@@ -525,3 +525,24 @@ where
     register_system(app, &crew.officer, id).await;
     deploy_version(app, &crew.pipeline, &crew.officer, id, v, None).await;
 }
+
+/// `reindex` rebuilds every projection row of `store` byte for byte: the rows as they
+/// stood before it (for the caller to check which families they hold).
+pub fn reindex_reproduces(store: &dyn veritrail::storage::Store) -> veritrail::storage::Rows {
+    let live = veritrail::projection::dump(store).unwrap();
+    veritrail::reindex::reindex(store).unwrap();
+    let rebuilt = veritrail::projection::dump(store).unwrap();
+    assert_eq!(
+        live.len(),
+        rebuilt.len(),
+        "reindex must reproduce as many rows"
+    );
+    for (a, b) in live.iter().zip(&rebuilt) {
+        assert!(
+            a == b,
+            "reindex differs at key {:?}",
+            String::from_utf8_lossy(&a.0)
+        );
+    }
+    live
+}
