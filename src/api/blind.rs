@@ -114,11 +114,7 @@ async fn list(
 /// The time of the decision at `index`, read from its entry (of which nothing else
 /// leaves this function).
 fn occurred_at(store: &dyn crate::storage::Store, index: u64) -> Result<u64, AppError> {
-    let bytes = store
-        .entries(index, index + 1)?
-        .pop()
-        .ok_or_else(|| AppError::internal(format!("entry {index} missing")))?;
-    let e = crate::log::entry::decode::<DecisionBody>(&bytes).map_err(AppError::internal)?;
+    let e: crate::log::entry::Entry<DecisionBody> = crate::register::entry_at(store, index)?;
     Ok(e.body.occurred_at)
 }
 

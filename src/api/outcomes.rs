@@ -12,7 +12,7 @@ use super::body::{query_time, Json, Query};
 use super::decisions::{batch_size, run_batch, BatchResult};
 use super::{ReceiptView, State};
 use crate::error::{AppError, ErrorCode, Problem};
-use crate::log::entry::{self, Entry};
+use crate::log::entry::Entry;
 use crate::log::AppendRequest;
 use crate::register::failure_modes::{self, Report};
 use crate::register::outcomes::{
@@ -323,11 +323,7 @@ fn read_entry<B: serde::de::DeserializeOwned>(
     store: &dyn Store,
     index: u64,
 ) -> Result<Entry<B>, AppError> {
-    let bytes = store
-        .entries(index, index + 1)?
-        .pop()
-        .ok_or_else(|| AppError::internal(format!("entry {index} missing")))?;
-    entry::decode(&bytes).map_err(AppError::internal)
+    crate::register::entry_at(store, index)
 }
 
 /// Contest `id` as recorded up to the published size `published` (a resolution not

@@ -189,16 +189,11 @@ pub(crate) fn project(
     s: &mut Staging<'_>,
 ) -> Result<(), AppError> {
     let b: JudgmentBody = super::from_value(body)?;
-    let sys = super::systems::load(s, system)?;
-    let field = sys
-        .spec
-        .policy
-        .prediction_field()
-        .unwrap_or_default()
-        .to_owned();
-    let judged: serde_json::Value =
+    // The judgment is `{<prediction field>: value}` and nothing else (checked when it
+    // was recorded): its one value is the judged prediction.
+    let judged: serde_json::Map<String, serde_json::Value> =
         serde_json::from_str(&b.judgment).map_err(AppError::internal)?;
-    let prediction = match judged.get(&field) {
+    let prediction = match judged.values().next() {
         Some(v) => decisions::value_digest(v)?,
         None => Vec::new(),
     };

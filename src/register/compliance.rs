@@ -9,7 +9,7 @@ use super::models::{VersionRecord, VersionStatus};
 use super::systems::{Policy, SystemRecord, SystemStatus};
 use super::{decisions, models, rfc3339};
 use crate::error::AppError;
-use crate::log::entry::{self, Entry};
+use crate::log::entry::Entry;
 use crate::storage::Store;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
@@ -342,11 +342,7 @@ fn read_decision(
     store: &dyn Store,
     index: u64,
 ) -> Result<Entry<decisions::DecisionBody>, AppError> {
-    let bytes = store
-        .entries(index, index + 1)?
-        .pop()
-        .ok_or_else(|| AppError::internal(format!("decision entry {index} missing")))?;
-    entry::decode(&bytes).map_err(AppError::internal)
+    super::entry_at(store, index)
 }
 
 /// Serious incidents not yet reported: due once a third of the time to the deadline is

@@ -689,6 +689,8 @@ struct IndexedFields<'a> {
     human_review: Option<(OversightAction, u64)>,
     confidence: Option<&'a serde_cbor::Value>,
     proxy: Option<&'a serde_cbor::Value>,
+    /// The whole body, for the fields only some projections read ([`Self::present`]).
+    map: &'a std::collections::BTreeMap<serde_cbor::Value, serde_cbor::Value>,
 }
 
 impl<'a> IndexedFields<'a> {
@@ -737,19 +739,26 @@ impl<'a> IndexedFields<'a> {
                 ))
             }
         };
-        let present = |name: &str| {
-            m.get(&Value::Text(name.to_owned()))
-                .filter(|v| !matches!(v, Value::Null))
-        };
-        Ok(Self {
+        let mut fields = Self {
             decision_id: text("decision_id")?,
             model_version: text("model_version")?,
             occurred_at,
             output: text("output")?,
             human_review,
-            confidence: present("confidence"),
-            proxy: present("proxy"),
-        })
+            confidence: None,
+            proxy: None,
+            map: m,
+        };
+        fields.confidence = fields.present("confidence");
+        fields.proxy = fields.present("proxy");
+        Ok(fields)
+    }
+
+    /// Field `name` of the body, unless absent or null.
+    fn present(&self, name: &str) -> Option<&'a serde_cbor::Value> {
+        self.map
+            .get(&serde_cbor::Value::Text(name.to_owned()))
+            .filter(|v| !matches!(v, serde_cbor::Value::Null))
     }
 }
 
@@ -776,7 +785,7 @@ pub(crate) fn project(
         .is_some_and(|g| g.outcomes.is_some())
         .then(|| truth_of(&b, prediction.clone()));
     if gate.as_ref().is_some_and(|g| g.evidence.is_some()) {
-        let e = evidence_of(body, &b, field, prediction, time)?;
+        let e = evidence_of(&b, field, prediction, time)?;
         if e.blind {
             super::blind::open_case(s, system, index, b.decision_id, time);
         }
@@ -816,46 +825,40 @@ fn prediction_of(
 
 /// What the decision-window modes keep of a decision (see [`super::evidence`]).
 fn evidence_of(
-    body: &serde_cbor::Value,
     b: &IndexedFields<'_>,
     field: Option<&str>,
     prediction: Option<serde_bytes::ByteBuf>,
     time: u64,
 ) -> Result<super::evidence::Evidence, AppError> {
     use serde_cbor::Value;
-    let Value::Map(m) = body else {
-        return Err(AppError::internal("decision body is not a map"));
-    };
-    let present = |name: &str| {
-        m.get(&Value::Text(name.to_owned()))
-            .filter(|v| !matches!(v, Value::Null))
-    };
-    let flag = |name: &str| matches!(present(name), Some(Value::Bool(true)));
-    let counterfactual_differs = match present("counterfactual_output") {
+    let flag = |v: Option<&Value>| matches!(v, Some(Value::Bool(true)));
+    let counterfactual_differs = match b.present("counterfactual_output") {
         Some(Value::Text(t)) => prediction_of(t, field)?
             .zip(prediction.as_ref())
             .map(|(c, p)| c != *p),
         _ => None,
     };
-    let crossing = present("integration")
+    let crossing = b
+        .present("integration")
         .map(super::from_value::<Integration>)
         .transpose()?
         .map(|i| i.crossing());
-    let equivalence = match present("equivalence_key") {
+    let equivalence = match b.present("equivalence_key") {
         Some(Value::Text(k)) => Some(super::evidence::equivalence_digest(k)),
         _ => None,
     };
-    let validated = present("validation")
+    let validated = b
+        .present("validation")
         .map(super::from_value::<Validation>)
         .transpose()?
         .map(|v| v.passed);
     Ok(super::evidence::Evidence {
         time,
         prediction,
-        exploration: flag("exploration"),
+        exploration: flag(b.present("exploration")),
         counterfactual_differs,
         review_ms: b.human_review.map(|(_, ms)| ms),
-        blind: flag("blind_review"),
+        blind: flag(b.present("blind_review")),
         crossing,
         equivalence,
         validated,

@@ -114,19 +114,6 @@ pub fn latest(
     Ok(rows)
 }
 
-/// The evidence row of the decision at `index` of `version`, if kept.
-pub fn of(
-    store: &dyn Store,
-    system: &str,
-    version: &str,
-    index: u64,
-) -> Result<Option<Evidence>, AppError> {
-    store
-        .get(&evidence_key(system, version, index))?
-        .map(|b| uncbor(&b))
-        .transpose()
-}
-
 /// The size of the log at time `at` (unix µs): the entries recorded by then, found by
 /// bisecting the entries' times (they never decrease).
 pub fn size_at(store: &dyn Store, at: u64) -> Result<u64, AppError> {

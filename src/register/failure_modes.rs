@@ -33,7 +33,7 @@ use crate::storage::Store;
 mod decision_modes;
 
 use decision_modes::DecisionWindow;
-pub use decision_modes::{circuit, normalized_entropy, Circuit, MIN_SUBSET};
+pub use decision_modes::{circuit, Circuit};
 
 const DAY: u64 = 86_400_000_000;
 

@@ -253,12 +253,7 @@ pub fn open_at(
             .and_then(|t| t.try_into().ok())
             .map(u64::from_be_bytes)
             .ok_or_else(|| AppError::internal("malformed finding history key"))?;
-        let bytes = store
-            .entries(index, index + 1)?
-            .pop()
-            .ok_or_else(|| AppError::internal(format!("finding entry {index} missing")))?;
-        let e: crate::log::entry::Entry<FindingBody> =
-            crate::log::entry::decode(&bytes).map_err(AppError::internal)?;
+        let e: crate::log::entry::Entry<FindingBody> = super::entry_at(store, index)?;
         if e.time > at {
             break;
         }

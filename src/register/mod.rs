@@ -91,6 +91,19 @@ pub(crate) fn from_value<T: DeserializeOwned>(v: &serde_cbor::Value) -> Result<T
         .map_err(|e| AppError::internal(format!("entry body does not decode: {e}")))
 }
 
+/// The log entry at `index` with its body decoded as `B` (an internal error when the
+/// log does not hold it or it does not decode).
+pub fn entry_at<B: DeserializeOwned>(
+    store: &dyn crate::storage::Store,
+    index: u64,
+) -> Result<crate::log::entry::Entry<B>, AppError> {
+    let bytes = store
+        .entries(index, index + 1)?
+        .pop()
+        .ok_or_else(|| AppError::internal(format!("entry {index} missing")))?;
+    crate::log::entry::decode(&bytes).map_err(AppError::internal)
+}
+
 pub(crate) fn get<T: DeserializeOwned>(s: &Staging<'_>, key: &[u8]) -> Result<Option<T>, AppError> {
     s.get(key)?.map(|b| uncbor(&b)).transpose()
 }

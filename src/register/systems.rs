@@ -822,11 +822,6 @@ pub fn revision_at(
     let Some(rev) = revisions(store, id)?.into_iter().rfind(|r| r.time <= at) else {
         return Ok(None);
     };
-    let bytes = store
-        .entries(rev.index, rev.index + 1)?
-        .pop()
-        .ok_or_else(|| AppError::internal("revision entry missing"))?;
-    let e: crate::log::entry::Entry<SystemBody> =
-        crate::log::entry::decode(&bytes).map_err(AppError::internal)?;
+    let e: crate::log::entry::Entry<SystemBody> = super::entry_at(store, rev.index)?;
     Ok(Some((rev, e.body)))
 }

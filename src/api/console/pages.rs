@@ -408,10 +408,12 @@ pub async fn system(
 /// The seven failure modes: status, the figures over their window, and the findings.
 fn failure_mode_table(r: &failure_modes::Report) -> Markup {
     let shown_figure = |v: &serde_json::Value| match v {
-        serde_json::Value::Number(n) => n
+        // Counts as they are, fractions to four places.
+        serde_json::Value::Number(n) if n.is_f64() => n
             .as_f64()
             .map(|f| format!("{f:.4}"))
             .unwrap_or_else(|| n.to_string()),
+        serde_json::Value::Number(n) => n.to_string(),
         serde_json::Value::Null => "—".into(),
         other => other.to_string(),
     };

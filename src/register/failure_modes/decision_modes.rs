@@ -175,12 +175,8 @@ fn label_before(
         None => Ok(None),
         Some(o) if Some(o) == t.outcomes.last() => Ok(t.label.map(|l| l.into_vec())),
         Some(o) => {
-            let bytes = store
-                .entries(*o, *o + 1)?
-                .pop()
-                .ok_or_else(|| AppError::internal(format!("entry {o} missing")))?;
-            let e = crate::log::entry::decode::<super::super::outcomes::OutcomeBody>(&bytes)
-                .map_err(AppError::internal)?;
+            let e: crate::log::entry::Entry<super::super::outcomes::OutcomeBody> =
+                super::super::entry_at(store, *o)?;
             let label: serde_json::Value =
                 serde_json::from_str(&e.body.label).map_err(AppError::internal)?;
             Ok(Some(super::super::decisions::value_digest(&label)?))
