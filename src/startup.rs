@@ -196,24 +196,7 @@ async fn bootstrap_admin(state: &State, data_dir: &Path) -> anyhow::Result<Optio
 
 /// `veritrail serve`.
 pub async fn serve(opts: ServeOpts) -> anyhow::Result<()> {
-    let open_opts = OpenOpts {
-        origin: opts.origin.clone(),
-        signing_key_pem: opts.signing_key_pem.clone(),
-        body_limit: opts.body_limit,
-        max_clock_skew_secs: opts.max_clock_skew_secs,
-        full_check: opts.full_check,
-        cache_mb: opts.cache_mb,
-        database_url: opts.store.database_url.clone(),
-        database_connections: opts.store.database_connections,
-        webhook_hosts: opts.webhook_allowed_hosts.clone(),
-        witness_policy: match &opts.witness_policy {
-            Some(path) => Some(Arc::new(
-                crate::witness::policy::Policy::read(path).map_err(anyhow::Error::msg)?,
-            )),
-            None => None,
-        },
-        public_entries: opts.public_entries,
-    };
+    let open_opts = open_opts(&opts)?;
     let svc = open(&opts.data.data_dir, &open_opts).await?;
     let state = svc.state.clone();
     // Signals are handled here rather than by actix, so that long-lived answers (event
@@ -231,48 +214,62 @@ pub async fn serve(opts: ServeOpts) -> anyhow::Result<()> {
         tracing::info!(%addr, origin = svc.state.ledger.origin(), size = svc.state.ledger.latest().size, "serving");
         eprintln!("veritrail listening on http://{addr}");
     }
+    let background = start_background(&svc, &opts, open_opts.witness_policy.clone())?;
+    run_until_stopped(server.run(), &svc.state.stopping).await?;
+    shut_down(svc, background).await;
+    Ok(())
+}
+
+/// Read `serve`'s options into those of [`open`], the witness policy from its file.
+fn open_opts(opts: &ServeOpts) -> anyhow::Result<OpenOpts> {
+    Ok(OpenOpts {
+        origin: opts.origin.clone(),
+        signing_key_pem: opts.signing_key_pem.clone(),
+        body_limit: opts.body_limit,
+        max_clock_skew_secs: opts.max_clock_skew_secs,
+        full_check: opts.full_check,
+        cache_mb: opts.cache_mb,
+        database_url: opts.store.database_url.clone(),
+        database_connections: opts.store.database_connections,
+        webhook_hosts: opts.webhook_allowed_hosts.clone(),
+        witness_policy: match &opts.witness_policy {
+            Some(path) => Some(Arc::new(
+                crate::witness::policy::Policy::read(path).map_err(anyhow::Error::msg)?,
+            )),
+            None => None,
+        },
+        public_entries: opts.public_entries,
+    })
+}
+
+/// The service's tasks beside the HTTP server, ended once it has stopped.
+struct Background {
+    retention: actix_web::rt::task::JoinHandle<()>,
+    follower: actix_web::rt::task::JoinHandle<()>,
+    witness_tasks: Vec<actix_web::rt::task::JoinHandle<()>>,
+    delivery: std::thread::JoinHandle<()>,
+}
+
+/// Start the work off the request path: retention, findings, witnessing and webhooks.
+fn start_background(
+    svc: &Service,
+    opts: &ServeOpts,
+    policy: Option<Arc<crate::witness::policy::Policy>>,
+) -> anyhow::Result<Background> {
     // Retention: shred personal data past its retention period, on a timer.
-    let ledger = svc.state.ledger.clone();
-    let every = std::time::Duration::from_secs(opts.retention_interval_secs.max(1));
-    let retention = actix_web::rt::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        loop {
-            tick.tick().await;
-            if let Err(e) = crate::register::erasure::run_retention(
-                &ledger,
-                crate::log::sequencer::now_micros(),
-            )
-            .await
-            {
-                tracing::error!(error = %e, "retention run failed");
-            }
-        }
-    });
+    let retention = start_retention(
+        svc.state.ledger.clone(),
+        std::time::Duration::from_secs(opts.retention_interval_secs.max(1)),
+    );
     // Findings as entries: reconciled at start, after the entries that cause them, and
     // on a timer for those time causes.
     let failing_after = std::time::Duration::from_secs(opts.webhook_failing_after_secs.max(1));
-    let witnessing =
-        open_opts
-            .witness_policy
-            .clone()
-            .map(|policy| crate::witness::submit::WitnessingConfig {
-                policy,
-                interval: std::time::Duration::from_millis(opts.witness_interval_ms.max(1)),
-                lag_after: std::time::Duration::from_secs(opts.witness_lag_secs.max(1)),
-            });
-    let w = witnessing.clone();
-    let service: crate::register::findings::ServiceFindings = Arc::new(move |store, now| {
-        let mut all = crate::events::delivery::findings(store, now, failing_after)?;
-        if let Some(w) = &w {
-            all.extend(crate::witness::submit::findings(
-                store,
-                &w.policy,
-                now,
-                w.lag_after,
-            )?);
-        }
-        Ok(all)
+    let witnessing = policy.map(|policy| crate::witness::submit::WitnessingConfig {
+        policy,
+        interval: std::time::Duration::from_millis(opts.witness_interval_ms.max(1)),
+        lag_after: std::time::Duration::from_secs(opts.witness_lag_secs.max(1)),
     });
+    let service = service_findings(failing_after, witnessing.clone());
     // Witnessing: each witness of the policy gets the newest checkpoint, off the append path.
     let witness_tasks = match witnessing {
         Some(w) => {
@@ -295,23 +292,83 @@ pub async fn serve(opts: ServeOpts) -> anyhow::Result<()> {
         },
         svc.state.stopping.clone(),
     )?;
-    // On SIGINT/SIGTERM: feeds end, the server stops accepting, lets in-flight requests
-    // finish (their appends are answered only once durable), then returns.
-    let server = server.run();
+    Ok(Background {
+        retention,
+        follower,
+        witness_tasks,
+        delivery,
+    })
+}
+
+/// Run the retention pass every `every`, logging a pass that fails.
+fn start_retention(
+    ledger: Ledger<crate::error::AppError>,
+    every: std::time::Duration,
+) -> actix_web::rt::task::JoinHandle<()> {
+    actix_web::rt::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            if let Err(e) = crate::register::erasure::run_retention(
+                &ledger,
+                crate::log::sequencer::now_micros(),
+            )
+            .await
+            {
+                tracing::error!(error = %e, "retention run failed");
+            }
+        }
+    })
+}
+
+/// The findings about no system: failing webhooks, and (with witnessing) its lag.
+fn service_findings(
+    failing_after: std::time::Duration,
+    witnessing: Option<crate::witness::submit::WitnessingConfig>,
+) -> crate::register::findings::ServiceFindings {
+    Arc::new(move |store, now| {
+        let mut all = crate::events::delivery::findings(store, now, failing_after)?;
+        if let Some(w) = &witnessing {
+            all.extend(crate::witness::submit::findings(
+                store,
+                &w.policy,
+                now,
+                w.lag_after,
+            )?);
+        }
+        Ok(all)
+    })
+}
+
+/// Serve until SIGINT/SIGTERM or the server's own end: feeds end, the server stops
+/// accepting, lets in-flight requests finish (their appends are answered only once
+/// durable), then returns; long-lived tasks are told to stop however it ended.
+async fn run_until_stopped(
+    server: actix_web::dev::Server,
+    stopping: &Arc<std::sync::atomic::AtomicBool>,
+) -> std::io::Result<()> {
     let handle = server.handle();
-    let stopping = svc.state.stopping.clone();
+    let signalled = stopping.clone();
     let signals = actix_web::rt::spawn(async move {
         stop_signal().await;
-        stopping.store(true, std::sync::atomic::Ordering::Relaxed);
+        signalled.store(true, std::sync::atomic::Ordering::Relaxed);
         handle.stop(true).await;
     });
     let served = server.await;
     signals.abort();
     // However the server ended, long-lived tasks stop now.
-    svc.state
-        .stopping
-        .store(true, std::sync::atomic::Ordering::Relaxed);
-    served?;
+    stopping.store(true, std::sync::atomic::Ordering::Relaxed);
+    served
+}
+
+/// End the background tasks, then the writer once nothing else holds the ledger.
+async fn shut_down(svc: Service, background: Background) {
+    let Background {
+        retention,
+        follower,
+        witness_tasks,
+        delivery,
+    } = background;
     // The retention task holds a ledger handle: end it before waiting for the writer.
     retention.abort();
     let _ = retention.await;
@@ -327,7 +384,6 @@ pub async fn serve(opts: ServeOpts) -> anyhow::Result<()> {
     drop(state);
     writer.join();
     tracing::info!("stopped; every acknowledged entry is durable");
-    Ok(())
 }
 
 /// The first SIGINT or SIGTERM.

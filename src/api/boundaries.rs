@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::auth::{Caller, Pipelines, Readers};
+use super::batch::{batch_size, run_batch, BatchResult};
 use super::body::Json;
-use super::decisions::{batch_size, run_batch, BatchResult};
 use super::{ReceiptView, State};
 use crate::error::{AppError, Problem};
 use crate::log::AppendRequest;

@@ -3,6 +3,7 @@
 //! and RFC 9457 problems.
 
 pub mod auth;
+pub mod batch;
 pub mod blind;
 pub mod body;
 pub mod boundaries;

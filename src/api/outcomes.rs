@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::{Caller, DecisionReaders, Officers, Pipelines};
+use super::batch::{batch_size, run_batch, BatchResult};
 use super::body::{query_time, Json, Query};
-use super::decisions::{batch_size, run_batch, BatchResult};
 use super::{ReceiptView, State};
 use crate::error::{AppError, ErrorCode, Problem};
 use crate::log::entry::Entry;

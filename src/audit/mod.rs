@@ -17,8 +17,9 @@ use crate::error::AppError;
 use crate::log::entry::{self, cbor_to_json, RawEntry};
 use crate::log::merkle::{self, Hash};
 use crate::log::note::{Checkpoint, NoteVerifier};
-use crate::log::Ledger;
+use crate::log::{Ledger, Published};
 use crate::register::{decisions, models, rfc3339, systems, vault};
+use crate::storage::Store;
 
 pub const FORMAT: &str = "veritrail-audit-bundle/1";
 
@@ -191,19 +192,99 @@ pub fn build<E>(
             format!("decision {decision_id:?} is not yet recorded"),
         ));
     }
-    let get = |i: u64| {
-        ledger
-            .entry(i)?
-            .ok_or_else(|| AppError::internal(format!("entry {i} missing")))
-    };
-    let d_bytes = get(d_index)?;
-    let (d_entry, d_body) = json_of(&d_bytes)?;
-    let version = d_body["model_version"]
+    let decided = read_decision(ledger, system_id, decision_id, d_index)?;
+    let mut prov = provenance(ledger, &decided)?;
+    let last = prov.roles.iter().map(|(_, i)| *i).max().unwrap_or(d_index);
+    let latest = checkpoint_for(store, policy, last, latest)?;
+    let texts = ground_truth_roles(store, system_id, d_index, latest.size, &mut prov.roles)?;
+    let (entries, facts) = prove(ledger, &prov.roles, latest.size)?;
+    let approval = facts.approval()?;
+    let openings = openings(store, d_index, texts)?;
+    let summary = summary(&sys, decided, &prov, facts, approval, &openings);
+    let tlog = entries
+        .iter()
+        .find(|e: &&BundleEntry| e.role == "decision")
+        .map(|e| tlog_proof(e.index, &e.inclusion_proof, &latest.note));
+    Ok(Bundle {
+        format: FORMAT.into(),
+        verifier_key: ledger.verifier().to_string(),
+        checkpoint: latest.note,
+        tree_size: latest.size,
+        entries,
+        openings,
+        summary,
+        tlog_proof: tlog,
+    })
+}
+
+/// The decision a bundle is of: its ids, its entry, and its model version as registered.
+struct Decided<'a> {
+    system_id: &'a str,
+    decision_id: &'a str,
+    index: u64,
+    entry: RawEntry,
+    body: Value,
+    version: String,
+    rec: models::VersionRecord,
+}
+
+/// The entries a bundle proves, by role, and where the summary's deployment and
+/// register revision are.
+struct Provenance {
+    roles: Vec<(&'static str, u64)>,
+    deployed: u64,
+    /// The index of the register revision in force at the decision.
+    revision_index: u64,
+}
+
+/// What the summary reads from the bundle's entries.
+#[derive(Default)]
+struct Facts {
+    reviews: Vec<ReviewSummary>,
+    tests: Vec<TestSummary>,
+    version_registered_by: String,
+    substantial: bool,
+    revision_number: u64,
+}
+
+/// Entry `i` as stored; it must exist.
+fn stored<E>(ledger: &Ledger<E>, i: u64) -> Result<Vec<u8>, AppError> {
+    ledger
+        .entry(i)?
+        .ok_or_else(|| AppError::internal(format!("entry {i} missing")))
+}
+
+/// Read the decision entry at `d_index` and the record of its model version.
+fn read_decision<'a, E>(
+    ledger: &Ledger<E>,
+    system_id: &'a str,
+    decision_id: &'a str,
+    d_index: u64,
+) -> Result<Decided<'a>, AppError> {
+    let d_bytes = stored(ledger, d_index)?;
+    let (entry, body) = json_of(&d_bytes)?;
+    let version = body["model_version"]
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    let rec = models::read(store, system_id, &version)?;
-    let mut roles: Vec<(&str, u64)> = vec![
+    let rec = models::read(&**ledger.store(), system_id, &version)?;
+    Ok(Decided {
+        system_id,
+        decision_id,
+        index: d_index,
+        entry,
+        body,
+        version,
+        rec,
+    })
+}
+
+/// Gather the entries the decision rests on: itself, its version's registration, the
+/// reviews before it and the tests they cite, the deployment (and any retirement), and
+/// the register revision in force (and the next one).
+fn provenance<E>(ledger: &Ledger<E>, d: &Decided<'_>) -> Result<Provenance, AppError> {
+    let (d_index, rec) = (d.index, &d.rec);
+    let mut roles: Vec<(&'static str, u64)> = vec![
         ("decision", d_index),
         ("model_version", rec.registered_index),
     ];
@@ -211,7 +292,7 @@ pub fn build<E>(
     let mut tests = Vec::new();
     for r in &reviews {
         roles.push(("review", r.id));
-        let (_, body) = json_of(&get(r.id)?)?;
+        let (_, body) = json_of(&stored(ledger, r.id)?)?;
         for t in body["evidence"]
             .as_array()
             .into_iter()
@@ -233,7 +314,7 @@ pub fn build<E>(
     if let Some(r) = rec.retired_index {
         roles.push(("retirement", r));
     }
-    let revs = systems::revisions(store, system_id)?;
+    let revs = systems::revisions(&**ledger.store(), d.system_id)?;
     let pos = revs
         .iter()
         .rposition(|r| r.index < d_index)
@@ -242,9 +323,22 @@ pub fn build<E>(
     if let Some(next) = revs.get(pos + 1) {
         roles.push(("next_register_revision", next.index));
     }
+    Ok(Provenance {
+        roles,
+        deployed,
+        revision_index: revs[pos].index,
+    })
+}
 
-    let last = roles.iter().map(|(_, i)| *i).max().unwrap_or(d_index);
-    let latest = match policy.filter(|p| p.requires_witnesses()) {
+/// Choose the checkpoint to prove against: with a policy that asks for witnesses, the
+/// newest that met the quorum and covers entry `last`, cosigned; else `latest`.
+fn checkpoint_for(
+    store: &dyn Store,
+    policy: Option<&crate::witness::policy::Policy>,
+    last: u64,
+    latest: Published,
+) -> Result<Checkpointed, AppError> {
+    Ok(match policy.filter(|p| p.requires_witnesses()) {
         Some(_) => match crate::witness::submit::quorum_size(store)? {
             Some((size, _)) if size > last => {
                 crate::witness::submit::cosigned_note(store, size)?.map(|note| (size, note))
@@ -259,54 +353,52 @@ pub fn build<E>(
             note: latest.note,
         },
         |(size, note)| Checkpointed { size, note },
-    );
-    // The decision's outcomes and contests, as far as the checkpoint reaches.
+    ))
+}
+
+/// Add the decision's outcomes, contests and resolutions, as far as the checkpoint of
+/// `size` reaches, to `roles`; returns the entries whose texts the bundle opens.
+fn ground_truth_roles(
+    store: &dyn Store,
+    system_id: &str,
+    d_index: u64,
+    size: u64,
+    roles: &mut Vec<(&'static str, u64)>,
+) -> Result<Vec<u64>, AppError> {
     let mut texts = Vec::new();
     if let Some(truth) = crate::register::outcomes::truth(store, system_id, d_index)? {
-        for &o in truth.outcomes.iter().filter(|i| **i < latest.size) {
+        for &o in truth.outcomes.iter().filter(|i| **i < size) {
             roles.push(("outcome", o));
             texts.push(o);
         }
-        for &c in truth.contests.iter().filter(|i| **i < latest.size) {
+        for &c in truth.contests.iter().filter(|i| **i < size) {
             roles.push(("contest", c));
             texts.push(c);
             let row = crate::register::outcomes::contest(store, system_id, c)?;
-            if let Some((r, ..)) = row.resolved.filter(|r| r.0 < latest.size) {
+            if let Some((r, ..)) = row.resolved.filter(|r| r.0 < size) {
                 roles.push(("contest_resolution", r));
             }
         }
     }
+    Ok(texts)
+}
+
+/// Prove each role's entry against the checkpoint of `size`, reading what the summary
+/// needs from it on the way.
+fn prove<E>(
+    ledger: &Ledger<E>,
+    roles: &[(&'static str, u64)],
+    size: u64,
+) -> Result<(Vec<BundleEntry>, Facts), AppError> {
     let mut entries = Vec::new();
-    let mut summary_reviews = Vec::new();
-    let mut summary_tests = Vec::new();
-    let mut version_registered_by = String::new();
-    let mut substantial = false;
-    let mut revision_number = 0;
-    for (role, index) in roles {
-        let bytes = get(index)?;
+    let mut facts = Facts::default();
+    for &(role, index) in roles {
+        let bytes = stored(ledger, index)?;
         let (_, proof_hashes) = ledger
-            .inclusion(index, Some(latest.size))
+            .inclusion(index, Some(size))
             .map(|(_, l, p)| (l, p))?;
         let (e, body) = json_of(&bytes)?;
-        match role {
-            "model_version" => {
-                version_registered_by = e.actor.clone();
-                substantial = body["substantial_modification"].as_bool().unwrap_or(false);
-            }
-            "review" => summary_reviews.push(ReviewSummary {
-                index,
-                reviewer: e.actor.clone(),
-                outcome: body["outcome"].as_str().unwrap_or_default().to_owned(),
-            }),
-            "test" => summary_tests.push(TestSummary {
-                index,
-                evaluator: body["evaluator"].as_str().unwrap_or_default().to_owned(),
-                kind: body["kind"].as_str().unwrap_or_default().to_owned(),
-                passed: body["passed"].as_bool().unwrap_or(false),
-            }),
-            "register_revision" => revision_number = body["revision"].as_u64().unwrap_or(0),
-            _ => {}
-        }
+        facts.take_from(role, index, &e, &body);
         entries.push(BundleEntry {
             role: role.to_owned(),
             index,
@@ -315,16 +407,51 @@ pub fn build<E>(
             inclusion_proof: proof_hashes.iter().map(hex::encode).collect(),
         });
     }
-    let approval = summary_reviews
-        .last()
-        .cloned()
-        .ok_or_else(|| AppError::internal("no review before the decision"))?;
+    Ok((entries, facts))
+}
+
+impl Facts {
+    /// Take what the summary says of the entry of `role` at `index`.
+    fn take_from(&mut self, role: &str, index: u64, e: &RawEntry, body: &Value) {
+        match role {
+            "model_version" => {
+                self.version_registered_by = e.actor.clone();
+                self.substantial = body["substantial_modification"].as_bool().unwrap_or(false);
+            }
+            "review" => self.reviews.push(ReviewSummary {
+                index,
+                reviewer: e.actor.clone(),
+                outcome: body["outcome"].as_str().unwrap_or_default().to_owned(),
+            }),
+            "test" => self.tests.push(TestSummary {
+                index,
+                evaluator: body["evaluator"].as_str().unwrap_or_default().to_owned(),
+                kind: body["kind"].as_str().unwrap_or_default().to_owned(),
+                passed: body["passed"].as_bool().unwrap_or(false),
+            }),
+            "register_revision" => self.revision_number = body["revision"].as_u64().unwrap_or(0),
+            _ => {}
+        }
+    }
+
+    /// The approval the decision rests on: the latest review before it.
+    fn approval(&self) -> Result<ReviewSummary, AppError> {
+        self.reviews
+            .last()
+            .cloned()
+            .ok_or_else(|| AppError::internal("no review before the decision"))
+    }
+}
+
+/// Open the decision's personal fields and the texts of the entries `texts` from the
+/// vault (erased ones are absent).
+fn openings(store: &dyn Store, d_index: u64, texts: Vec<u64>) -> Result<Openings, AppError> {
     let open = decisions::opening(store, d_index)?;
     let view = |o: &vault::Opening| OpeningView {
         value: o.json(),
         salt: hex::encode(&o.salt),
     };
-    let openings = Openings {
+    Ok(Openings {
         subject_ref: open.as_ref().map(|o| view(&o.subject)),
         inputs: open.as_ref().and_then(|o| o.inputs.as_ref()).map(view),
         input_sha256: open
@@ -345,7 +472,20 @@ pub fn build<E>(
                     })
             })
             .collect::<Result<Vec<_>, _>>()?,
-    };
+    })
+}
+
+/// Write the summary's claims from the decision, its provenance, the proven entries
+/// and the openings.
+fn summary(
+    sys: &systems::SystemRecord,
+    d: Decided<'_>,
+    prov: &Provenance,
+    facts: Facts,
+    approval: ReviewSummary,
+    openings: &Openings,
+) -> Summary {
+    let d_body = &d.body;
     let digest_state = if d_body["input_sha256_commitment"].is_null() {
         "uncommitted"
     } else if openings.input_sha256.is_some() {
@@ -360,26 +500,26 @@ pub fn build<E>(
     } else {
         "erased"
     };
-    let summary = Summary {
-        system_id: system_id.to_owned(),
-        decision_id: decision_id.to_owned(),
-        decision_index: d_index,
+    Summary {
+        system_id: d.system_id.to_owned(),
+        decision_id: d.decision_id.to_owned(),
+        decision_index: d.index,
         occurred_at: rfc3339(d_body["occurred_at"].as_u64().unwrap_or(0)),
-        recorded_at: rfc3339(d_entry.time),
-        model_version: version,
+        recorded_at: rfc3339(d.entry.time),
+        model_version: d.version,
         output: serde_json::from_str(d_body["output"].as_str().unwrap_or("null"))
             .unwrap_or(Value::Null),
-        version_registered_index: rec.registered_index,
-        version_registered_by,
-        substantial_modification: substantial,
-        reviews: summary_reviews,
+        version_registered_index: d.rec.registered_index,
+        version_registered_by: facts.version_registered_by,
+        substantial_modification: facts.substantial,
+        reviews: facts.reviews,
         approved_by: approval.reviewer,
         approval_index: approval.index,
-        tests: summary_tests,
-        deployment_index: deployed,
-        retirement_index: rec.retired_index,
-        register_revision: revision_number,
-        register_revision_index: revs[pos].index,
+        tests: facts.tests,
+        deployment_index: prov.deployed,
+        retirement_index: d.rec.retired_index,
+        register_revision: facts.revision_number,
+        register_revision_index: prov.revision_index,
         risk_class: format!("{:?}", sys.spec.risk_class).to_lowercase(),
         compliance_owner: format!("{} <{}>", sys.spec.owner.name, sys.spec.owner.email),
         human_review: (!d_body["human_review"].is_null()).then(|| d_body["human_review"].clone()),
@@ -391,21 +531,7 @@ pub fn build<E>(
         .into(),
         inputs: inputs_state.into(),
         input_sha256: digest_state.into(),
-    };
-    let tlog = entries
-        .iter()
-        .find(|e: &&BundleEntry| e.role == "decision")
-        .map(|e| tlog_proof(e.index, &e.inclusion_proof, &latest.note));
-    Ok(Bundle {
-        format: FORMAT.into(),
-        verifier_key: ledger.verifier().to_string(),
-        checkpoint: latest.note,
-        tree_size: latest.size,
-        entries,
-        openings,
-        summary,
-        tlog_proof: tlog,
-    })
+    }
 }
 
 /// The outcome of checking a bundle: every check, and whether all passed.

@@ -15,7 +15,8 @@ use base64::Engine as _;
 use super::cosignature::split_note;
 use super::policy::Policy;
 use crate::error::AppError;
-use crate::log::Ledger;
+use crate::log::merkle::Hash;
+use crate::log::{Ledger, Published};
 use crate::storage::Store;
 
 /// How the log witnesses (from `serve`'s options).
@@ -222,36 +223,126 @@ async fn follow(
     lock: Arc<Mutex<()>>,
     stopping: Arc<AtomicBool>,
 ) {
-    let policy = config.policy.clone();
-    let witness = &policy.witnesses[w];
-    let url = format!(
-        "{}/add-checkpoint",
-        witness.url.as_deref().expect("a witness with a URL")
-    );
-    let lease = format!("witness:{}", witness.name);
-    let holder = format!("{:016x}", rand::random::<u64>());
-    let store = ledger.store().clone();
-    let mut old = witness_size(&*store, &witness.name)
-        .ok()
-        .flatten()
-        .map_or(0, |(s, _)| s);
-    let mut wait = config.interval;
-    let mut conflicts = 0;
+    let mut f = Follower::new(ledger, config, w, client, lock);
     loop {
-        if conflicts == 0 {
-            tokio::time::sleep(wait).await;
+        if f.conflicts == 0 {
+            tokio::time::sleep(f.wait).await;
         }
         if stopping.load(Ordering::Relaxed) {
             return;
         }
+        f.round().await;
+    }
+}
+
+/// The longest wait between requests to a failing witness.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+
+/// One witness's task: whom it asks, and what it knows between requests.
+struct Follower {
+    ledger: Ledger<AppError>,
+    store: Arc<dyn Store>,
+    policy: Arc<Policy>,
+    interval: Duration,
+    /// The witness, by its place in the policy.
+    w: usize,
+    client: reqwest::Client,
+    lock: Arc<Mutex<()>>,
+    url: String,
+    lease: String,
+    holder: String,
+    /// The size the witness holds, as far as this task knows.
+    old: u64,
+    wait: Duration,
+    /// 409s in a row.
+    conflicts: u32,
+}
+
+impl Follower {
+    /// Set up the task of witness `w`: its URL, its lease, and the size it last cosigned.
+    fn new(
+        ledger: Ledger<AppError>,
+        config: WitnessingConfig,
+        w: usize,
+        client: reqwest::Client,
+        lock: Arc<Mutex<()>>,
+    ) -> Self {
+        let policy = config.policy.clone();
+        let witness = &policy.witnesses[w];
+        let url = format!(
+            "{}/add-checkpoint",
+            witness.url.as_deref().expect("a witness with a URL")
+        );
+        let lease = format!("witness:{}", witness.name);
+        let holder = format!("{:016x}", rand::random::<u64>());
+        let store = ledger.store().clone();
+        let old = witness_size(&*store, &witness.name)
+            .ok()
+            .flatten()
+            .map_or(0, |(s, _)| s);
+        Self {
+            ledger,
+            store,
+            policy,
+            interval: config.interval,
+            w,
+            client,
+            lock,
+            url,
+            lease,
+            holder,
+            old,
+            wait: config.interval,
+            conflicts: 0,
+        }
+    }
+
+    /// The witness this task follows.
+    fn witness(&self) -> &super::policy::Witness {
+        &self.policy.witnesses[self.w]
+    }
+
+    /// Wait twice as long before the next request, a minute at most.
+    fn back_off(&mut self) {
+        self.wait = (self.wait * 2).min(MAX_WAIT);
+    }
+
+    /// One request to the witness, when this node holds its lease and the log has
+    /// grown past what it cosigned (or it asked for another size).
+    async fn round(&mut self) {
+        let Some(cosigned) = self.hold_lease().await else {
+            self.wait = self.interval;
+            return;
+        };
+        let latest = self.ledger.latest();
+        if self.conflicts == 0 && cosigned.is_some_and(|(s, _)| s >= latest.size) {
+            self.wait = self.interval;
+            return;
+        }
+        if self.old > latest.size {
+            tracing::error!(witness = %self.witness().name, witness_size = self.old, log_size = latest.size, "the witness has cosigned a larger tree than this log's: is another log using this key?");
+            note_outcome(&self.store, &self.witness().name, false).await;
+            self.back_off();
+            return;
+        }
+        let Some(proof) = self.proof(latest.size).await else {
+            self.back_off();
+            return;
+        };
+        let answer = self.ask(&proof, &latest.note).await;
+        self.act(answer, &latest).await;
+    }
+
+    /// Take the witness's lease; and (another node may have held it) read what the
+    /// witness last cosigned. `None` when the lease is another node's or unreadable.
+    async fn hold_lease(&self) -> Option<Option<(u64, u64)>> {
         let now = crate::log::sequencer::now_micros();
         let (s, l, h, name) = (
-            store.clone(),
-            lease.clone(),
-            holder.clone(),
-            witness.name.clone(),
+            self.store.clone(),
+            self.lease.clone(),
+            self.holder.clone(),
+            self.witness().name.clone(),
         );
-        // The lease, and (another node may have held it) what the witness last cosigned.
         let held = actix_web::rt::task::spawn_blocking(move || {
             if !s.ops_lease(&l, &h, now, now + 10_000_000)? {
                 return Ok(None);
@@ -260,49 +351,45 @@ async fn follow(
         })
         .await;
         let Ok(Ok::<_, AppError>(Some(cosigned))) = held else {
-            wait = config.interval;
-            continue;
+            return None;
         };
-        let latest = ledger.latest();
-        if conflicts == 0 && cosigned.is_some_and(|(s, _)| s >= latest.size) {
-            wait = config.interval;
-            continue;
+        Some(cosigned)
+    }
+
+    /// The consistency proof from the witness's size to `size` (none needed from 0 or
+    /// to the same size); `None`, logged, when the log cannot give it.
+    async fn proof(&self, size: u64) -> Option<Vec<Hash>> {
+        let old = self.old;
+        if old == 0 || old == size {
+            return Some(Vec::new());
         }
-        if old > latest.size {
-            tracing::error!(witness = %witness.name, witness_size = old, log_size = latest.size, "the witness has cosigned a larger tree than this log's: is another log using this key?");
-            note_outcome(&store, &witness.name, false).await;
-            wait = (wait * 2).min(Duration::from_secs(60));
-            continue;
-        }
-        let proof = if old == 0 || old == latest.size {
-            Vec::new()
-        } else {
-            let (reader, size) = (ledger.clone(), latest.size);
-            let proof =
-                actix_web::rt::task::spawn_blocking(move || reader.consistency(old, Some(size)))
-                    .await;
-            match proof {
-                Ok(Ok((_, p))) => p,
-                Ok(Err(e)) => {
-                    tracing::error!(error = %e, "witnessing: no consistency proof");
-                    wait = (wait * 2).min(Duration::from_secs(60));
-                    continue;
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "witnessing: no consistency proof");
-                    wait = (wait * 2).min(Duration::from_secs(60));
-                    continue;
-                }
+        let reader = self.ledger.clone();
+        let proof =
+            actix_web::rt::task::spawn_blocking(move || reader.consistency(old, Some(size))).await;
+        match proof {
+            Ok(Ok((_, p))) => Some(p),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "witnessing: no consistency proof");
+                None
             }
-        };
-        let mut body = format!("old {old}\n");
-        for h in &proof {
+            Err(e) => {
+                tracing::error!(error = %e, "witnessing: no consistency proof");
+                None
+            }
+        }
+    }
+
+    /// Send the witness the checkpoint `note` with `proof` (C2SP `add-checkpoint`),
+    /// and read its answer.
+    async fn ask(&self, proof: &[Hash], note: &str) -> Answer {
+        let mut body = format!("old {}\n", self.old);
+        for h in proof {
             body.push_str(&B64.encode(h));
             body.push('\n');
         }
         body.push('\n');
-        body.push_str(&latest.note);
-        let answer = match client.post(&url).body(body).send().await {
+        body.push_str(note);
+        match self.client.post(&self.url).body(body).send().await {
             Ok(r) => {
                 let status = r.status().as_u16();
                 let text = r.text().await.unwrap_or_default();
@@ -316,55 +403,64 @@ async fn follow(
                 }
             }
             Err(e) => Answer::Refused(format!("unreachable: {e}")),
-        };
+        }
+    }
+
+    /// Act on the witness's answer about the checkpoint `latest`.
+    async fn act(&mut self, answer: Answer, latest: &Published) {
         match answer {
             Answer::Cosigned(lines) => {
-                conflicts = 0;
-                let (text, _) = split_note(&latest.note).expect("the log's checkpoint is a note");
-                let Some(line) = lines
-                    .lines()
-                    .find(|l| witness.key.verify_line(text, l).is_some())
-                else {
-                    tracing::warn!(witness = %witness.name, "the witness answered without a valid cosignature by its key");
-                    note_outcome(&store, &witness.name, false).await;
-                    wait = (wait * 2).min(Duration::from_secs(60));
-                    continue;
-                };
-                let cosigned = Cosigned {
-                    witness: w,
-                    size: latest.size,
-                    text: text.to_owned(),
-                    line: format!("{line}\n"),
-                    at: crate::log::sequencer::now_micros(),
-                };
-                let (s, p, lock) = (store.clone(), policy.clone(), lock.clone());
-                let kept =
-                    actix_web::rt::task::spawn_blocking(move || keep(&*s, &p, &cosigned, &lock))
-                        .await;
-                if !matches!(kept, Ok(Ok(()))) {
-                    tracing::error!(witness = %witness.name, "cannot store a cosignature");
-                }
-                note_outcome(&store, &witness.name, true).await;
-                old = latest.size;
-                wait = config.interval;
+                self.conflicts = 0;
+                self.keep_cosignature(&lines, latest).await;
             }
             Answer::Conflict(size) => {
                 // The witness holds another size: prove from it, at once (twice at most
                 // in a row, then wait as usual).
-                old = size;
-                conflicts += 1;
-                if conflicts > 2 {
-                    conflicts = 0;
-                    wait = (wait * 2).min(Duration::from_secs(60));
+                self.old = size;
+                self.conflicts += 1;
+                if self.conflicts > 2 {
+                    self.conflicts = 0;
+                    self.back_off();
                 }
             }
             Answer::Refused(why) => {
-                conflicts = 0;
-                tracing::warn!(witness = %witness.name, reason = %why, "the witness did not cosign");
-                note_outcome(&store, &witness.name, false).await;
-                wait = (wait * 2).min(Duration::from_secs(60));
+                self.conflicts = 0;
+                tracing::warn!(witness = %self.witness().name, reason = %why, "the witness did not cosign");
+                note_outcome(&self.store, &self.witness().name, false).await;
+                self.back_off();
             }
         }
+    }
+
+    /// Keep the witness's valid cosignature of `latest` among `lines` (none: a failure).
+    async fn keep_cosignature(&mut self, lines: &str, latest: &Published) {
+        let witness = &self.policy.witnesses[self.w];
+        let (text, _) = split_note(&latest.note).expect("the log's checkpoint is a note");
+        let Some(line) = lines
+            .lines()
+            .find(|l| witness.key.verify_line(text, l).is_some())
+        else {
+            tracing::warn!(witness = %witness.name, "the witness answered without a valid cosignature by its key");
+            note_outcome(&self.store, &witness.name, false).await;
+            self.back_off();
+            return;
+        };
+        let cosigned = Cosigned {
+            witness: self.w,
+            size: latest.size,
+            text: text.to_owned(),
+            line: format!("{line}\n"),
+            at: crate::log::sequencer::now_micros(),
+        };
+        let (s, p, lock) = (self.store.clone(), self.policy.clone(), self.lock.clone());
+        let kept =
+            actix_web::rt::task::spawn_blocking(move || keep(&*s, &p, &cosigned, &lock)).await;
+        if !matches!(kept, Ok(Ok(()))) {
+            tracing::error!(witness = %witness.name, "cannot store a cosignature");
+        }
+        note_outcome(&self.store, &witness.name, true).await;
+        self.old = latest.size;
+        self.wait = self.interval;
     }
 }
 
