@@ -49,8 +49,13 @@ fn main() {
         .unwrap_or(1_000_000);
     let batch: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1000);
     let dir = tempfile::tempdir().unwrap();
-    let store =
-        Arc::new(SledStore::open(dir.path(), &veritrail::register::keys::packing()).unwrap());
+    let store = Arc::new(
+        SledStore::open(
+            dir.path(),
+            &veritrail::register::projections::keys::packing(),
+        )
+        .unwrap(),
+    );
     let signer = NoteSigner::new(
         "bench.local/log",
         ed25519_dalek::SigningKey::from_bytes(&[1; 32]),
@@ -62,7 +67,9 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let (ledger, writer) = Ledger::<String>::open(store.clone(), signer, Arc::new(|_| {})).unwrap();
+    let (ledger, writer) =
+        Ledger::<String>::open(store.clone(), signer, Default::default(), Arc::new(|_| {}))
+            .unwrap();
 
     let mut entry_bytes = 0usize;
     let started = Instant::now();

@@ -277,63 +277,9 @@ pub struct Problem {
 }
 
 /// What a lower layer's error means to a caller, as a code of the one table. The log and
-/// the storage know nothing of HTTP; each of their errors says which code it is here,
-/// and [`AppError`]'s conversions use that, so no layer picks a status.
+/// the storage know nothing of HTTP; the log says which code each of its errors (and the
+/// storage's) is, from its side (`log/problems.rs`), and [`AppError`]'s conversions
+/// there use that, so no layer picks a status and this file imports nothing of the crate.
 pub trait HasErrorCode: std::fmt::Display {
     fn error_code(&self) -> ErrorCode;
-}
-
-impl HasErrorCode for crate::log::LedgerError {
-    fn error_code(&self) -> ErrorCode {
-        use crate::log::LedgerError as L;
-        match self {
-            L::BeyondLog(_) => ErrorCode::NotFound,
-            L::OutOfRange(_) => ErrorCode::InvalidQuery,
-            L::Store(_) | L::Inconsistent { .. } | L::Invalid(_) => ErrorCode::Internal,
-        }
-    }
-}
-
-impl HasErrorCode for crate::storage::StoreError {
-    fn error_code(&self) -> ErrorCode {
-        ErrorCode::Internal
-    }
-}
-
-impl From<crate::log::LedgerError> for AppError {
-    fn from(e: crate::log::LedgerError) -> Self {
-        AppError::new(e.error_code(), e.to_string())
-    }
-}
-
-impl From<crate::storage::StoreError> for AppError {
-    fn from(e: crate::storage::StoreError) -> Self {
-        AppError::new(e.error_code(), e.to_string())
-    }
-}
-
-impl From<crate::log::AppendError<AppError>> for AppError {
-    fn from(e: crate::log::AppendError<AppError>) -> Self {
-        use crate::log::AppendError as A;
-        match e {
-            A::Rejected(e) => e,
-            A::Storage(m) => {
-                AppError::new(ErrorCode::Unavailable, format!("nothing was recorded: {m}"))
-            }
-            A::Unavailable => AppError::new(
-                ErrorCode::Unavailable,
-                "the ledger writer has stopped; nothing was recorded",
-            ),
-            A::TooLarge { field, bytes } => {
-                let detail = format!(
-                    "the entry would be {bytes} bytes; an entry is at most {} (a tlog-tiles entry bundle holds a 2-byte length); nothing was recorded",
-                    crate::log::sequencer::MAX_ENTRY_BYTES
-                );
-                match field {
-                    Some(f) => AppError::field(ErrorCode::EntryTooLarge, f, detail),
-                    None => AppError::new(ErrorCode::EntryTooLarge, detail),
-                }
-            }
-        }
-    }
 }

@@ -80,7 +80,7 @@ pub fn open_store(
             SledStore::open_with_cache(
                 &config::ledger_path(data_dir),
                 cache_mb << 20,
-                &crate::register::keys::packing(),
+                &crate::register::projections::keys::packing(),
             )
             .context("opening the ledger store (is a server still running on it?)")?,
         ),
@@ -128,7 +128,8 @@ pub async fn open(data_dir: &Path, opts: &OpenOpts) -> anyhow::Result<Service> {
     }
     let metrics = Arc::new(Metrics::new());
     let m = metrics.clone();
-    let (ledger, writer) = Ledger::open(store, signer, Arc::new(move |n| m.batch(n)))?;
+    let projections = Arc::new(crate::projection::table());
+    let (ledger, writer) = Ledger::open(store, signer, projections, Arc::new(move |n| m.batch(n)))?;
     let state = actix_web::web::Data::new(AppState {
         ledger,
         metrics,
@@ -277,7 +278,7 @@ fn start_background(
         }
         None => Vec::new(),
     };
-    let follower = actix_web::rt::spawn(crate::register::findings::follow(
+    let follower = actix_web::rt::spawn(crate::register::reports::findings::follow(
         svc.state.ledger.clone(),
         std::time::Duration::from_secs(opts.findings_interval_secs.max(1)),
         service,
@@ -309,7 +310,7 @@ fn start_retention(
         let mut tick = tokio::time::interval(every);
         loop {
             tick.tick().await;
-            if let Err(e) = crate::register::erasure::run_retention(
+            if let Err(e) = crate::register::commands::erasure::run_retention(
                 &ledger,
                 crate::log::sequencer::now_micros(),
             )
@@ -325,7 +326,7 @@ fn start_retention(
 fn service_findings(
     failing_after: std::time::Duration,
     witnessing: Option<crate::witness::submit::WitnessingConfig>,
-) -> crate::register::findings::ServiceFindings {
+) -> crate::register::reports::findings::ServiceFindings {
     Arc::new(move |store, now| {
         let mut all = crate::events::delivery::findings(store, now, failing_after)?;
         if let Some(w) = &witnessing {

@@ -8,7 +8,7 @@ use subtle::ConstantTimeEq;
 use utoipa::ToSchema;
 
 use crate::error::{AppError, ErrorCode};
-use crate::log::{Command, Draft, Staging};
+use crate::log::{Applied, Command, Draft, Drafts, Prepared, Projects, Staging};
 use crate::storage::Store;
 
 pub const KIND_CREATED: &str = "token.created";
@@ -68,8 +68,6 @@ struct RevokedBody {
     name: String,
 }
 
-use crate::register::keys::{token_hash_key as hash_key, token_name_key as name_key};
-
 /// A new random 256-bit secret, as the caller will present it.
 pub fn new_secret() -> String {
     use base64::Engine as _;
@@ -88,6 +86,18 @@ pub fn secret_hash(secret: &str) -> Vec<u8> {
 /// The actor of what the service writes itself (the first admin token).
 pub const SERVICE_ACTOR: &str = "veritrail";
 /// The actor of retention runs.
+// The tokens' projection rows.
+const TOKEN_NAME: &[u8] = b"tok/n/";
+const TOKEN_HASH: &[u8] = b"tok/h/";
+
+fn name_key(name: &str) -> Vec<u8> {
+    [TOKEN_NAME, name.as_bytes()].concat()
+}
+
+fn hash_key(hash: &[u8]) -> Vec<u8> {
+    [TOKEN_HASH, hash].concat()
+}
+
 pub const RETENTION_ACTOR: &str = "veritrail-retention";
 /// The actor of finding entries.
 pub const FINDINGS_ACTOR: &str = "veritrail-findings";
@@ -129,14 +139,21 @@ fn staging_err(e: crate::storage::StoreError) -> AppError {
     AppError::internal(e)
 }
 
+/// The tokens' projector, by the entry kinds it derives rows from.
+pub const PROJECTS: &[Projects<AppError>] = &[Projects {
+    kinds: &[KIND_CREATED, KIND_REVOKED],
+    projector: project,
+}];
+
 /// Apply a token entry to the projection (used live and by `reindex`).
-pub fn project(
-    kind: &str,
-    body: &serde_cbor::Value,
-    index: u64,
-    time: u64,
-    s: &mut Staging<'_>,
-) -> Result<(), AppError> {
+pub fn project(e: &Applied<'_>, s: &mut Staging<'_>) -> Result<(), AppError> {
+    let Applied {
+        kind,
+        body,
+        index,
+        time,
+        ..
+    } = *e;
     match kind {
         KIND_CREATED => {
             let b: CreatedBody =
@@ -185,14 +202,11 @@ pub fn create_command(name: String, role: Role, secret_sha256: Vec<u8>) -> Comma
             secret_sha256,
         })
         .map_err(AppError::internal)?;
-        crate::projection::append(
-            s,
-            vec![Draft {
-                kind: KIND_CREATED.into(),
-                system: None,
-                body,
-            }],
-        )
+        Ok(Prepared::Append(Drafts::one(Draft {
+            kind: KIND_CREATED.into(),
+            system: None,
+            body,
+        })))
     })
 }
 
@@ -216,24 +230,18 @@ pub fn revoke_command(name: String) -> Command<AppError> {
             ));
         }
         let body = serde_cbor::value::to_value(RevokedBody { name }).map_err(AppError::internal)?;
-        crate::projection::append(
-            s,
-            vec![Draft {
-                kind: KIND_REVOKED.into(),
-                system: None,
-                body,
-            }],
-        )
+        Ok(Prepared::Append(Drafts::one(Draft {
+            kind: KIND_REVOKED.into(),
+            system: None,
+            body,
+        })))
     })
 }
 
 /// How many admin tokens are not revoked.
 fn live_admins(s: &Staging<'_>) -> Result<usize, AppError> {
     let mut n = 0;
-    for (_, raw) in s
-        .scan(crate::register::keys::token_names())
-        .map_err(staging_err)?
-    {
+    for (_, raw) in s.scan(TOKEN_NAME).map_err(staging_err)? {
         let rec: TokenRecord = serde_cbor::from_slice(&raw).map_err(AppError::internal)?;
         n += usize::from(rec.role == Role::Admin && rec.revoked_index.is_none());
     }
@@ -251,7 +259,7 @@ pub fn authenticate_hash(store: &dyn Store, hash: &[u8]) -> Result<Option<TokenR
     let Some(name) = store.get(&hash_key(hash))? else {
         return Ok(None);
     };
-    let Some(raw) = store.get(&[crate::register::keys::token_names(), &name].concat())? else {
+    let Some(raw) = store.get(&[TOKEN_NAME, &name].concat())? else {
         return Ok(None);
     };
     let rec: TokenRecord = serde_cbor::from_slice(&raw).map_err(AppError::internal)?;
@@ -265,19 +273,12 @@ pub fn authenticate_hash(store: &dyn Store, hash: &[u8]) -> Result<Option<TokenR
 
 pub fn list(store: &dyn Store) -> Result<Vec<TokenRecord>, AppError> {
     store
-        .scan(
-            crate::register::keys::token_names(),
-            None,
-            false,
-            usize::MAX,
-        )?
+        .scan(TOKEN_NAME, None, false, usize::MAX)?
         .into_iter()
         .map(|(_, v)| serde_cbor::from_slice(&v).map_err(AppError::internal))
         .collect()
 }
 
 pub fn any_exist(store: &dyn Store) -> Result<bool, AppError> {
-    Ok(!store
-        .scan(crate::register::keys::token_names(), None, false, 1)?
-        .is_empty())
+    Ok(!store.scan(TOKEN_NAME, None, false, 1)?.is_empty())
 }

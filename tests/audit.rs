@@ -558,9 +558,9 @@ async fn compliance_findings() {
     }
     // In 100 days: the register review is overdue, the drift test stale, a logging gap.
     let store = app.state.ledger.store().clone();
-    let rec = veritrail::register::systems::read(&*store, "credit").unwrap();
+    let rec = veritrail::register::projections::systems::read(&*store, "credit").unwrap();
     let later = veritrail::log::sequencer::now_micros() + 100 * 86_400_000_000;
-    let f = veritrail::register::compliance::findings(&*store, &rec, later).unwrap();
+    let f = veritrail::register::reports::compliance::findings(&*store, &rec, later).unwrap();
     let codes: Vec<&str> = f.iter().map(|f| f.code.as_str()).collect();
     for c in ["register_review_overdue", "drift_test_stale", "logging_gap"] {
         assert!(codes.contains(&c), "missing {c} in {codes:?}");

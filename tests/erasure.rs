@@ -244,7 +244,7 @@ async fn erasure_and_retention_keep_the_log_valid_and_clear_the_disk() {
         200
     );
     let later = veritrail::log::sequencer::now_micros() + 200 * 86_400_000_000;
-    let n = veritrail::register::erasure::run_retention(&app.state.ledger, later)
+    let n = veritrail::register::commands::erasure::run_retention(&app.state.ledger, later)
         .await
         .unwrap();
     assert_eq!(n, 1, "only d-2 (credit) expires; l-2 is under legal hold");
@@ -268,7 +268,7 @@ async fn erasure_and_retention_keep_the_log_valid_and_clear_the_disk() {
         "retention.expired"
     );
     assert_eq!(
-        veritrail::register::erasure::run_retention(&app.state.ledger, later)
+        veritrail::register::commands::erasure::run_retention(&app.state.ledger, later)
             .await
             .unwrap(),
         0,

@@ -229,11 +229,14 @@ async fn findings_of_the_windows_become_entries() {
     let app = common::spawn().await;
     let crew = common::crew(&app).await;
     gt::seed_case(&app, &crew, "decay", case("decay")).await;
-    veritrail::register::findings::reconcile(&app.state.ledger, None, gt::now())
+    veritrail::register::reports::findings::reconcile(&app.state.ledger, None, gt::now())
         .await
         .unwrap();
-    let open =
-        veritrail::register::findings::open(&**app.state.ledger.store(), Some("decay")).unwrap();
+    let open = veritrail::register::projections::findings::open(
+        &**app.state.ledger.store(),
+        Some("decay"),
+    )
+    .unwrap();
     for code in ["accuracy_decay", "overconfidence"] {
         assert!(
             open.contains_key(&(code.to_owned(), Some("1".to_owned()))),
@@ -377,7 +380,7 @@ async fn compliance_drift_follows_the_open_findings() {
     let crew = common::crew(&app).await;
     common::deployed_system(&app, &crew, "credit", "1").await;
     let fm06 = |r: &Value| mode(r, "FM-06").clone();
-    veritrail::register::findings::reconcile(&app.state.ledger, None, gt::now())
+    veritrail::register::reports::findings::reconcile(&app.state.ledger, None, gt::now())
         .await
         .unwrap();
     assert_eq!(
@@ -393,7 +396,7 @@ async fn compliance_drift_follows_the_open_findings() {
         )
         .await;
     assert_eq!(r.status, 201);
-    veritrail::register::findings::reconcile(&app.state.ledger, None, gt::now())
+    veritrail::register::reports::findings::reconcile(&app.state.ledger, None, gt::now())
         .await
         .unwrap();
     let m = fm06(&report(&app, &crew.auditor, "credit", "").await);
@@ -408,7 +411,7 @@ async fn compliance_drift_follows_the_open_findings() {
         )
         .await;
     assert_eq!(r.status, 201);
-    veritrail::register::findings::reconcile(&app.state.ledger, None, gt::now())
+    veritrail::register::reports::findings::reconcile(&app.state.ledger, None, gt::now())
         .await
         .unwrap();
     let m = fm06(&report(&app, &crew.auditor, "credit", "").await);

@@ -5,7 +5,8 @@
 mod common;
 
 use serde_json::{json, Value};
-use veritrail::register::findings;
+use veritrail::register::projections::findings;
+use veritrail::register::reports::findings as reconciliation;
 
 /// Every finding entry of the log, as JSON entry views.
 async fn finding_entries<S: common::AppService<B>, B: actix_web::body::MessageBody>(
@@ -53,7 +54,7 @@ async fn awaiting<S: common::AppService<B>, B: actix_web::body::MessageBody>(
 }
 
 async fn reconcile<S>(app: &common::TestApp<S>) -> usize {
-    findings::reconcile(
+    reconciliation::reconcile(
         &app.state.ledger,
         None,
         veritrail::log::sequencer::now_micros(),
@@ -117,14 +118,14 @@ async fn reconciling_again_appends_nothing() {
     // compares with the open findings it holds.
     let now = veritrail::log::sequencer::now_micros();
     let store = app.state.ledger.store().clone();
-    let sys = veritrail::register::systems::read(&*store, "credit").unwrap();
-    let holding = veritrail::register::compliance::findings(&*store, &sys, now).unwrap();
+    let sys = veritrail::register::projections::systems::read(&*store, "credit").unwrap();
+    let holding = veritrail::register::reports::compliance::findings(&*store, &sys, now).unwrap();
     let again = app
         .state
         .ledger
         .append(
             "veritrail-findings",
-            findings::reconcile_command(Some("credit".into()), holding),
+            reconciliation::reconcile_command(Some("credit".into()), holding),
         )
         .await;
     assert!(again.is_err(), "a second opening was appended");

@@ -104,7 +104,7 @@ async fn recording_the_report_clears_the_finding_once() {
     let crew = common::crew(&app).await;
     common::register_system(&app, &crew.officer, "credit").await;
     let i = declare(&app, &crew.officer, "death", &ago(24.0 * 9.0)).await;
-    veritrail::register::findings::reconcile(
+    veritrail::register::reports::findings::reconcile(
         &app.state.ledger,
         None,
         veritrail::log::sequencer::now_micros(),
@@ -120,7 +120,7 @@ async fn recording_the_report_clears_the_finding_once() {
     assert!(findings_of(&app, &crew.auditor).await.is_empty());
     let again = app.post(&report, &crew.officer, body).await;
     assert_eq!(again.status, 409, "{}", again.text());
-    veritrail::register::findings::reconcile(
+    veritrail::register::reports::findings::reconcile(
         &app.state.ledger,
         None,
         veritrail::log::sequencer::now_micros(),

@@ -105,7 +105,13 @@ fn open(
     backend: &common::Backend,
 ) -> (Ledger<String>, veritrail::log::WriterHandle, Arc<dyn Store>) {
     let store = backend.open();
-    let (l, h) = Ledger::open(store.clone(), signer(), Arc::new(|_| {})).unwrap();
+    let (l, h) = Ledger::open(
+        store.clone(),
+        signer(),
+        Default::default(),
+        Arc::new(|_| {}),
+    )
+    .unwrap();
     (l, h, store)
 }
 
@@ -292,7 +298,13 @@ fn verify_catches_a_flipped_byte_a_deleted_entry_and_a_swap() {
         if name == "delete" {
             // Recovery checks the tail since the previous checkpoint against the tiles and
             // the head; a deletion shortens the whole log, which that check always sees.
-            let err = Ledger::<String>::open(backend.open(), signer(), Arc::new(|_| {})).err();
+            let err = Ledger::<String>::open(
+                backend.open(),
+                signer(),
+                Default::default(),
+                Arc::new(|_| {}),
+            )
+            .err();
             assert!(
                 matches!(err, Some(LedgerError::Inconsistent { .. })),
                 "{name}: {err:?}"
@@ -309,7 +321,12 @@ fn recovery_refuses_a_tail_that_disagrees_with_the_checkpoint() {
         let last = e[9].len() - 3;
         e[9][last] ^= 0x20;
     });
-    match Ledger::<String>::open(backend.open(), signer(), Arc::new(|_| {})) {
+    match Ledger::<String>::open(
+        backend.open(),
+        signer(),
+        Default::default(),
+        Arc::new(|_| {}),
+    ) {
         Err(LedgerError::Inconsistent { index, reason }) => assert_eq!(index, 9, "{reason}"),
         Err(e) => panic!("wrong error {e}"),
         Ok(_) => panic!("opened a tampered log"),
@@ -330,7 +347,7 @@ fn bytes_after_the_last_durable_batch_are_cut_on_open() {
         let store: Arc<dyn Store> = loop {
             match veritrail::storage::sled::SledStore::open(
                 p,
-                &veritrail::register::keys::packing(),
+                &veritrail::register::projections::keys::packing(),
             ) {
                 Ok(s) => break Arc::new(s),
                 Err(e) if tries < 50 && e.to_string().contains("lock") => {
@@ -340,7 +357,7 @@ fn bytes_after_the_last_durable_batch_are_cut_on_open() {
                 Err(e) => panic!("{e}"),
             }
         };
-        Ledger::<String>::open(store, signer(), Arc::new(|_| {})).unwrap()
+        Ledger::<String>::open(store, signer(), Default::default(), Arc::new(|_| {})).unwrap()
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (ledger, writer) = open_at(&path);
@@ -373,4 +390,16 @@ fn bytes_after_the_last_durable_batch_are_cut_on_open() {
     verify_store(&**ledger.store(), &signer().verifier()).unwrap();
     drop(ledger);
     writer.join();
+}
+
+#[test]
+fn reindex_refuses_entries_whose_chain_breaks() {
+    let backend = common::Backend::new();
+    build_log(&backend, 10);
+    assert_eq!(veritrail::reindex::reindex(&*backend.open()).unwrap(), 10);
+    backend.tamper_entries(|e| e.swap(3, 7));
+    let err = veritrail::reindex::reindex(&*backend.open())
+        .expect_err("a swapped pair of entries must not be reindexed")
+        .to_string();
+    assert!(err.contains("at index 3"), "{err}");
 }

@@ -246,7 +246,7 @@ async fn a_long_retention_run_is_split_into_entries_that_fit() {
     decisions_about(&app, &c.pipeline, "subj-old", 5_001).await;
     // Far past every retention period.
     let later = veritrail::log::sequencer::now_micros() + 100 * 365 * 86_400_000_000;
-    let n = veritrail::register::erasure::run_retention(&app.state.ledger, later)
+    let n = veritrail::register::commands::erasure::run_retention(&app.state.ledger, later)
         .await
         .unwrap();
     assert_eq!(n, 5_001);

@@ -38,7 +38,7 @@ fn opens(commitment: &Value, value: &Value, salt: &Value) -> bool {
         .unwrap()
         .try_into()
         .unwrap();
-    let c = veritrail::register::vault::commit(&salt, value).unwrap();
+    let c = veritrail::register::projections::vault::commit(&salt, value).unwrap();
     hex::encode(c) == commitment.as_str().unwrap()
 }
 
@@ -124,8 +124,12 @@ async fn bundles_open_the_inputs_digest_and_verify() {
 /// Write a decision as the service did before the digest was committed: the digest in
 /// the clear in the entry, no opening of it in the vault.
 async fn legacy_decision<S>(app: &common::TestApp<S>, id: &str, subject: &str) -> u64 {
-    use veritrail::register::decisions::{DecisionBody, HumanReview, OversightAction};
-    use veritrail::register::vault::{commit, DecisionVault, Opening};
+    use veritrail::register::projections::activity::OversightAction;
+    use veritrail::register::projections::decisions::DecisionBody;
+    use veritrail::register::projections::decisions::HumanReview;
+    use veritrail::register::projections::vault::commit;
+    use veritrail::register::projections::vault::DecisionVault;
+    use veritrail::register::projections::vault::Opening;
     let (subject_salt, inputs_salt) = ([1u8; 32], [2u8; 32]);
     let subject_json = json!(subject);
     let inputs = json!({"income": 52000, "age_band": "30-39"});
@@ -170,26 +174,27 @@ async fn legacy_decision<S>(app: &common::TestApp<S>, id: &str, subject: &str) -
     let cmd: veritrail::log::Command<veritrail::error::AppError> = Box::new(move |s| {
         let index = s.index();
         s.vault_put(
-            veritrail::register::keys::decision_key(index),
+            veritrail::register::projections::keys::decision_key(index),
             serde_cbor::ser::to_vec_packed(&row).unwrap(),
         );
         s.vault_put(
-            veritrail::register::keys::subject_key(&subject, occurred_at, index),
-            serde_cbor::ser::to_vec_packed(&veritrail::register::decisions::SubjectRow {
-                system: "credit".into(),
-            })
+            veritrail::register::projections::keys::subject_key(&subject, occurred_at, index),
+            serde_cbor::ser::to_vec_packed(
+                &veritrail::register::projections::decisions::SubjectRow {
+                    system: "credit".into(),
+                },
+            )
             .unwrap(),
         );
-        veritrail::projection::append(
-            s,
-            vec![veritrail::log::Draft {
+        Ok(veritrail::log::Prepared::Append(
+            veritrail::log::Drafts::one(veritrail::log::Draft {
                 kind: "decision.recorded".into(),
                 system: Some("credit".into()),
                 // Through the bytes, as the service builds bodies (value::to_value drops
                 // the decimal's tag).
                 body: serde_cbor::from_slice(&serde_cbor::to_vec(&body).unwrap()).unwrap(),
-            }],
-        )
+            }),
+        ))
     });
     app.state
         .ledger

@@ -587,7 +587,8 @@ async fn a_decision_reads_back_with_its_commitments_opened() {
         .unwrap()
         .try_into()
         .unwrap();
-    let commitment = veritrail::register::vault::commit(&salt, &json!("subj-1")).unwrap();
+    let commitment =
+        veritrail::register::projections::vault::commit(&salt, &json!("subj-1")).unwrap();
     assert_eq!(
         hex::encode(commitment),
         got["subject_ref"]["commitment"].as_str().unwrap()
@@ -871,14 +872,17 @@ async fn concurrent_decision_writers_lose_nothing_and_duplicate_nothing() {
             let mut out = Vec::new();
             for i in 0..40 {
                 let id = format!("d-{}", (t * 40 + i) % 500); // 640 sends, 500 distinct ids
-                let d: veritrail::register::decisions::DecisionRequest = serde_json::from_value(
-                    decision(&id, "1", &format!("s-{}", (t * 40 + i) % 500)),
-                )
-                .unwrap();
-                let cmd = veritrail::register::decisions::record_command(
+                let d: veritrail::register::commands::decisions::DecisionRequest =
+                    serde_json::from_value(decision(
+                        &id,
+                        "1",
+                        &format!("s-{}", (t * 40 + i) % 500),
+                    ))
+                    .unwrap();
+                let cmd = veritrail::register::commands::decisions::record_command(
                     "fraud".into(),
                     d.validate(u64::MAX).unwrap(),
-                    veritrail::register::decisions::Salts::fresh(),
+                    veritrail::register::commands::decisions::Salts::fresh(),
                 );
                 let r = state.ledger.append("deploy-bot", cmd).await.unwrap();
                 out.push((id, r.index, r.appended));
@@ -964,7 +968,7 @@ async fn written_entries_match_the_schemas() {
     );
     // Version 2 awaits review: a finding opens (and resolves once it is approved).
     let now = veritrail::log::sequencer::now_micros;
-    veritrail::register::findings::reconcile(&app.state.ledger, None, now())
+    veritrail::register::reports::findings::reconcile(&app.state.ledger, None, now())
         .await
         .unwrap();
     let incident = app
@@ -1003,7 +1007,7 @@ async fn written_entries_match_the_schemas() {
         .status,
         201
     );
-    veritrail::register::findings::reconcile(&app.state.ledger, None, now())
+    veritrail::register::reports::findings::reconcile(&app.state.ledger, None, now())
         .await
         .unwrap();
     assert_eq!(
@@ -1157,7 +1161,7 @@ async fn written_entries_match_the_schemas() {
     );
     let later = veritrail::log::sequencer::now_micros() + 400 * 86_400_000_000;
     assert_eq!(
-        veritrail::register::erasure::run_retention(&app.state.ledger, later)
+        veritrail::register::commands::erasure::run_retention(&app.state.ledger, later)
             .await
             .unwrap(),
         1
@@ -1199,7 +1203,7 @@ async fn written_entries_match_the_schemas() {
             .unwrap_or_else(|err| panic!("{} body: {err:?}", e.kind));
         kinds_seen.insert(e.kind);
     }
-    for k in veritrail::register::KINDS.iter().chain(&[
+    for k in veritrail::register::projections::KINDS.iter().chain(&[
         "token.created",
         "token.revoked",
         "subscription.created",

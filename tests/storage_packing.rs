@@ -4,7 +4,11 @@
 
 use std::collections::BTreeMap;
 
-use veritrail::register::keys::{decision_key, expiry_key, packing, subject_key, trail_key};
+use veritrail::register::projections::keys::decision_key;
+use veritrail::register::projections::keys::expiry_key;
+use veritrail::register::projections::keys::packing;
+use veritrail::register::projections::keys::subject_key;
+use veritrail::register::projections::keys::trail_key;
 use veritrail::storage::sled::SledStore;
 use veritrail::storage::{CommitBatch, RowStore as _, Store as _, VaultStore as _};
 

@@ -11,9 +11,10 @@ use super::auth::{Caller, Reviewers};
 use super::body::{Json, Query};
 use super::State;
 use crate::error::{AppError, ErrorCode, Problem};
-use crate::register::blind::{self, JudgmentRequest};
-use crate::register::decisions::{self, DecisionBody};
-use crate::register::{rfc3339, systems, validate_slug};
+use crate::register::commands::blind::JudgmentRequest;
+use crate::register::projections::decisions::DecisionBody;
+use crate::register::{commands, projections};
+use crate::register::{rfc3339, validate_slug};
 
 pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.service(list).service(judge);
@@ -82,8 +83,8 @@ async fn list(
     let store = state.ledger.store().clone();
     let page = actix_web::web::block(move || -> Result<BlindCasePage, AppError> {
         let store = &*store;
-        systems::read(store, &system)?;
-        let mut open = blind::open_cases(store, &system, after, limit + 1)?;
+        projections::systems::read(store, &system)?;
+        let mut open = projections::blind::open_cases(store, &system, after, limit + 1)?;
         let more = open.len() > limit;
         open.truncate(limit);
         let cursor = more
@@ -92,7 +93,7 @@ async fn list(
         let cases = open
             .into_iter()
             .map(|(index, case)| {
-                let opening = decisions::opening(store, index)?;
+                let opening = projections::decisions::opening(store, index)?;
                 let occurred_at = match &opening {
                     Some(v) => v.occurred_at,
                     None => occurred_at(store, index)?,
@@ -141,8 +142,8 @@ async fn judge(
         .ledger
         .append_reading(
             &caller.name,
-            blind::judge_command(system.clone(), decision_id.clone(), body.0),
-            blind::judge_reads(&system, &decision_id),
+            commands::blind::judge_command(system.clone(), decision_id.clone(), body.0),
+            commands::blind::judge_reads(&system, &decision_id),
         )
         .await?;
     Ok(super::outcomes::recorded_for(decision_id, receipt))

@@ -11,8 +11,9 @@ use super::body::Json;
 use super::{ReceiptView, State};
 use crate::error::{AppError, Problem};
 use crate::log::AppendRequest;
-use crate::register::boundaries::{self, EventRequest};
-use crate::register::{failure_modes, systems, validate_slug};
+use crate::register::commands::boundaries::EventRequest;
+use crate::register::validate_slug;
+use crate::register::{commands, projections, reports};
 
 pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.service(record).service(record_batch).service(circuit);
@@ -45,8 +46,8 @@ async fn record(
         .ledger
         .append_reading(
             &caller.name,
-            boundaries::record_command(system.clone(), e),
-            boundaries::record_reads(&system),
+            commands::boundaries::record_command(system.clone(), e),
+            commands::boundaries::record_reads(&system),
         )
         .await?;
     Ok(HttpResponse::Created().json(EventRecorded {
@@ -84,8 +85,8 @@ async fn record_batch(
                 .and_then(|e| e.validate(latest))
                 .map(|e| AppendRequest {
                     actor: caller.name.clone(),
-                    reads: boundaries::record_reads(&system),
-                    command: boundaries::record_command(system.clone(), e),
+                    reads: commands::boundaries::record_reads(&system),
+                    command: commands::boundaries::record_command(system.clone(), e),
                 });
             (None, request)
         })
@@ -129,8 +130,8 @@ async fn circuit(
     let store = state.ledger.store().clone();
     let c = actix_web::web::block(move || {
         let store = &*store;
-        let sys = systems::read(store, &system)?;
-        failure_modes::circuit(store, &system, &sys.spec, sys.deployed.as_deref())
+        let sys = projections::systems::read(store, &system)?;
+        reports::failure_modes::circuit(store, &system, &sys.spec, sys.deployed.as_deref())
     })
     .await
     .map_err(AppError::internal)??;

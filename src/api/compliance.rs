@@ -7,8 +7,10 @@ use utoipa::{IntoParams, ToSchema};
 use super::auth::{Caller, DecisionReaders};
 use super::State;
 use crate::error::{AppError, Problem};
-use crate::register::compliance::{self, Finding, Severity};
-use crate::register::{findings, rfc3339, systems};
+use crate::register::projections::findings::Finding;
+use crate::register::projections::findings::Severity;
+use crate::register::rfc3339;
+use crate::register::{projections, reports};
 
 pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.service(one).service(all);
@@ -26,7 +28,11 @@ pub struct ComplianceStatus {
 }
 
 /// A system's status with `findings` as of `as_of` (unix µs).
-fn status(sys: systems::SystemRecord, findings: Vec<Finding>, as_of: u64) -> ComplianceStatus {
+fn status(
+    sys: projections::systems::SystemRecord,
+    findings: Vec<Finding>,
+    as_of: u64,
+) -> ComplianceStatus {
     ComplianceStatus {
         system_id: sys.spec.id.clone(),
         status: status_name(&findings).into(),
@@ -37,9 +43,12 @@ fn status(sys: systems::SystemRecord, findings: Vec<Finding>, as_of: u64) -> Com
     }
 }
 
-fn status_of(state: &State, sys: systems::SystemRecord) -> Result<ComplianceStatus, AppError> {
+fn status_of(
+    state: &State,
+    sys: projections::systems::SystemRecord,
+) -> Result<ComplianceStatus, AppError> {
     let now = crate::log::sequencer::now_micros();
-    let findings = compliance::findings(&**state.ledger.store(), &sys, now)?;
+    let findings = reports::compliance::findings(&**state.ledger.store(), &sys, now)?;
     Ok(status(sys, findings, now))
 }
 
@@ -64,21 +73,22 @@ fn status_name(findings: &[Finding]) -> &'static str {
 /// The status as the finding entries recorded it at `at`.
 fn status_at(
     state: &State,
-    sys: systems::SystemRecord,
+    sys: projections::systems::SystemRecord,
     at: u64,
 ) -> Result<ComplianceStatus, AppError> {
-    let findings: Vec<Finding> = findings::open_at(&**state.ledger.store(), &sys.spec.id, at)?
-        .into_iter()
-        .map(|(_, time, b)| Finding {
-            code: b.code,
-            severity: b.severity,
-            explanation: b.explanation,
-            evidence: b.evidence,
-            since: rfc3339(time),
-            model_version: b.model_version,
-            subject: b.subject,
-        })
-        .collect();
+    let findings: Vec<Finding> =
+        projections::findings::open_at(&**state.ledger.store(), &sys.spec.id, at)?
+            .into_iter()
+            .map(|(_, time, b)| Finding {
+                code: b.code,
+                severity: b.severity,
+                explanation: b.explanation,
+                evidence: b.evidence,
+                since: rfc3339(time),
+                model_version: b.model_version,
+                subject: b.subject,
+            })
+            .collect();
     Ok(status(sys, findings, at))
 }
 
@@ -97,7 +107,7 @@ async fn one(
     id: actix_web::web::Path<String>,
     q: super::body::Query<ComplianceQuery>,
 ) -> Result<HttpResponse, AppError> {
-    let sys = systems::read(&**state.ledger.store(), &id)?;
+    let sys = projections::systems::read(&**state.ledger.store(), &id)?;
     let answer = match q.at.as_deref() {
         Some(at) => status_at(&state, sys, super::body::query_time("at", at)?)?,
         None => status_of(&state, sys)?,
@@ -109,7 +119,7 @@ async fn one(
 #[utoipa::path(tag = "compliance", security(("bearer" = [])), responses((status = 200, body = Vec<ComplianceStatus>)))]
 #[get("/v1/compliance")]
 async fn all(state: State, _caller: Caller<DecisionReaders>) -> Result<HttpResponse, AppError> {
-    let out = systems::list(&**state.ledger.store())?
+    let out = projections::systems::list(&**state.ledger.store())?
         .into_iter()
         .map(|s| status_of(&state, s))
         .collect::<Result<Vec<_>, _>>()?;

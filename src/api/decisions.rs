@@ -11,9 +11,11 @@ use super::{ReceiptView, State};
 use crate::error::{AppError, Problem};
 use crate::log::entry::{self, cbor_to_json};
 use crate::log::{AppendRequest, Receipt};
-use crate::register::decisions::{self, DecisionBody, DecisionRequest, HumanReview};
-use crate::register::vault::OpenedField;
-use crate::register::{rfc3339, validate_slug};
+use crate::register::commands::decisions::DecisionRequest;
+use crate::register::projections::decisions::DecisionBody;
+use crate::register::projections::decisions::HumanReview;
+use crate::register::projections::vault::OpenedField;
+use crate::register::{commands, projections, rfc3339, validate_slug};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as CURSOR;
 use base64::Engine as _;
 use utoipa::IntoParams;
@@ -65,12 +67,12 @@ async fn record(
     validate_slug("system_id", &id)?;
     let d = body.0.validate(state.latest_caller_time())?;
     let decision_id = d.decision_id().to_owned();
-    let reads = decisions::record_reads(&id, &decision_id);
+    let reads = commands::decisions::record_reads(&id, &decision_id);
     let receipt = state
         .ledger
         .append_reading(
             &caller.name,
-            decisions::record_command(id, d, decisions::Salts::fresh()),
+            commands::decisions::record_command(id, d, commands::decisions::Salts::fresh()),
             reads,
         )
         .await?;
@@ -118,8 +120,12 @@ async fn record_batch(
                 .and_then(|d| d.validate(latest_time))
                 .map(|d| AppendRequest {
                     actor: caller.name.clone(),
-                    reads: decisions::record_reads(&id, d.decision_id()),
-                    command: decisions::record_command(id.clone(), d, decisions::Salts::fresh()),
+                    reads: commands::decisions::record_reads(&id, d.decision_id()),
+                    command: commands::decisions::record_command(
+                        id.clone(),
+                        d,
+                        commands::decisions::Salts::fresh(),
+                    ),
                 });
             (decision_id, request)
         })
@@ -165,8 +171,8 @@ pub struct DecisionView {
     /// What the model would have recommended (FM-02).
     pub counterfactual_output: Option<serde_json::Value>,
     pub equivalence_key: Option<String>,
-    pub validation: Option<decisions::Validation>,
-    pub integration: Option<decisions::Integration>,
+    pub validation: Option<projections::decisions::Validation>,
+    pub integration: Option<projections::decisions::Integration>,
     /// Whether the writer drew the decision for blind review (present when the
     /// system's policy set a blind-review rate).
     pub blind_review: Option<bool>,
@@ -183,7 +189,7 @@ pub fn decision_view(state: &State, index: u64) -> Result<DecisionView, AppError
     })?;
     let e: entry::Entry<DecisionBody> = entry::decode(&bytes).map_err(AppError::internal)?;
     let store = &**state.ledger.store();
-    let open = decisions::opening(store, index)?;
+    let open = projections::decisions::opening(store, index)?;
     let b = e.body;
     let system = e.system.unwrap_or_default();
     let (outcomes, contests) =
@@ -243,7 +249,7 @@ async fn get_one(
     path: actix_web::web::Path<(String, String)>,
 ) -> Result<HttpResponse, AppError> {
     let (id, decision_id) = path.into_inner();
-    let index = decisions::find(&**state.ledger.store(), &id, &decision_id)?;
+    let index = projections::decisions::find(&**state.ledger.store(), &id, &decision_id)?;
     Ok(HttpResponse::Ok().json(decision_view(&state, index)?))
 }
 
@@ -297,11 +303,11 @@ fn bad_cursor() -> AppError {
 }
 
 /// A trail position (time of decision, entry index) as an opaque cursor.
-fn encode_cursor((t, i): decisions::TrailPosition) -> String {
+fn encode_cursor((t, i): projections::trail::TrailPosition) -> String {
     CURSOR.encode([t.to_be_bytes(), i.to_be_bytes()].concat())
 }
 
-fn decode_cursor(c: &str) -> Result<decisions::TrailPosition, AppError> {
+fn decode_cursor(c: &str) -> Result<projections::trail::TrailPosition, AppError> {
     let b: [u8; 16] = CURSOR
         .decode(c)
         .map_err(|_| bad_cursor())?
@@ -328,13 +334,13 @@ async fn trail(
     q: super::body::Query<TrailQuery>,
 ) -> Result<HttpResponse, AppError> {
     let store = &**state.ledger.store();
-    crate::register::systems::read(store, &id)?;
+    crate::register::projections::systems::read(store, &id)?;
     Ok(HttpResponse::Ok().json(trail_page(&state, &id, &q.0.filter()?)?))
 }
 
 impl TrailQuery {
     /// The trail filter this query asks for, each parameter checked (a bad one named).
-    pub fn filter(self) -> Result<decisions::TrailFilter, AppError> {
+    pub fn filter(self) -> Result<projections::trail::TrailFilter, AppError> {
         let q = self;
         let newest_first = match q.order.as_deref() {
             None | Some("newest") => true,
@@ -367,13 +373,13 @@ impl TrailQuery {
             Some(o) => {
                 let v: serde_json::Value = serde_json::from_str(o)
                     .unwrap_or_else(|_| serde_json::Value::String(o.clone()));
-                let text = String::from_utf8(crate::register::vault::canonical(&v)?)
+                let text = String::from_utf8(crate::register::projections::vault::canonical(&v)?)
                     .map_err(AppError::internal)?;
-                Some(decisions::output_digest(&text))
+                Some(projections::decisions::output_digest(&text))
             }
             None => None,
         };
-        Ok(decisions::TrailFilter {
+        Ok(projections::trail::TrailFilter {
             model_version: q.model_version,
             subject: q.subject,
             from,
@@ -392,10 +398,10 @@ impl TrailQuery {
 pub fn trail_page(
     state: &State,
     system: &str,
-    filter: &decisions::TrailFilter,
+    filter: &projections::trail::TrailFilter,
 ) -> Result<DecisionPage, AppError> {
     let published = state.ledger.latest().size;
-    let (indices, last) = decisions::trail(&**state.ledger.store(), system, filter)?;
+    let (indices, last) = projections::trail::trail(&**state.ledger.store(), system, filter)?;
     let decisions = indices
         .into_iter()
         .filter(|i| *i < published)
@@ -459,7 +465,8 @@ pub fn subject_page(
     limit: usize,
 ) -> Result<(Vec<SystemDecision>, Option<String>), AppError> {
     let after = cursor.map(decode_cursor).transpose()?;
-    let (rows, last) = decisions::by_subject(&**state.ledger.store(), subject, after, limit)?;
+    let (rows, last) =
+        projections::trail::by_subject(&**state.ledger.store(), subject, after, limit)?;
     let published = state.ledger.latest().size;
     let page = rows
         .into_iter()
@@ -555,10 +562,11 @@ pub async fn erase_subject(
         .ledger
         .append(
             actor,
-            crate::register::erasure::erase_command(subject_ref, reason),
+            crate::register::commands::erasure::erase_command(subject_ref, reason),
         )
         .await?;
-    use crate::register::erasure::{read_parts, ErasureBody};
+    use crate::register::projections::erasure::read_parts;
+    use crate::register::projections::erasure::ErasureBody;
     let parts = read_parts(&state.ledger, receipt.index, |b: &ErasureBody| b.parts)?;
     // Rewrite the vault so the shredded values leave the disk before we say so.
     let store = state.ledger.store().clone();

@@ -8,8 +8,12 @@ use super::auth::{Caller, DecisionReaders, Officers};
 use super::body::Json;
 use super::{ReceiptView, State};
 use crate::error::{AppError, Problem};
-use crate::register::incidents::{self, Category, IncidentRequest, IncidentRow, ReportRequest};
+use crate::register::commands::incidents::IncidentRequest;
+use crate::register::commands::incidents::ReportRequest;
+use crate::register::projections::incidents::Category;
+use crate::register::projections::incidents::IncidentRow;
 use crate::register::rfc3339;
+use crate::register::{commands, projections};
 
 pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.service(declare).service(report).service(list);
@@ -80,7 +84,7 @@ pub struct IncidentList {
 }
 
 fn find(state: &State, system: &str, id: u64) -> Result<IncidentRow, AppError> {
-    incidents::get_one(&**state.ledger.store(), system, id)
+    projections::incidents::get_one(&**state.ledger.store(), system, id)
 }
 
 /// Declare a serious incident (officer; AI Act Art. 73). The entry holds the reporting
@@ -99,13 +103,13 @@ async fn declare(
     id: actix_web::web::Path<String>,
     body: Json<IncidentRequest>,
 ) -> Result<HttpResponse, AppError> {
-    let declared = incidents::validate(body.0, state.latest_caller_time())?;
+    let declared = commands::incidents::validate(body.0, state.latest_caller_time())?;
     let id = id.into_inner();
     let receipt = state
         .ledger
         .append(
             &caller.name,
-            incidents::declare_command(id.clone(), declared),
+            commands::incidents::declare_command(id.clone(), declared),
         )
         .await?;
     let row = find(&state, &id, receipt.index)?;
@@ -132,12 +136,12 @@ async fn report(
     body: Json<ReportRequest>,
 ) -> Result<HttpResponse, AppError> {
     let (system, incident) = path.into_inner();
-    let reported = incidents::validate_report(body.0, state.latest_caller_time())?;
+    let reported = commands::incidents::validate_report(body.0, state.latest_caller_time())?;
     let receipt = state
         .ledger
         .append(
             &caller.name,
-            incidents::report_command(system.clone(), reported, incident),
+            commands::incidents::report_command(system.clone(), reported, incident),
         )
         .await?;
     let row = find(&state, &system, incident)?;
@@ -161,9 +165,9 @@ async fn list(
     id: actix_web::web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
     let store = &**state.ledger.store();
-    crate::register::systems::read(store, &id)?;
+    crate::register::projections::systems::read(store, &id)?;
     let now = crate::log::sequencer::now_micros();
-    let incidents = incidents::list(store, &id)?
+    let incidents = projections::incidents::list(store, &id)?
         .into_iter()
         .map(|r| view(&id, r, now))
         .collect();

@@ -14,11 +14,19 @@ use super::{ReceiptView, State};
 use crate::error::{AppError, Problem};
 use crate::evaluators::{self, json_to_cbor, TestKind};
 use crate::log::entry::{self, cbor_to_json};
-use crate::register::models::{
-    self, DeploySpec, ExternalRef, ReviewOutcome, ReviewRef, ReviewSpec, TestBody, TestRef,
-    TrainingData, VersionRecord, VersionSpec, VersionStatus,
-};
-use crate::register::{rfc3339, vault};
+use crate::register::projections::models::DeploySpec;
+use crate::register::projections::models::ExternalRef;
+use crate::register::projections::models::ReviewOutcome;
+use crate::register::projections::models::ReviewRef;
+use crate::register::projections::models::ReviewSpec;
+use crate::register::projections::models::TestBody;
+use crate::register::projections::models::TestRef;
+use crate::register::projections::models::TrainingData;
+use crate::register::projections::models::VersionRecord;
+use crate::register::projections::models::VersionSpec;
+use crate::register::projections::models::VersionStatus;
+use crate::register::rfc3339;
+use crate::register::{commands, projections};
 
 pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.service(register)
@@ -149,9 +157,12 @@ async fn register(
     let (id, version) = (id.into_inner(), spec.version.clone());
     let receipt = state
         .ledger
-        .append(&caller.name, models::register_command(id.clone(), spec))
+        .append(
+            &caller.name,
+            commands::models::register_command(id.clone(), spec),
+        )
         .await?;
-    let v = models::read(&**state.ledger.store(), &id, &version)?;
+    let v = projections::models::read(&**state.ledger.store(), &id, &version)?;
     Ok(HttpResponse::Created().json(VersionWritten {
         model_version: v.into(),
         receipt: receipt.into(),
@@ -170,8 +181,8 @@ async fn list(
     id: actix_web::web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
     let store = &**state.ledger.store();
-    crate::register::systems::read(store, &id)?;
-    let out: Vec<VersionView> = models::list(store, &id)?
+    crate::register::projections::systems::read(store, &id)?;
+    let out: Vec<VersionView> = projections::models::list(store, &id)?
         .into_iter()
         .map(Into::into)
         .collect();
@@ -190,11 +201,13 @@ async fn get_one(
     path: actix_web::web::Path<(String, String)>,
 ) -> Result<HttpResponse, AppError> {
     let (id, version) = path.into_inner();
-    Ok(HttpResponse::Ok().json(VersionView::from(models::read(
-        &**state.ledger.store(),
-        &id,
-        &version,
-    )?)))
+    Ok(
+        HttpResponse::Ok().json(VersionView::from(projections::models::read(
+            &**state.ledger.store(),
+            &id,
+            &version,
+        )?)),
+    )
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -231,10 +244,10 @@ async fn review(
         .ledger
         .append(
             &caller.name,
-            models::review_command(id.clone(), version.clone(), spec),
+            commands::models::review_command(id.clone(), version.clone(), spec),
         )
         .await?;
-    let status = models::read(&**state.ledger.store(), &id, &version)?.status;
+    let status = projections::models::read(&**state.ledger.store(), &id, &version)?.status;
     Ok(HttpResponse::Created().json(ReviewWritten {
         id: receipt.index,
         version,
@@ -341,12 +354,15 @@ async fn record_test(
             .ok_or_else(|| AppError::invalid("input", format!("required for evaluator {name:?}")))?
     };
     // Check the version exists before spending CPU on a large input.
-    models::read(&**state.ledger.store(), &id, &version)?;
+    projections::models::read(&**state.ledger.store(), &id, &version)?;
     let params = req.params;
     let (evaluation, input_sha256) = actix_web::web::block(move || -> Result<_, AppError> {
         let ev = evaluators::registry().get(name).expect("evaluator listed");
         let e = ev.evaluate(&params, &input)?;
-        Ok((e, Sha256::digest(vault::canonical(&input)?).to_vec()))
+        Ok((
+            e,
+            Sha256::digest(projections::vault::canonical(&input)?).to_vec(),
+        ))
     })
     .await
     .map_err(AppError::internal)??;
@@ -362,7 +378,7 @@ async fn record_test(
     };
     let receipt = state
         .ledger
-        .append(&caller.name, models::test_command(id, body))
+        .append(&caller.name, commands::models::test_command(id, body))
         .await?;
     Ok(HttpResponse::Created().json(TestWritten {
         id: receipt.index,
@@ -409,8 +425,8 @@ async fn list_tests(
 ) -> Result<HttpResponse, AppError> {
     let (id, version) = path.into_inner();
     let store = &**state.ledger.store();
-    models::read(store, &id, &version)?;
-    let out: Result<Vec<TestView>, AppError> = models::test_ids(store, &id, &version)?
+    projections::models::read(store, &id, &version)?;
+    let out: Result<Vec<TestView>, AppError> = projections::models::test_ids(store, &id, &version)?
         .into_iter()
         .map(|t| test_view(&state, t))
         .collect();
@@ -449,7 +465,7 @@ async fn deploy(
         .ledger
         .append(
             &caller.name,
-            models::deploy_command(id, version.clone(), spec),
+            commands::models::deploy_command(id, version.clone(), spec),
         )
         .await?;
     // What it replaced is what its entry says.

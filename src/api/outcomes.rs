@@ -14,13 +14,17 @@ use super::{ReceiptView, State};
 use crate::error::{AppError, ErrorCode, Problem};
 use crate::log::entry::Entry;
 use crate::log::AppendRequest;
-use crate::register::failure_modes::{self, Report};
-use crate::register::outcomes::{
-    self, ContestBody, ContestRequest, OutcomeBody, OutcomeRequest, Resolution, ResolutionRequest,
-    ResolvedBody,
-};
-use crate::register::vault::{self, OpenedField};
-use crate::register::{rfc3339, systems, validate_slug};
+use crate::register::commands::outcomes::ContestRequest;
+use crate::register::commands::outcomes::OutcomeRequest;
+use crate::register::commands::outcomes::ResolutionRequest;
+use crate::register::projections::outcomes::ContestBody;
+use crate::register::projections::outcomes::OutcomeBody;
+use crate::register::projections::outcomes::Resolution;
+use crate::register::projections::outcomes::ResolvedBody;
+use crate::register::projections::vault::OpenedField;
+use crate::register::reports::failure_modes::Report;
+use crate::register::{commands, projections, reports};
+use crate::register::{rfc3339, validate_slug};
 use crate::storage::Store;
 
 pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
@@ -81,8 +85,13 @@ async fn record(
         .ledger
         .append_reading(
             &caller.name,
-            outcomes::record_command(system.clone(), decision_id.clone(), o, vault::fresh_salt()),
-            outcomes::record_reads(&system, &decision_id),
+            commands::outcomes::record_command(
+                system.clone(),
+                decision_id.clone(),
+                o,
+                projections::vault::fresh_salt(),
+            ),
+            commands::outcomes::record_reads(&system, &decision_id),
         )
         .await?;
     Ok(recorded_for(decision_id, receipt))
@@ -129,12 +138,12 @@ async fn record_batch(
                     .and_then(|o| o.validate(latest))
                     .map(|o| AppendRequest {
                         actor: caller.name.clone(),
-                        reads: outcomes::record_reads(&system, d),
-                        command: outcomes::record_command(
+                        reads: commands::outcomes::record_reads(&system, d),
+                        command: commands::outcomes::record_command(
                             system.clone(),
                             d.clone(),
                             o,
-                            vault::fresh_salt(),
+                            projections::vault::fresh_salt(),
                         ),
                     }),
             };
@@ -172,12 +181,12 @@ async fn contest(
         .ledger
         .append(
             &caller.name,
-            outcomes::contest_command(
+            commands::outcomes::contest_command(
                 system,
                 decision_id.clone(),
                 body.0,
                 state.latest_caller_time(),
-                vault::fresh_salt(),
+                projections::vault::fresh_salt(),
             ),
         )
         .await?;
@@ -237,7 +246,7 @@ async fn resolve(
         .ledger
         .append(
             &caller.name,
-            outcomes::resolve_command(system.clone(), id, body.0),
+            commands::outcomes::resolve_command(system.clone(), id, body.0),
         )
         .await?;
     let store = &**state.ledger.store();
@@ -274,9 +283,9 @@ async fn report(
     let at = q.at.as_deref().map(|t| query_time("at", t)).transpose()?;
     let report = actix_web::web::block(move || -> Result<Report, AppError> {
         let store = &*store;
-        let current = systems::read(store, &system)?;
+        let current = projections::systems::read(store, &system)?;
         match at {
-            None => failure_modes::report(
+            None => reports::failure_modes::report(
                 store,
                 &system,
                 &current.spec,
@@ -284,13 +293,14 @@ async fn report(
                 true,
             ),
             Some(at) => {
-                let (_, body) = systems::revision_at(store, &system, at)?.ok_or_else(|| {
-                    AppError::new(
-                        ErrorCode::SystemNotFound,
-                        format!("AI system {system:?} was not yet registered then"),
-                    )
-                })?;
-                failure_modes::report(store, &system, &body.spec, at, false)
+                let (_, body) =
+                    projections::systems::revision_at(store, &system, at)?.ok_or_else(|| {
+                        AppError::new(
+                            ErrorCode::SystemNotFound,
+                            format!("AI system {system:?} was not yet registered then"),
+                        )
+                    })?;
+                reports::failure_modes::report(store, &system, &body.spec, at, false)
             }
         }
     })
@@ -334,9 +344,9 @@ fn contest_view(
     id: u64,
     published: u64,
 ) -> Result<ContestView, AppError> {
-    let row = outcomes::contest(store, system, id)?;
+    let row = projections::outcomes::contest(store, system, id)?;
     let e: Entry<ContestBody> = read_entry(store, id)?;
-    let opening = outcomes::text_opening(store, row.decision, id)?;
+    let opening = projections::outcomes::text_opening(store, row.decision, id)?;
     let resolution = match row.resolved.as_ref().filter(|r| r.0 < published) {
         Some((index, outcome, by, time)) => {
             let r: Entry<ResolvedBody> = read_entry(store, *index)?;
@@ -367,7 +377,7 @@ pub fn ground_truth(
     index: u64,
     published: u64,
 ) -> Result<(Vec<OutcomeView>, Vec<ContestView>), AppError> {
-    let Some(row) = outcomes::truth(store, system, index)? else {
+    let Some(row) = projections::outcomes::truth(store, system, index)? else {
         return Ok((Vec::new(), Vec::new()));
     };
     let shown: Vec<u64> = row
@@ -385,7 +395,7 @@ pub fn ground_truth(
             let note = match &b.note {
                 Some(c) => Some(OpenedField::new(
                     c,
-                    outcomes::text_opening(store, index, i)?.as_ref(),
+                    projections::outcomes::text_opening(store, index, i)?.as_ref(),
                 )),
                 None => None,
             };

@@ -8,10 +8,12 @@ use super::auth::{Caller, Officers, Readers};
 use super::body::{Json, Query};
 use super::{ReceiptView, State};
 use crate::error::{AppError, ErrorCode, Problem};
+use crate::register::projections::systems::RegisterReview;
+use crate::register::projections::systems::RegisterReviewOutcome;
+use crate::register::projections::systems::SystemRecord;
+use crate::register::projections::systems::SystemSpec;
 use crate::register::rfc3339;
-use crate::register::systems::{
-    self, RegisterReview, RegisterReviewOutcome, SystemRecord, SystemSpec,
-};
+use crate::register::{commands, projections};
 
 pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.service(register)
@@ -116,9 +118,9 @@ async fn register(
     let id = spec.id.clone();
     let receipt = state
         .ledger
-        .append(&caller.name, systems::register_command(spec))
+        .append(&caller.name, commands::systems::register_command(spec))
         .await?;
-    let system = systems::read(&**state.ledger.store(), &id)?.into();
+    let system = projections::systems::read(&**state.ledger.store(), &id)?.into();
     Ok(HttpResponse::Created().json(SystemWritten {
         system,
         receipt: receipt.into(),
@@ -129,7 +131,7 @@ async fn register(
 #[utoipa::path(tag = "register", security(("bearer" = [])), responses((status = 200, body = Vec<SystemView>)))]
 #[get("/v1/systems")]
 async fn list(state: State, _caller: Caller<Readers>) -> Result<HttpResponse, AppError> {
-    let out: Vec<SystemView> = systems::list(&**state.ledger.store())?
+    let out: Vec<SystemView> = projections::systems::list(&**state.ledger.store())?
         .into_iter()
         .map(Into::into)
         .collect();
@@ -178,12 +180,12 @@ async fn get_one(
     q: Query<AtQuery>,
 ) -> Result<HttpResponse, AppError> {
     let store = &**state.ledger.store();
-    let current = systems::read(store, &id)?;
+    let current = projections::systems::read(store, &id)?;
     let Some(at) = q.at.as_deref() else {
         return Ok(HttpResponse::Ok().json(SystemView::from(current)));
     };
     let at_us = super::body::query_time("at", at)?;
-    let (rev, body) = systems::revision_at(store, &id, at_us)?.ok_or_else(|| {
+    let (rev, body) = projections::systems::revision_at(store, &id, at_us)?.ok_or_else(|| {
         AppError::new(
             ErrorCode::SystemNotFound,
             format!("AI system {:?} was not yet registered at {at}", id.as_str()),
@@ -217,9 +219,12 @@ async fn revise(
     let id = id.into_inner();
     let receipt = state
         .ledger
-        .append(&caller.name, systems::revise_command(id.clone(), spec))
+        .append(
+            &caller.name,
+            commands::systems::revise_command(id.clone(), spec),
+        )
         .await?;
-    let system = systems::read(&**state.ledger.store(), &id)?.into();
+    let system = projections::systems::read(&**state.ledger.store(), &id)?.into();
     Ok(HttpResponse::Ok().json(SystemWritten {
         system,
         receipt: receipt.into(),
@@ -253,9 +258,12 @@ async fn review(
     let outcome = r.outcome;
     let receipt = state
         .ledger
-        .append(&caller.name, systems::review_command(id.clone(), r))
+        .append(
+            &caller.name,
+            commands::systems::review_command(id.clone(), r),
+        )
         .await?;
-    let sys = systems::read(&**state.ledger.store(), &id)?;
+    let sys = projections::systems::read(&**state.ledger.store(), &id)?;
     let view = SystemView::from(sys);
     Ok(HttpResponse::Created().json(RegisterReviewed {
         system_id: id,

@@ -18,7 +18,8 @@ use crate::log::entry::{self, cbor_to_json, RawEntry};
 use crate::log::merkle::{self, Hash};
 use crate::log::note::{Checkpoint, NoteVerifier};
 use crate::log::{Ledger, Published};
-use crate::register::{decisions, models, rfc3339, systems, vault};
+use crate::register::projections;
+use crate::register::rfc3339;
 use crate::storage::Store;
 
 pub const FORMAT: &str = "veritrail-audit-bundle/1";
@@ -122,11 +123,19 @@ pub struct Summary {
 /// What a bundle's ground-truth entries are: the decision's outcomes, its contests,
 /// and their resolutions.
 const GROUND_TRUTH: [(&str, &str, &str); 3] = [
-    ("outcome", crate::register::outcomes::OUTCOME, "note"),
-    ("contest", crate::register::outcomes::CONTESTED, "grounds"),
+    (
+        "outcome",
+        crate::register::projections::outcomes::OUTCOME,
+        "note",
+    ),
+    (
+        "contest",
+        crate::register::projections::outcomes::CONTESTED,
+        "grounds",
+    ),
     (
         "contest_resolution",
-        crate::register::outcomes::RESOLVED,
+        crate::register::projections::outcomes::RESOLVED,
         "",
     ),
 ];
@@ -183,8 +192,8 @@ pub fn build<E>(
     policy: Option<&crate::witness::policy::Policy>,
 ) -> Result<Bundle, AppError> {
     let store = &**ledger.store();
-    let sys = systems::read(store, system_id)?;
-    let d_index = decisions::find(store, system_id, decision_id)?;
+    let sys = projections::systems::read(store, system_id)?;
+    let d_index = projections::decisions::find(store, system_id, decision_id)?;
     let latest = ledger.latest();
     if d_index >= latest.size {
         return Err(AppError::new(
@@ -225,7 +234,7 @@ struct Decided<'a> {
     entry: RawEntry,
     body: Value,
     version: String,
-    rec: models::VersionRecord,
+    rec: projections::models::VersionRecord,
 }
 
 /// The entries a bundle proves, by role, and where the summary's deployment and
@@ -267,7 +276,7 @@ fn read_decision<'a, E>(
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    let rec = models::read(&**ledger.store(), system_id, &version)?;
+    let rec = projections::models::read(&**ledger.store(), system_id, &version)?;
     Ok(Decided {
         system_id,
         decision_id,
@@ -288,7 +297,8 @@ fn provenance<E>(ledger: &Ledger<E>, d: &Decided<'_>) -> Result<Provenance, AppE
         ("decision", d_index),
         ("model_version", rec.registered_index),
     ];
-    let reviews: Vec<&models::ReviewRef> = rec.reviews.iter().filter(|r| r.id < d_index).collect();
+    let reviews: Vec<&projections::models::ReviewRef> =
+        rec.reviews.iter().filter(|r| r.id < d_index).collect();
     let mut tests = Vec::new();
     for r in &reviews {
         roles.push(("review", r.id));
@@ -314,7 +324,7 @@ fn provenance<E>(ledger: &Ledger<E>, d: &Decided<'_>) -> Result<Provenance, AppE
     if let Some(r) = rec.retired_index {
         roles.push(("retirement", r));
     }
-    let revs = systems::revisions(&**ledger.store(), d.system_id)?;
+    let revs = projections::systems::revisions(&**ledger.store(), d.system_id)?;
     let pos = revs
         .iter()
         .rposition(|r| r.index < d_index)
@@ -366,7 +376,7 @@ fn ground_truth_roles(
     roles: &mut Vec<(&'static str, u64)>,
 ) -> Result<Vec<u64>, AppError> {
     let mut texts = Vec::new();
-    if let Some(truth) = crate::register::outcomes::truth(store, system_id, d_index)? {
+    if let Some(truth) = crate::register::projections::outcomes::truth(store, system_id, d_index)? {
         for &o in truth.outcomes.iter().filter(|i| **i < size) {
             roles.push(("outcome", o));
             texts.push(o);
@@ -374,7 +384,7 @@ fn ground_truth_roles(
         for &c in truth.contests.iter().filter(|i| **i < size) {
             roles.push(("contest", c));
             texts.push(c);
-            let row = crate::register::outcomes::contest(store, system_id, c)?;
+            let row = crate::register::projections::outcomes::contest(store, system_id, c)?;
             if let Some((r, ..)) = row.resolved.filter(|r| r.0 < size) {
                 roles.push(("contest_resolution", r));
             }
@@ -446,8 +456,8 @@ impl Facts {
 /// Open the decision's personal fields and the texts of the entries `texts` from the
 /// vault (erased ones are absent).
 fn openings(store: &dyn Store, d_index: u64, texts: Vec<u64>) -> Result<Openings, AppError> {
-    let open = decisions::opening(store, d_index)?;
-    let view = |o: &vault::Opening| OpeningView {
+    let open = projections::decisions::opening(store, d_index)?;
+    let view = |o: &projections::vault::Opening| OpeningView {
         value: o.json(),
         salt: hex::encode(&o.salt),
     };
@@ -461,7 +471,7 @@ fn openings(store: &dyn Store, d_index: u64, texts: Vec<u64>) -> Result<Openings
         texts: texts
             .into_iter()
             .filter_map(|entry| {
-                crate::register::outcomes::text_opening(store, d_index, entry)
+                crate::register::projections::outcomes::text_opening(store, d_index, entry)
                     .transpose()
                     .map(|o| {
                         o.map(|o| TextOpening {
@@ -478,7 +488,7 @@ fn openings(store: &dyn Store, d_index: u64, texts: Vec<u64>) -> Result<Openings
 /// Write the summary's claims from the decision, its provenance, the proven entries
 /// and the openings.
 fn summary(
-    sys: &systems::SystemRecord,
+    sys: &projections::systems::SystemRecord,
     d: Decided<'_>,
     prov: &Provenance,
     facts: Facts,
@@ -949,7 +959,7 @@ fn check_ground_truth(bundle: &Bundle, entries: &Verified<'_>, d_index: u64, rep
         let opened = hex::decode(&t.salt)
             .ok()
             .and_then(|v| <[u8; 32]>::try_from(v).ok())
-            .and_then(|salt| vault::commit(&salt, &t.value).ok());
+            .and_then(|salt| projections::vault::commit(&salt, &t.value).ok());
         rep.check(
             format!("the text of entry {} opens its commitment", t.entry),
             ensure(
@@ -969,7 +979,7 @@ fn check_openings(bundle: &Bundle, db: &Value, rep: &mut Report) {
             .ok()
             .and_then(|v| v.try_into().ok())
             .ok_or("salt is not 32 hex bytes")?;
-        let got = vault::commit(&salt, &o.value).map_err(|e| e.to_string())?;
+        let got = projections::vault::commit(&salt, &o.value).map_err(|e| e.to_string())?;
         ensure(Some(got) == c, "value and salt do not open the commitment")
     };
     match &bundle.openings.subject_ref {

@@ -524,27 +524,29 @@ fn short_error(e: &reqwest::Error) -> String {
 
 /// The findings about webhook delivery at `now`: `subscription_failing` for each
 /// subscription failing for at least `failing_after` (no system; subject: its id). The
-/// finding follower asks for them (`register::findings::ServiceFindings`).
+/// finding follower asks for them (`register::reports::findings::ServiceFindings`).
 pub fn findings(
     store: &dyn Store,
     now: u64,
     failing_after: Duration,
-) -> Result<Vec<crate::register::compliance::Finding>, AppError> {
+) -> Result<Vec<crate::register::projections::findings::Finding>, AppError> {
     use crate::fields::rfc3339;
     Ok(failing(store, now, failing_after)?
         .into_iter()
-        .map(|(id, since)| crate::register::compliance::Finding {
-            code: "subscription_failing".into(),
-            severity: crate::register::compliance::Severity::Medium,
-            explanation: format!(
-                "webhook subscription {id} has failed to deliver since {}; see its deliveries",
-                rfc3339(since)
-            ),
-            evidence: vec![id],
-            since: rfc3339(since),
-            model_version: None,
-            subject: Some(id.to_string()),
-        })
+        .map(
+            |(id, since)| crate::register::projections::findings::Finding {
+                code: "subscription_failing".into(),
+                severity: crate::register::projections::findings::Severity::Medium,
+                explanation: format!(
+                    "webhook subscription {id} has failed to deliver since {}; see its deliveries",
+                    rfc3339(since)
+                ),
+                evidence: vec![id],
+                since: rfc3339(since),
+                model_version: None,
+                subject: Some(id.to_string()),
+            },
+        )
         .collect())
 }
 

@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use super::TypeFilter;
 use crate::error::{AppError, ErrorCode};
 use crate::log::sequencer::Command;
-use crate::log::{Draft, Prepared, Staging};
+use crate::log::{Applied, Draft, Drafts, Prepared, Projects, Staging};
 use crate::storage::Store;
 
 pub const CREATED: &str = "subscription.created";
@@ -178,9 +178,15 @@ pub fn secret_bytes(secret: &str) -> Option<Vec<u8>> {
     B64.decode(secret.strip_prefix("whsec_")?).ok()
 }
 
-fn drafts(s: &mut Staging<'_>, d: Draft) -> Result<Prepared, AppError> {
-    crate::projection::append(s, vec![d])
+fn drafts(d: Draft) -> Result<Prepared, AppError> {
+    Ok(Prepared::Append(Drafts::one(d)))
 }
+
+/// The subscriptions' projector, by the entry kinds it derives rows from.
+pub const PROJECTS: &[Projects<AppError>] = &[Projects {
+    kinds: &[CREATED, DELETED],
+    projector: project,
+}];
 
 pub fn create_command(
     mut body: CreatedBody,
@@ -191,14 +197,11 @@ pub fn create_command(
         let id = s.index();
         body.start = start.unwrap_or(id + 1);
         s.vault_put(secret_key(id), secret.into_bytes());
-        drafts(
-            s,
-            Draft {
-                kind: CREATED.into(),
-                system: None,
-                body: crate::register::to_value(&body)?,
-            },
-        )
+        drafts(Draft {
+            kind: CREATED.into(),
+            system: None,
+            body: crate::register::to_value(&body)?,
+        })
     })
 }
 
@@ -211,25 +214,23 @@ pub fn delete_command(id: u64) -> Command<AppError> {
             ));
         }
         s.vault_delete(secret_key(id));
-        drafts(
-            s,
-            Draft {
-                kind: DELETED.into(),
-                system: None,
-                body: crate::register::to_value(&DeletedBody { subscription: id })?,
-            },
-        )
+        drafts(Draft {
+            kind: DELETED.into(),
+            system: None,
+            body: crate::register::to_value(&DeletedBody { subscription: id })?,
+        })
     })
 }
 
-pub(crate) fn project(
-    kind: &str,
-    body: &serde_cbor::Value,
-    index: u64,
-    time: u64,
-    actor: &str,
-    s: &mut Staging<'_>,
-) -> Result<(), AppError> {
+pub(crate) fn project(e: &Applied<'_>, s: &mut Staging<'_>) -> Result<(), AppError> {
+    let Applied {
+        kind,
+        body,
+        index,
+        time,
+        actor,
+        ..
+    } = *e;
     if kind == CREATED {
         let spec: CreatedBody = crate::register::from_value(body)?;
         let row = SubscriptionRow {

@@ -16,6 +16,8 @@ pub mod export;
 pub mod keyfile;
 pub mod merkle;
 pub mod note;
+mod problems;
+pub mod projector;
 pub mod rebuild;
 mod recovery;
 pub mod sequencer;
@@ -30,6 +32,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::storage::{CommitBatch, Head, Store, StoreError};
 use merkle::{Hash, NodeSource};
 use note::{Checkpoint, NoteSigner, NoteVerifier};
+pub use projector::{Applied, Projections, Projector, Projects};
 pub use rebuild::{rebuild_projections, RebuildError};
 pub use sequencer::{
     AppendError, AppendRequest, Command, Draft, Drafts, Prepared, Published, Receipt,
@@ -98,10 +101,12 @@ const META_ORIGIN: &str = "origin";
 
 impl<E: Send + 'static> Ledger<E> {
     /// Open (or create) the log in `store`, check its tail against its last signed
-    /// checkpoint, and start the writer. `on_batch` is told each batch's size.
+    /// checkpoint, and start the writer. `projections` derive the rows of every entry it
+    /// appends, in the entry's batch; `on_batch` is told each batch's size.
     pub fn open(
         store: Arc<dyn Store>,
         signer: NoteSigner,
+        projections: Arc<Projections<E>>,
         on_batch: Arc<dyn Fn(usize) + Send + Sync>,
     ) -> Result<(Self, WriterHandle), LedgerError> {
         let verifier = signer.verifier();
@@ -194,7 +199,7 @@ impl<E: Send + 'static> Ledger<E> {
             state,
             published: published.clone(),
             metrics: on_batch,
-            _e: std::marker::PhantomData,
+            projections,
         };
         let handle = std::thread::Builder::new()
             .name("veritrail-sequencer".into())

@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::entry::{self, Entry, FORMAT_VERSION};
 use super::merkle::{self, Frontier, Hash};
 use super::note::{Checkpoint, NoteSigner};
+use super::projector::{Applied, Projections};
 use super::staging::{ns_key, split_writes, ReadCache, Staging, Writes, NS_PROJECTION};
 use super::tiles::{TileBuilder, TileCache, TileReader};
 use super::LedgerError;
@@ -58,6 +59,10 @@ impl Drafts {
 
     fn into_iter(self) -> impl Iterator<Item = Draft> {
         std::iter::once(self.first).chain(self.rest)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Draft> {
+        std::iter::once(&self.first).chain(&self.rest)
     }
 }
 
@@ -244,7 +249,7 @@ pub(crate) struct Sequencer<E> {
     pub state: WriterState,
     pub published: Arc<RwLock<Published>>,
     pub metrics: Arc<dyn Fn(usize) + Send + Sync>,
-    pub _e: std::marker::PhantomData<E>,
+    pub projections: Arc<Projections<E>>,
 }
 
 impl<E: Send + 'static> Sequencer<E> {
@@ -397,7 +402,10 @@ impl<E: Send + 'static> Sequencer<E> {
                     &req.actor,
                     reads,
                 );
-                let result = (req.command)(&mut staging);
+                let result = (req.command)(&mut staging).and_then(|prepared| {
+                    self.project(&prepared, &mut staging)?;
+                    Ok(prepared)
+                });
                 let own = staging.into_writes();
                 outs.push(match result {
                     Ok(Prepared::Append(drafts)) => match batch.seal(drafts, &req.actor) {
@@ -407,7 +415,7 @@ impl<E: Send + 'static> Sequencer<E> {
                             Outcome::Appended(last)
                         }
                         // Nothing of the command enters the batch: not its entries, not
-                        // what it staged.
+                        // what it or its projections staged.
                         Err(TooLarge { field, bytes }) => {
                             Outcome::Failed(AppendError::TooLarge { field, bytes })
                         }
@@ -423,6 +431,27 @@ impl<E: Send + 'static> Sequencer<E> {
             replies.push(job.reply);
         }
         (outcomes, replies)
+    }
+
+    /// Project each draft a command returned at the index and time it will carry, on
+    /// the command's own staging, so its rows join the batch with it (or not at all).
+    fn project(&self, prepared: &Prepared, s: &mut Staging<'_>) -> Result<(), E> {
+        let Prepared::Append(drafts) = prepared else {
+            return Ok(());
+        };
+        let (index, time, actor) = (s.index(), s.time(), s.actor().to_owned());
+        for (i, d) in drafts.iter().enumerate() {
+            let entry = Applied {
+                kind: &d.kind,
+                system: d.system.as_deref(),
+                body: &d.body,
+                index: index + i as u64,
+                time,
+                actor: &actor,
+            };
+            self.projections.project(&entry, s)?;
+        }
+        Ok(())
     }
 
     /// Sign one checkpoint for the batch and commit it durably; then publish it. On a

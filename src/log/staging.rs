@@ -46,6 +46,8 @@ pub struct Staging<'a> {
     /// Rows this batch already read from the store (the writer holds the head for the
     /// whole batch, so they cannot change underneath it); staged writes still win.
     reads: Option<&'a ReadCache>,
+    /// What the command handed on to its own entries' projectors ([`Self::hand_on`]).
+    handed: Option<Box<dyn std::any::Any>>,
 }
 
 /// Store reads of one batch, by namespaced key.
@@ -68,6 +70,7 @@ impl<'a> Staging<'a> {
             time,
             actor,
             reads: None,
+            handed: None,
         }
     }
 
@@ -103,6 +106,25 @@ impl<'a> Staging<'a> {
 
     pub fn actor(&self) -> &str {
         self.actor
+    }
+
+    /// Hand a value the command already read and decoded (a record its check needed) on
+    /// to the projectors of the entries it returns, which run on this same staging, so
+    /// they need not read it again. It lives as long as this staging: one command.
+    pub fn hand_on<T: std::any::Any>(&mut self, v: T) {
+        self.handed = Some(Box::new(v));
+    }
+
+    /// Take what the command handed on, if it is a `T`. A rebuild has none: a projector
+    /// that finds nothing reads the projections.
+    pub fn take_handed<T: std::any::Any>(&mut self) -> Option<T> {
+        match self.handed.take()?.downcast::<T>() {
+            Ok(v) => Some(*v),
+            Err(other) => {
+                self.handed = Some(other);
+                None
+            }
+        }
     }
 
     fn staged(&self, k: &[u8]) -> Option<&Option<Vec<u8>>> {

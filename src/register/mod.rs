@@ -1,34 +1,21 @@
 //! The compliance register, event-sourced on the ledger: AI systems and their revisions,
 //! periodic register reviews, model versions, compliance reviews, test records,
-//! deployments and decisions. Each change is one entry `kind`; [`project`] derives the
-//! register's current state and its indexes from entries, live and in `reindex`.
+//! deployments and decisions. Each change is one entry `kind`; the projectors of
+//! [`PROJECTS`] derive the register's current state and its indexes from entries, live
+//! (the log applies them to every draft) and in `reindex`.
 //!
 //! This module knows nothing of HTTP. Commands validate against the projections (the
 //! review gate runs here, inside the single writer) and return the entry to append.
 
-pub mod activity;
-pub mod blind;
-pub mod boundaries;
-pub mod compliance;
-pub mod decisions;
-pub mod erasure;
-pub mod evidence;
-pub mod failure_modes;
-pub mod findings;
-pub mod incidents;
-pub mod keys;
-pub mod models;
-pub mod outcomes;
-pub mod systems;
-pub mod vault;
-pub mod windows;
+pub mod commands;
+pub mod projections;
+pub mod reports;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::AppError;
-use crate::log::{Draft, Staging};
-pub(crate) use crate::projection::append;
+use crate::log::{Draft, Drafts, Prepared, Staging};
 
 pub const SYSTEM_REGISTERED: &str = "system.registered";
 pub const SYSTEM_REVISED: &str = "system.revised";
@@ -39,30 +26,6 @@ pub const TEST_RECORDED: &str = "test.recorded";
 pub const VERSION_DEPLOYED: &str = "model_version.deployed";
 pub const VERSION_RETIRED: &str = "model_version.retired";
 pub const DECISION_RECORDED: &str = "decision.recorded";
-
-/// Every entry kind this module writes.
-pub const KINDS: &[&str] = &[
-    SYSTEM_REGISTERED,
-    SYSTEM_REVISED,
-    REGISTER_REVIEWED,
-    VERSION_REGISTERED,
-    REVIEW_RECORDED,
-    TEST_RECORDED,
-    VERSION_DEPLOYED,
-    VERSION_RETIRED,
-    DECISION_RECORDED,
-    erasure::SUBJECT_ERASED,
-    erasure::RETENTION_EXPIRED,
-    findings::OPENED,
-    findings::RESOLVED,
-    incidents::DECLARED,
-    incidents::REPORTED,
-    outcomes::OUTCOME,
-    outcomes::CONTESTED,
-    outcomes::RESOLVED,
-    blind::RECORDED,
-    boundaries::EVENT,
-];
 
 pub(crate) fn cbor<T: Serialize>(v: &T) -> Vec<u8> {
     serde_cbor::to_vec(v).expect("projection rows encode")
@@ -108,45 +71,20 @@ pub(crate) fn get<T: DeserializeOwned>(s: &Staging<'_>, key: &[u8]) -> Result<Op
     s.get(key)?.map(|b| uncbor(&b)).transpose()
 }
 
+/// What a command returns to append `drafts`, in order (at least one); the log
+/// projects them in the same batch.
+pub(crate) fn append(drafts: Vec<Draft>) -> Result<Prepared, AppError> {
+    Drafts::new(drafts)
+        .map(Prepared::Append)
+        .ok_or_else(|| AppError::internal("a command appended nothing"))
+}
+
 pub(crate) fn draft<T: Serialize>(kind: &str, system: &str, body: &T) -> Result<Draft, AppError> {
     Ok(Draft {
         kind: kind.to_owned(),
         system: Some(system.to_owned()),
         body: to_value(body)?,
     })
-}
-
-/// Apply one register entry to the projections.
-pub fn project(
-    kind: &str,
-    system: Option<&str>,
-    body: &serde_cbor::Value,
-    index: u64,
-    time: u64,
-    actor: &str,
-    s: &mut Staging<'_>,
-) -> Result<(), AppError> {
-    if kind == findings::OPENED || kind == findings::RESOLVED {
-        return findings::project(kind, system, body, index, time, s);
-    }
-    let Some(system) = system else { return Ok(()) };
-    match kind {
-        SYSTEM_REGISTERED | SYSTEM_REVISED | REGISTER_REVIEWED => {
-            systems::project(kind, system, body, index, time, actor, s)
-        }
-        VERSION_REGISTERED | REVIEW_RECORDED | TEST_RECORDED | VERSION_DEPLOYED
-        | VERSION_RETIRED => models::project(kind, system, body, index, time, actor, s),
-        incidents::DECLARED | incidents::REPORTED => {
-            incidents::project(kind, system, body, index, actor, s)
-        }
-        DECISION_RECORDED => decisions::project(system, body, index, time, s),
-        outcomes::OUTCOME | outcomes::CONTESTED | outcomes::RESOLVED => {
-            outcomes::project(kind, system, body, index, time, actor, s)
-        }
-        blind::RECORDED => blind::project(system, body, index, time, s),
-        boundaries::EVENT => boundaries::project(system, body, index, s),
-        _ => Ok(()),
-    }
 }
 
 // Times as callers read and write them (shared by every layer).

@@ -504,7 +504,7 @@ pub fn findings(
     policy: &Policy,
     now: u64,
     lag_after: Duration,
-) -> Result<Vec<crate::register::compliance::Finding>, AppError> {
+) -> Result<Vec<crate::register::projections::findings::Finding>, AppError> {
     use crate::fields::rfc3339;
     if !policy.requires_witnesses() {
         return Ok(Vec::new());
@@ -528,9 +528,9 @@ pub fn findings(
             continue;
         }
         let last = witness_size(store, &w.name)?;
-        out.push(crate::register::compliance::Finding {
+        out.push(crate::register::projections::findings::Finding {
             code: "witnessing_lag".into(),
-            severity: crate::register::compliance::Severity::High,
+            severity: crate::register::projections::findings::Severity::High,
             explanation: format!(
                 "no checkpoint has met the witness quorum since {} (the newest cosigned has {cosigned} entries, the log {log_size}); witness {} has failed to cosign since {} (last cosigned: {})",
                 rfc3339(at),

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use veritrail::register::keys::packing;
+use veritrail::register::projections::keys::packing;
 use veritrail::storage::postgres::PgStore;
 use veritrail::storage::sled::SledStore;
 use veritrail::storage::{LogStore as _, Store};

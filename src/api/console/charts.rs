@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use crate::api::State;
 use crate::error::AppError;
-use crate::register::{activity, models};
+use crate::register::projections;
 
 /// Days of activity a chart shows.
 pub const DAYS: u32 = 90;
@@ -206,8 +206,8 @@ fn draw(title: &str, p: &Plot) -> Result<String, AppError> {
 
 /// The last day with a decision of `system`, or today.
 fn last_day(state: &State, system: &str) -> Result<u32, AppError> {
-    let today = activity::day_of(crate::log::sequencer::now_micros());
-    Ok(activity::last_day(&**state.ledger.store(), system)?.unwrap_or(today))
+    let today = projections::activity::day_of(crate::log::sequencer::now_micros());
+    Ok(projections::activity::last_day(&**state.ledger.store(), system)?.unwrap_or(today))
 }
 
 /// Every chart of the system page.
@@ -216,12 +216,12 @@ pub fn system_charts(state: &State, system: &str) -> Result<Vec<Chart>, AppError
     let to = last_day(state, system)?;
     let from = to.saturating_sub(DAYS - 1);
     let mut charts = Vec::new();
-    charts.extend(decisions_chart(&activity::decisions_per_day(
+    charts.extend(decisions_chart(&projections::activity::decisions_per_day(
         store, system, from, to,
     )?)?);
-    charts.extend(oversight_charts(&activity::oversight_per_week(
-        store, system, from, to,
-    )?)?);
+    charts.extend(oversight_charts(
+        &projections::activity::oversight_per_week(store, system, from, to)?,
+    )?);
     charts.extend(test_charts(&recent_tests(state, system)?)?);
     Ok(charts)
 }
@@ -272,7 +272,9 @@ fn decisions_chart(days: &BTreeMap<u32, BTreeMap<String, u64>>) -> Result<Option
     }))
 }
 
-fn oversight_charts(weeks: &BTreeMap<u32, activity::Oversight>) -> Result<Vec<Chart>, AppError> {
+fn oversight_charts(
+    weeks: &BTreeMap<u32, projections::activity::Oversight>,
+) -> Result<Vec<Chart>, AppError> {
     if weeks.is_empty() {
         return Ok(Vec::new());
     }
@@ -350,8 +352,12 @@ struct TestPoint {
 fn recent_tests(state: &State, system: &str) -> Result<Vec<TestPoint>, AppError> {
     let store = &**state.ledger.store();
     let mut ids = Vec::new();
-    for v in models::list(store, system)? {
-        ids.extend(models::test_ids(store, system, &v.spec.version)?);
+    for v in projections::models::list(store, system)? {
+        ids.extend(projections::models::test_ids(
+            store,
+            system,
+            &v.spec.version,
+        )?);
     }
     ids.sort_unstable();
     let keep = ids.len().saturating_sub(TESTS);

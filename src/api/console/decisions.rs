@@ -13,7 +13,8 @@ use super::{page, shown, Nav};
 use crate::api::decisions::{decision_view, subject_page, trail_page, DecisionView, TrailQuery};
 use crate::api::{ReceiptView, State};
 use crate::error::AppError;
-use crate::register::{decisions, systems, vault::OpenedField};
+use crate::register::projections;
+use crate::register::projections::vault::OpenedField;
 use crate::tokens::Role;
 
 const DECISION_READERS: &[Role] = &[Role::Officer, Role::Auditor];
@@ -61,7 +62,7 @@ pub async fn trail(
     };
     let q = trail_query(&form);
     let store = &**state.ledger.store();
-    let sys = systems::read(store, &id)?;
+    let sys = projections::systems::read(store, &id)?;
     let asked = q.clone();
     let filter = q.filter()?;
     let result = trail_page(&state, &id, &filter)?;
@@ -205,7 +206,7 @@ fn decision_body(d: &DecisionView) -> Markup {
 pub async fn decision(state: State, viewer: Viewer, path: web::Path<(String, String)>) -> Page {
     refuse(&viewer, DECISION_READERS)?;
     let (id, decision_id) = path.into_inner();
-    let index = decisions::find(&**state.ledger.store(), &id, &decision_id)?;
+    let index = projections::decisions::find(&**state.ledger.store(), &id, &decision_id)?;
     let d = decision_view(&state, index)?;
     let body = html! {
         p { a href=(format!("/console/systems/{id}/decisions")) { "← the trail of " (id) } }

@@ -13,9 +13,14 @@ use crate::api::systems::SystemView;
 use crate::api::{ReceiptView, State};
 use crate::error::{AppError, ErrorCode};
 use crate::log::entry;
-use crate::register::compliance::{self, Finding, Severity};
-use crate::register::models::{self, Answer, ReviewOutcome, ReviewSpec, VersionStatus};
-use crate::register::{failure_modes, rfc3339, systems};
+use crate::register::projections::findings::Finding;
+use crate::register::projections::findings::Severity;
+use crate::register::projections::models::Answer;
+use crate::register::projections::models::ReviewOutcome;
+use crate::register::projections::models::ReviewSpec;
+use crate::register::projections::models::VersionStatus;
+use crate::register::rfc3339;
+use crate::register::{commands, projections, reports};
 use crate::tokens::{self, Role};
 
 /// Who may see the register, versions and the log: every role that signs in.
@@ -208,8 +213,8 @@ pub async fn overview(state: State, viewer: Viewer, q: web::Query<OverviewQuery>
     let store = &**state.ledger.store();
     let now = crate::log::sequencer::now_micros();
     let mut rows = Vec::new();
-    for rec in systems::list(store)? {
-        let findings = compliance::findings(store, &rec, now)?;
+    for rec in projections::systems::list(store)? {
+        let findings = reports::compliance::findings(store, &rec, now)?;
         let view = SystemView::from(rec);
         let keep = q
             .risk_class
@@ -242,7 +247,7 @@ pub async fn overview(state: State, viewer: Viewer, q: web::Query<OverviewQuery>
             label for="finding" { "Finding" }
             select #finding name="finding" {
                 option value="" { "any" }
-                @for (code, _, _) in compliance::CODES {
+                @for (code, _, _) in projections::findings::CODES {
                     option value=(code) selected[q.finding.as_deref() == Some(*code)] { (code) }
                 }
             }
@@ -312,30 +317,35 @@ pub async fn system(
 ) -> Page {
     refuse(&viewer, READERS)?;
     let store = &**state.ledger.store();
-    let rec = systems::read(store, &id)?;
-    let revisions = systems::revisions(store, &id)?;
+    let rec = projections::systems::read(store, &id)?;
+    let revisions = projections::systems::revisions(store, &id)?;
     let as_of = match q.at.as_deref().filter(|a| !a.is_empty()) {
         None => None,
         Some(at) => {
             let at_us = crate::api::body::query_time("at", at)?;
-            let (rev, body) = systems::revision_at(store, &id, at_us)?.ok_or_else(|| {
-                AppError::new(
-                    ErrorCode::SystemNotFound,
-                    format!("{:?} was not yet registered at {at}", id.as_str()),
-                )
-            })?;
+            let (rev, body) =
+                projections::systems::revision_at(store, &id, at_us)?.ok_or_else(|| {
+                    AppError::new(
+                        ErrorCode::SystemNotFound,
+                        format!("{:?} was not yet registered at {at}", id.as_str()),
+                    )
+                })?;
             Some((rev, body.spec, at_us))
         }
     };
     let now = crate::log::sequencer::now_micros();
-    let findings = compliance::findings(store, &rec, now)?;
+    let findings = reports::compliance::findings(store, &rec, now)?;
     // The failure-mode report, as the API's route gives it (officers and auditors).
     let modes = match (&as_of, viewer.is(&[Role::Officer, Role::Auditor])) {
         (_, false) => None,
-        (None, true) => Some(failure_modes::report(store, &id, &rec.spec, now, true)?),
-        (Some((_, spec, at)), true) => Some(failure_modes::report(store, &id, spec, *at, false)?),
+        (None, true) => Some(reports::failure_modes::report(
+            store, &id, &rec.spec, now, true,
+        )?),
+        (Some((_, spec, at)), true) => Some(reports::failure_modes::report(
+            store, &id, spec, *at, false,
+        )?),
     };
-    let versions = models::list(store, &id)?;
+    let versions = projections::models::list(store, &id)?;
     let charts = match as_of {
         None => super::charts::system_charts(&state, &id)?,
         Some(_) => Vec::new(),
@@ -377,7 +387,7 @@ pub async fn system(
                 @for v in &versions {
                     tr {
                         td { a href=(format!("/console/systems/{}/models/{}", view.spec.id, v.spec.version)) { (v.spec.version) } }
-                        td { (models::status_name(v.status)) }
+                        td { (projections::models::status_name(v.status)) }
                         td { (v.registered_by) }
                         td { ul.tests { @for (evaluator, t) in &v.latest_tests {
                             li { (evaluator) ": " @if t.passed { span.ok { "passed" } } @else { span.fail { "failed" } } " (test " (t.id) ")" }
@@ -406,7 +416,7 @@ pub async fn system(
 }
 
 /// The seven failure modes: status, the figures over their window, and the findings.
-fn failure_mode_table(r: &failure_modes::Report) -> Markup {
+fn failure_mode_table(r: &reports::failure_modes::Report) -> Markup {
     let shown_figure = |v: &serde_json::Value| match v {
         // Counts as they are, fractions to four places.
         serde_json::Value::Number(n) if n.is_f64() => n
@@ -429,8 +439,8 @@ fn failure_mode_table(r: &failure_modes::Report) -> Markup {
                         tr {
                             th scope="row" { (m.code) " " small { (m.name) } }
                             td { span class=(match m.status {
-                                failure_modes::Status::Ok => "ok",
-                                failure_modes::Status::Failing => "fail",
+                                reports::failure_modes::Status::Ok => "ok",
+                                reports::failure_modes::Status::Failing => "fail",
                                 _ => "",
                             }) { (label(&m.status).replace('_', " ")) } }
                             td { ul.figures {
@@ -477,9 +487,9 @@ fn version_page(
     problem: Option<AppError>,
 ) -> Page {
     let store = &**state.ledger.store();
-    let rec = models::read(store, id, version)?;
+    let rec = projections::models::read(store, id, version)?;
     let mut tests = Vec::new();
-    for index in models::test_ids(store, id, version)? {
+    for index in projections::models::test_ids(store, id, version)? {
         if let Some(bytes) = state.ledger.entry(index)? {
             let e = entry::entry_json(&bytes).map_err(AppError::internal)?;
             tests.push((index, e));
@@ -503,7 +513,7 @@ fn version_page(
             p.problem role="alert" { strong { (p.code.spec().code) } ": " (p.detail) }
         }
         dl.spec {
-            dt { "State" } dd { (models::status_name(rec.status)) }
+            dt { "State" } dd { (projections::models::status_name(rec.status)) }
             dt { "Registered by" } dd { (rec.registered_by) " (entry " (rec.registered_index) ", " (shown_us(rec.registered_time)) ")" }
             dt { "Parent version" } dd { (rec.spec.parent_version.as_deref().unwrap_or("none")) }
             dt { "Changelog" } dd { (rec.spec.changelog) }
@@ -615,7 +625,7 @@ pub async fn review(
         .ledger
         .append(
             viewer.name(),
-            models::review_command(id.clone(), version.clone(), spec),
+            commands::models::review_command(id.clone(), version.clone(), spec),
         )
         .await;
     match result {

@@ -9,19 +9,15 @@
 //! (Art. 73(2)–(4)). Descriptions go into the immutable log: they must hold no personal
 //! data (the API says so; it cannot tell).
 
+use crate::error::{AppError, ErrorCode};
+use crate::log::{Applied, Staging};
+use crate::register::projections::keys::key;
+use crate::register::{cbor, from_value, get, uncbor};
+use crate::storage::Store;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-
-use super::keys::key;
-use super::{append, cbor, draft, from_value, get, uncbor, validate_text};
-use crate::error::{AppError, ErrorCode};
-use crate::log::sequencer::Command;
-use crate::log::Staging;
-use crate::storage::Store;
-
 pub const DECLARED: &str = "incident.declared";
 pub const REPORTED: &str = "incident.reported";
-
 const DAY: u64 = 86_400_000_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -36,7 +32,6 @@ pub enum Category {
     /// Any other serious incident (15 days).
     Other,
 }
-
 impl Category {
     /// The time from awareness to the reporting deadline, µs.
     pub fn period(self) -> u64 {
@@ -57,19 +52,6 @@ impl Category {
     }
 }
 
-/// A declaration as an officer sends it.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct IncidentRequest {
-    /// The `finding.opened` entry of this system the incident arose from, if any.
-    pub finding_index: Option<u64>,
-    pub category: Category,
-    /// When the provider became aware of the incident (RFC 3339); the deadline runs from it.
-    pub aware_at: String,
-    /// What happened, without personal data (it is written to the immutable log).
-    pub description: String,
-}
-
 /// The body of `incident.declared`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeclaredBody {
@@ -80,18 +62,6 @@ pub struct DeclaredBody {
     /// Unix µs: `aware_at` plus the category's period.
     pub deadline: u64,
     pub description: String,
-}
-
-/// A report as an officer records it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ReportRequest {
-    /// The market surveillance authority reported to.
-    pub authority: String,
-    /// The report's reference with that authority.
-    pub reference: String,
-    /// When it was reported (RFC 3339).
-    pub reported_at: String,
 }
 
 /// The body of `incident.reported`.
@@ -114,99 +84,27 @@ pub struct IncidentRow {
     /// The `incident.reported` entry and its body, once reported.
     pub reported: Option<(u64, ReportedBody)>,
 }
-
 fn prefix(system: &str) -> Vec<u8> {
     let mut k = key(&[b"inc", system.as_bytes()]);
     k.push(0);
     k
 }
-
-fn row_key(system: &str, id: u64) -> Vec<u8> {
+pub(crate) fn row_key(system: &str, id: u64) -> Vec<u8> {
     let mut k = prefix(system);
     k.extend_from_slice(&id.to_be_bytes());
     k
 }
-
-/// Check a declaration: its texts and times (`latest` is the latest time a caller may
-/// send). The body to append.
-pub fn validate(req: IncidentRequest, latest: u64) -> Result<DeclaredBody, AppError> {
-    validate_text("description", &req.description, 20_000, true)?;
-    let aware_at = super::parse_time("aware_at", &req.aware_at)?;
-    if aware_at > latest {
-        return Err(AppError::invalid("aware_at", "lies in the future"));
-    }
-    Ok(DeclaredBody {
-        finding_index: req.finding_index,
-        category: req.category,
-        aware_at,
-        deadline: aware_at + req.category.period(),
-        description: req.description,
-    })
-}
-
-pub fn validate_report(req: ReportRequest, latest: u64) -> Result<ReportedBody, AppError> {
-    validate_text("authority", &req.authority, 500, true)?;
-    validate_text("reference", &req.reference, 500, true)?;
-    let reported_at = super::parse_time("reported_at", &req.reported_at)?;
-    if reported_at > latest {
-        return Err(AppError::invalid("reported_at", "lies in the future"));
-    }
-    Ok(ReportedBody {
-        incident: 0,
-        authority: req.authority,
-        reference: req.reference,
-        reported_at,
-    })
-}
-
-pub fn declare_command(system: String, body: DeclaredBody) -> Command<AppError> {
-    Box::new(move |s| {
-        super::systems::load(s, &system)?;
-        if let Some(i) = body.finding_index {
-            if !super::findings::is_opening_of(s, &system, i)? {
-                return Err(AppError::invalid(
-                    "finding_index",
-                    format!("entry {i} is not a finding.opened entry of {system:?}"),
-                ));
-            }
-        }
-        append(s, vec![draft(DECLARED, &system, &body)?])
-    })
-}
-
-pub fn report_command(system: String, mut body: ReportedBody, id: u64) -> Command<AppError> {
-    Box::new(move |s| {
-        let row: IncidentRow = get(s, &row_key(&system, id))?.ok_or_else(|| {
-            AppError::new(
-                ErrorCode::IncidentNotFound,
-                format!("no incident {id} of {system:?}"),
-            )
-        })?;
-        if let Some((index, _)) = row.reported {
-            return Err(AppError::new(
-                ErrorCode::Conflict,
-                format!("incident {id} was reported already (entry {index})"),
-            ));
-        }
-        if body.reported_at < row.declared.aware_at {
-            return Err(AppError::invalid(
-                "reported_at",
-                "lies before the incident's aware_at",
-            ));
-        }
-        body.incident = id;
-        append(s, vec![draft(REPORTED, &system, &body)?])
-    })
-}
-
-pub(crate) fn project(
-    kind: &str,
-    system: &str,
-    body: &serde_cbor::Value,
-    index: u64,
-    actor: &str,
-    s: &mut Staging<'_>,
-) -> Result<(), AppError> {
+pub(crate) fn project(e: &Applied<'_>, s: &mut Staging<'_>) -> Result<(), AppError> {
+    let Applied {
+        kind,
+        body,
+        index,
+        actor,
+        ..
+    } = *e;
+    let Some(system) = e.system else {
+        return Ok(());
+    };
     if kind == DECLARED {
         let declared: DeclaredBody = from_value(body)?;
         s.put(

@@ -9,93 +9,26 @@
 //! decision, erased with it. Each outcome and each overturning updates the version's
 //! outcome windows (`windows.rs`) in the same batch.
 
-use std::collections::BTreeMap;
-
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-use utoipa::ToSchema;
-
-use super::decisions::{self, DecisionRef};
-use super::keys::{key, text_key, text_prefix};
-use super::vault::{self, Opening};
-use super::windows::{self, Place, Record};
-use super::{append, cbor, draft, from_value, get, parse_time, rfc3339, uncbor, validate_text};
 use crate::decimal::Decimal;
 use crate::error::{AppError, ErrorCode};
-use crate::log::{Command, Prepared, Staging};
+use crate::log::{Applied, Staging};
+use crate::register::projections::decisions::DecisionRef;
+use crate::register::projections::keys::key;
+use crate::register::projections::keys::text_key;
+use crate::register::projections::keys::text_prefix;
+use crate::register::projections::vault;
+use crate::register::projections::vault::Opening;
+use crate::register::projections::windows::Place;
+use crate::register::projections::windows::Record;
+use crate::register::{cbor, from_value, get, uncbor};
 use crate::storage::Store;
-
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use utoipa::ToSchema;
 pub const OUTCOME: &str = "decision.outcome";
 pub const CONTESTED: &str = "decision.contested";
 pub const RESOLVED: &str = "contest.resolved";
-
-/// An outcome as a pipeline sends it.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct OutcomeRequest {
-    /// When the outcome was observed (RFC 3339): not before the decision, not in the future.
-    pub observed_at: String,
-    /// What really happened, compared (in RFC 8785 canonical form) with the value of the
-    /// decision's prediction field (`policy.outcomes.prediction_field`). At most 1 KiB.
-    pub label: serde_json::Value,
-    /// Business metrics observed (name → number, each within ±10^9), e.g.
-    /// `{"repaid_amount": 1200.5}`: the report correlates the decisions' proxy metrics with them.
-    #[serde(default)]
-    #[schema(value_type = BTreeMap<String, f64>)]
-    pub business: BTreeMap<String, Decimal>,
-    /// Where the outcome comes from (a process or system name; no personal data).
-    pub source: String,
-    /// Free text about this outcome. Personal: committed, kept in the vault.
-    #[serde(default)]
-    pub note: Option<String>,
-    /// Supersede the outcome recorded for this decision (its entry names the one it supersedes).
-    #[serde(default)]
-    pub correction: bool,
-}
-
-/// A checked outcome, ready for the writer.
-#[derive(Debug, Clone)]
-pub struct ValidOutcome {
-    observed_at: u64,
-    label: String,
-    business: BTreeMap<String, Decimal>,
-    source: String,
-    note: Option<String>,
-    correction: bool,
-}
-
-impl OutcomeRequest {
-    /// Check every field; `latest` is the latest time a caller may send (unix µs).
-    pub fn validate(self, latest: u64) -> Result<ValidOutcome, AppError> {
-        let observed_at = parse_time("observed_at", &self.observed_at)?;
-        if observed_at > latest {
-            return Err(AppError::invalid(
-                "observed_at",
-                format!(
-                    "lies in the future: at most {} (the server's clock plus --max-clock-skew-secs)",
-                    rfc3339(latest)
-                ),
-            ));
-        }
-        let label = vault::canonical_text(&self.label)?;
-        if label.len() > 1024 {
-            return Err(AppError::invalid("label", "must be at most 1 KiB of JSON"));
-        }
-        decisions::validate_metrics("business", &self.business)?;
-        validate_text("source", &self.source, 200, true)?;
-        if let Some(n) = &self.note {
-            validate_text("note", n, 4000, true)?;
-        }
-        Ok(ValidOutcome {
-            observed_at,
-            label,
-            business: self.business,
-            source: self.source,
-            note: self.note,
-            correction: self.correction,
-        })
-    }
-}
 
 /// The body of `decision.outcome`. No personal value: `note` is a commitment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -112,16 +45,6 @@ pub struct OutcomeBody {
     pub note: Option<serde_bytes::ByteBuf>,
     /// The `decision.outcome` entry this one supersedes (a correction).
     pub supersedes: Option<u64>,
-}
-
-/// A contest as an officer records it.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ContestRequest {
-    /// Why the subject contests the decision. Personal: committed, kept in the vault.
-    pub grounds: String,
-    /// When the contest was received (RFC 3339).
-    pub received_at: String,
 }
 
 /// The body of `decision.contested`.
@@ -142,15 +65,6 @@ pub enum Resolution {
     Upheld,
     /// The decision was wrong: it counts as wrong in the figures.
     Overturned,
-}
-
-/// A contest's resolution as an officer records it.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ResolutionRequest {
-    pub outcome: Resolution,
-    /// Why (written to the log: no personal data).
-    pub rationale: String,
 }
 
 /// The body of `contest.resolved`.
@@ -193,12 +107,10 @@ pub struct ContestRow {
     /// The `contest.resolved` entry, its outcome, who resolved it and when.
     pub resolved: Option<(u64, Resolution, String, u64)>,
 }
-
-fn truth_key(system: &str, decision: u64) -> Vec<u8> {
+pub(crate) fn truth_key(system: &str, decision: u64) -> Vec<u8> {
     key(&[b"gtd", system.as_bytes(), &decision.to_be_bytes()])
 }
-
-fn contest_key(system: &str, id: u64) -> Vec<u8> {
+pub(crate) fn contest_key(system: &str, id: u64) -> Vec<u8> {
     key(&[b"con", system.as_bytes(), &id.to_be_bytes()])
 }
 
@@ -210,216 +122,62 @@ fn coverage_key(system: &str, version: &str, decision_day: u32, outcome_day: u32
     k.extend_from_slice(&outcome_day.to_be_bytes());
     k
 }
-
 fn coverage_prefix(system: &str, version: &str) -> Vec<u8> {
     let mut k = key(&[b"gtc", system.as_bytes(), version.as_bytes()]);
     k.push(0);
     k
 }
-
-fn not_found(system: &str, decision_id: &str) -> AppError {
+pub(crate) fn not_found(system: &str, decision_id: &str) -> AppError {
     AppError::new(
         ErrorCode::DecisionNotFound,
         format!("no decision {decision_id:?} of {system:?}"),
     )
 }
-
-fn fingerprint(b: &OutcomeBody) -> Vec<u8> {
+pub(crate) fn fingerprint(b: &OutcomeBody) -> Vec<u8> {
     let core = (b.observed_at, &b.label, &b.business, &b.source);
     Sha256::digest(serde_cbor::to_vec(&core).expect("outcomes encode")).to_vec()
 }
 
-/// The projection rows [`record_command`] reads, so a shared store fetches a batch's at once.
-pub fn record_reads(system: &str, decision_id: &str) -> Vec<Vec<u8>> {
-    vec![decisions::id_key(system, decision_id)]
-}
-
-/// Record an outcome of `decision_id`: the decision must exist; a second outcome must
-/// be a correction (the same one again is answered with the original entry).
-pub fn record_command(
-    system: String,
-    decision_id: String,
-    o: ValidOutcome,
-    salt: [u8; 32],
-) -> Command<AppError> {
-    Box::new(move |s| {
-        let dref = decisions::reference(s, &system, &decision_id)?
-            .ok_or_else(|| not_found(&system, &decision_id))?;
-        let erased = s.vault_get(&vault::decision_key(dref.index))?.is_none();
-        let made = made_at(s, &dref)?;
-        if made.is_some_and(|t| o.observed_at < t) {
-            return Err(AppError::invalid(
-                "observed_at",
-                "lies before the decision was made",
-            ));
-        }
-        let row: TruthRow = get(s, &truth_key(&system, dref.index))?.unwrap_or_default();
-        let mut body = OutcomeBody {
-            decision_id: decision_id.clone(),
-            decision: dref.index,
-            observed_at: o.observed_at,
-            label: o.label.clone(),
-            business: o.business.clone(),
-            source: o.source.clone(),
-            note: None,
-            supersedes: None,
-        };
-        match (row.outcomes.last(), o.correction) {
-            (Some(&current), correction) => {
-                // Once the subject's data is erased its notes are gone: the rest decides.
-                let same = row.fingerprint.as_ref().map(|f| f.as_slice())
-                    == Some(fingerprint(&body).as_slice())
-                    && (erased || note_of(s, dref.index, current)?.as_deref() == o.note.as_deref());
-                if same {
-                    return Ok(Prepared::Existing(current));
-                }
-                if !correction {
-                    return Err(AppError::field(
-                        ErrorCode::OutcomeConflict,
-                        "correction",
-                        format!(
-                            "decision {decision_id:?} has an outcome (entry {current}); send correction: true to supersede it"
-                        ),
-                    ));
-                }
-                body.supersedes = Some(current);
-            }
-            (None, true) => {
-                return Err(AppError::field(
-                    ErrorCode::OutcomeConflict,
-                    "correction",
-                    format!("decision {decision_id:?} has no outcome to correct"),
-                ))
-            }
-            (None, false) => {}
-        }
-        if let Some(note) = &o.note {
-            refuse_erased(erased, "note")?;
-            body.note = Some(seal_text(s, dref.index, note, salt)?);
-        }
-        append(s, vec![draft(OUTCOME, &system, &body)?])
-    })
-}
-
-/// A text about the subject of a decision whose personal data is erased would outlive
-/// the erasure: refused.
-fn refuse_erased(erased: bool, field: &str) -> Result<(), AppError> {
-    if erased {
-        return Err(AppError::field(
-            ErrorCode::Conflict,
-            field,
-            "the decision's personal data was erased (or its retention ended): no text about its subject is kept",
-        ));
-    }
-    Ok(())
-}
-
 /// When the decision was made: from its truth, else its vault row (absent once erased).
-fn made_at(s: &Staging<'_>, dref: &DecisionRef) -> Result<Option<u64>, AppError> {
+pub(crate) fn made_at(s: &Staging<'_>, dref: &DecisionRef) -> Result<Option<u64>, AppError> {
     if let Some(t) = &dref.truth {
         return Ok(Some(t.occurred_at));
     }
     Ok(s.vault_get(&vault::decision_key(dref.index))?
-        .map(|raw| uncbor::<vault::DecisionVault>(&raw))
+        .map(|raw| uncbor::<crate::register::projections::vault::DecisionVault>(&raw))
         .transpose()?
         .map(|v| v.occurred_at))
 }
 
-/// Commit a text about the decision at `decision`, its opening in the vault under the
-/// entry about to be appended.
-fn seal_text(
-    s: &mut Staging<'_>,
-    decision: u64,
-    text: &str,
-    salt: [u8; 32],
-) -> Result<serde_bytes::ByteBuf, AppError> {
-    let canonical = vault::canonical_text(&serde_json::Value::String(text.to_owned()))?;
-    let (c, opening) = vault::seal_canonical(salt, canonical);
-    s.vault_put(text_key(decision, s.index()), cbor(&opening));
-    Ok(serde_bytes::ByteBuf::from(c.to_vec()))
-}
-
 /// The text written with entry `entry` about decision `decision`, if held.
-fn note_of(s: &Staging<'_>, decision: u64, entry: u64) -> Result<Option<String>, AppError> {
+pub(crate) fn note_of(
+    s: &Staging<'_>,
+    decision: u64,
+    entry: u64,
+) -> Result<Option<String>, AppError> {
     Ok(s.vault_get(&text_key(decision, entry))?
         .map(|raw| uncbor::<Opening>(&raw))
         .transpose()?
         .and_then(|o| o.json().as_str().map(str::to_owned)))
 }
 
-/// Record a contest of `decision_id` (officer).
-pub fn contest_command(
-    system: String,
-    decision_id: String,
-    req: ContestRequest,
-    latest: u64,
-    salt: [u8; 32],
-) -> Command<AppError> {
-    Box::new(move |s| {
-        validate_text("grounds", &req.grounds, 4000, true)?;
-        let received_at = parse_time("received_at", &req.received_at)?;
-        if received_at > latest {
-            return Err(AppError::invalid("received_at", "lies in the future"));
-        }
-        let dref = decisions::reference(s, &system, &decision_id)?
-            .ok_or_else(|| not_found(&system, &decision_id))?;
-        refuse_erased(
-            s.vault_get(&vault::decision_key(dref.index))?.is_none(),
-            "grounds",
-        )?;
-        let grounds = seal_text(s, dref.index, &req.grounds, salt)?;
-        let body = ContestBody {
-            decision_id: decision_id.clone(),
-            decision: dref.index,
-            received_at,
-            grounds,
-        };
-        append(s, vec![draft(CONTESTED, &system, &body)?])
-    })
-}
-
-/// Resolve contest `id` (officer); a contest is resolved once.
-pub fn resolve_command(system: String, id: u64, req: ResolutionRequest) -> Command<AppError> {
-    Box::new(move |s| {
-        validate_text("rationale", &req.rationale, 4000, true)?;
-        let row: ContestRow = get(s, &contest_key(&system, id))?.ok_or_else(|| {
-            AppError::new(
-                ErrorCode::ContestNotFound,
-                format!("no contest {id} of {system:?}"),
-            )
-        })?;
-        if let Some((index, ..)) = row.resolved {
-            return Err(AppError::new(
-                ErrorCode::Conflict,
-                format!("contest {id} was resolved already (entry {index})"),
-            ));
-        }
-        let body = ResolvedBody {
-            contest: id,
-            decision_id: row.decision_id,
-            decision: row.decision,
-            outcome: req.outcome,
-            rationale: req.rationale,
-        };
-        append(s, vec![draft(RESOLVED, &system, &body)?])
-    })
-}
-
 /// The outcome policy's window size in force for `system`.
 fn window_of(s: &Staging<'_>, system: &str) -> Result<u32, AppError> {
-    let sys = super::systems::load(s, system)?;
+    let sys = crate::register::projections::systems::load(s, system)?;
     Ok(sys.spec.policy.outcomes.unwrap_or_default().limits().window)
 }
-
-pub(crate) fn project(
-    kind: &str,
-    system: &str,
-    body: &serde_cbor::Value,
-    index: u64,
-    time: u64,
-    actor: &str,
-    s: &mut Staging<'_>,
-) -> Result<(), AppError> {
+pub(crate) fn project(e: &Applied<'_>, s: &mut Staging<'_>) -> Result<(), AppError> {
+    let Applied {
+        kind,
+        body,
+        index,
+        time,
+        actor,
+        ..
+    } = *e;
+    let Some(system) = e.system else {
+        return Ok(());
+    };
     match kind {
         OUTCOME => project_outcome(system, from_value(body)?, index, time, s),
         CONTESTED => {
@@ -444,7 +202,6 @@ pub(crate) fn project(
         _ => project_resolution(system, from_value(body)?, index, time, actor, s),
     }
 }
-
 fn project_outcome(
     system: &str,
     b: OutcomeBody,
@@ -458,16 +215,16 @@ fn project_outcome(
     row.outcomes.push(index);
     row.fingerprint = Some(serde_bytes::ByteBuf::from(fingerprint(&b)));
     let label: serde_json::Value = serde_json::from_str(&b.label).map_err(AppError::internal)?;
-    let label_digest = decisions::value_digest(&label)?;
+    let label_digest = crate::register::projections::evidence::value_digest(&label)?;
     row.label = Some(serde_bytes::ByteBuf::from(label_digest.clone()));
-    let dref = decisions::reference(s, system, &b.decision_id)?;
+    let dref = crate::register::projections::decisions::reference(s, system, &b.decision_id)?;
     if let Some(t) = dref.and_then(|d| d.truth) {
         if first {
             let ck = coverage_key(
                 system,
                 &t.model_version,
-                super::activity::day_of(t.occurred_at),
-                super::activity::day_of(time),
+                crate::register::projections::activity::day_of(t.occurred_at),
+                crate::register::projections::activity::day_of(time),
             );
             let n = s.get(&ck)?.as_deref().map_or(0, count);
             s.put(ck, (n + 1).to_be_bytes().to_vec());
@@ -480,14 +237,14 @@ fn project_outcome(
                 overturned: row.overturned,
                 confidence: t.confidence,
                 proxy: t.proxy.clone(),
-                business: decisions::fixed_metrics(&b.business),
+                business: crate::register::projections::decisions::fixed_metrics(&b.business),
             };
             let place = match row.position {
                 Some(p) => Place::Replace(p),
                 None => Place::New,
             };
             let window = window_of(s, system)?;
-            let p = windows::place(
+            let p = crate::register::projections::windows::place(
                 s,
                 system,
                 &t.model_version,
@@ -503,7 +260,6 @@ fn project_outcome(
     s.put(k, cbor(&row));
     Ok(())
 }
-
 fn project_resolution(
     system: &str,
     b: ResolvedBody,
@@ -525,10 +281,11 @@ fn project_resolution(
     let was = row.overturned;
     row.overturned = true;
     s.put(k, cbor(&row));
-    let truth = decisions::reference(s, system, &b.decision_id)?.and_then(|d| d.truth);
+    let truth = crate::register::projections::decisions::reference(s, system, &b.decision_id)?
+        .and_then(|d| d.truth);
     if let (false, Some(p), Some(t)) = (was, row.position, truth) {
         let window = window_of(s, system)?;
-        windows::update(
+        crate::register::projections::windows::update(
             s,
             system,
             &t.model_version,
@@ -544,7 +301,6 @@ fn project_resolution(
     }
     Ok(())
 }
-
 fn count(v: &[u8]) -> u64 {
     v.try_into().map(u64::from_be_bytes).unwrap_or(0)
 }

@@ -1,6 +1,6 @@
 //! The modes read over a *decision window* — the latest `window` decisions of the
 //! version in service, by log index, labelled or not — from the decisions' evidence
-//! rows (`register/evidence.rs`): FM-02 (feedback loops), FM-03 (the human backstop,
+//! rows (`projections/evidence.rs`): FM-02 (feedback loops), FM-03 (the human backstop,
 //! beside the oversight finding), FM-05 (integration boundaries) and FM-07's
 //! consistency figures. A window is one range read of at most `window` rows, and the
 //! figures are exact counts over it.
@@ -9,15 +9,15 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Map, Value};
 
-use super::super::blind::{self, Judgment};
-use super::super::boundaries;
-use super::super::evidence::{self, Crossing, CrossingStatus};
-use super::super::systems::EvidenceLimits;
 use super::{
     empty, limit, map, num, over, under, worst, Evidence, ModeReport, Ratio, Status, WindowView,
     DAY,
 };
 use crate::error::AppError;
+use crate::register::projections::blind::{self, Judgment};
+use crate::register::projections::boundaries;
+use crate::register::projections::evidence::{self, Crossing, CrossingStatus};
+use crate::register::projections::systems::EvidenceLimits;
 use crate::storage::Store;
 
 /// Ratios over a subset of a window (blind judgments, human reviews, equivalence
@@ -61,7 +61,7 @@ impl DecisionWindow {
     pub fn read(
         store: &dyn Store,
         system: &str,
-        spec: &super::super::systems::SystemSpec,
+        spec: &crate::register::projections::systems::SystemSpec,
         version: &str,
         previous: Option<&str>,
         before: u64,
@@ -111,7 +111,7 @@ impl DecisionWindow {
             previous,
             judged,
             backlog,
-            high_risk: spec.risk_class == super::super::systems::RiskClass::High,
+            high_risk: spec.risk_class == crate::register::projections::systems::RiskClass::High,
             integration: spec.policy.integration.is_some(),
             consistency: spec.policy.consistency.is_some(),
         })
@@ -168,18 +168,20 @@ fn label_before(
     index: u64,
     before: u64,
 ) -> Result<Option<Vec<u8>>, AppError> {
-    let Some(t) = super::super::outcomes::truth(store, system, index)? else {
+    let Some(t) = crate::register::projections::outcomes::truth(store, system, index)? else {
         return Ok(None);
     };
     match t.outcomes.iter().rev().find(|o| **o < before) {
         None => Ok(None),
         Some(o) if Some(o) == t.outcomes.last() => Ok(t.label.map(|l| l.into_vec())),
         Some(o) => {
-            let e: crate::log::entry::Entry<super::super::outcomes::OutcomeBody> =
-                super::super::entry_at(store, *o)?;
+            let e: crate::log::entry::Entry<crate::register::projections::outcomes::OutcomeBody> =
+                crate::register::entry_at(store, *o)?;
             let label: serde_json::Value =
                 serde_json::from_str(&e.body.label).map_err(AppError::internal)?;
-            Ok(Some(super::super::decisions::value_digest(&label)?))
+            Ok(Some(crate::register::projections::evidence::value_digest(
+                &label,
+            )?))
         }
     }
 }
@@ -713,7 +715,7 @@ pub struct Circuit {
 pub fn circuit(
     store: &dyn Store,
     system: &str,
-    spec: &super::super::systems::SystemSpec,
+    spec: &crate::register::projections::systems::SystemSpec,
     deployed: Option<&str>,
 ) -> Result<Circuit, AppError> {
     let limits = spec.policy.evidence_limits();

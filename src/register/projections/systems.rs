@@ -2,17 +2,16 @@
 //! revision is an entry, and the register can be read as it stood at any time), and
 //! the periodic review of each register entry.
 
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
-
-use super::{
-    append, cbor, draft, from_value, get, validate_slug, validate_text, REGISTER_REVIEWED,
-    SYSTEM_REGISTERED, SYSTEM_REVISED,
-};
 use crate::decimal::Decimal;
 use crate::error::{AppError, ErrorCode};
-use crate::log::{Command, Staging};
+use crate::log::{Applied, Staging};
+use crate::register::{
+    cbor, from_value, get, validate_slug, validate_text, REGISTER_REVIEWED, SYSTEM_REGISTERED,
+    SYSTEM_REVISED,
+};
 use crate::storage::Store;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// EU AI Act risk classes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -185,7 +184,6 @@ pub struct EvidenceLimits {
     pub max_inconsistency_rate: Decimal,
     pub max_unvalidated_share: Decimal,
 }
-
 impl Policy {
     /// Whether decisions keep evidence rows for the decision-window modes: when the
     /// policy has any failure-mode key.
@@ -391,7 +389,6 @@ pub struct OutcomeLimits {
     pub min_outcome_coverage: Decimal,
     pub max_overturned_share: Decimal,
 }
-
 impl OutcomePolicy {
     pub fn limits(&self) -> OutcomeLimits {
         OutcomeLimits {
@@ -457,11 +454,9 @@ impl OutcomePolicy {
         Ok(())
     }
 }
-
 fn default_interval() -> u32 {
     90
 }
-
 fn default_retention() -> u32 {
     183
 }
@@ -498,7 +493,6 @@ pub struct SystemSpec {
     #[serde(default)]
     pub status: SystemStatus,
 }
-
 impl SystemSpec {
     /// Check every field; errors name the field.
     pub fn validate(&self) -> Result<(), AppError> {
@@ -622,8 +616,9 @@ pub struct RevisionRef {
     pub index: u64,
     pub time: u64,
 }
-
-pub(crate) use super::keys::{revision_key, revision_prefix, system_key};
+pub(crate) use crate::register::projections::keys::revision_key;
+use crate::register::projections::keys::revision_prefix;
+use crate::register::projections::keys::system_key;
 
 /// The system, or 404.
 pub fn load(s: &Staging<'_>, id: &str) -> Result<SystemRecord, AppError> {
@@ -657,70 +652,18 @@ pub(crate) fn retired_error(id: &str) -> AppError {
         format!("AI system {id:?} is retired"),
     )
 }
-
-pub fn register_command(spec: SystemSpec) -> Command<AppError> {
-    Box::new(move |s| {
-        if s.get(&system_key(&spec.id))?.is_some() {
-            return Err(AppError::field(
-                ErrorCode::AlreadyExists,
-                "id",
-                format!("AI system {:?} is already registered", spec.id),
-            ));
-        }
-        let id = spec.id.clone();
-        append(
-            s,
-            vec![draft(
-                SYSTEM_REGISTERED,
-                &id,
-                &SystemBody { revision: 1, spec },
-            )?],
-        )
-    })
-}
-
-pub fn revise_command(id: String, spec: SystemSpec) -> Command<AppError> {
-    Box::new(move |s| {
-        let cur = load(s, &id)?;
-        if spec.id != id {
-            return Err(AppError::invalid("id", "a system's id cannot change"));
-        }
-        if cur.spec == spec {
-            return Err(AppError::new(
-                ErrorCode::Conflict,
-                "the revision changes nothing",
-            ));
-        }
-        append(
-            s,
-            vec![draft(
-                SYSTEM_REVISED,
-                &id,
-                &SystemBody {
-                    revision: cur.revision + 1,
-                    spec,
-                },
-            )?],
-        )
-    })
-}
-
-pub fn review_command(id: String, review: RegisterReview) -> Command<AppError> {
-    Box::new(move |s| {
-        load(s, &id)?;
-        append(s, vec![draft(REGISTER_REVIEWED, &id, &review)?])
-    })
-}
-
-pub(crate) fn project(
-    kind: &str,
-    system: &str,
-    body: &serde_cbor::Value,
-    index: u64,
-    time: u64,
-    actor: &str,
-    s: &mut Staging<'_>,
-) -> Result<(), AppError> {
+pub(crate) fn project(e: &Applied<'_>, s: &mut Staging<'_>) -> Result<(), AppError> {
+    let Applied {
+        kind,
+        body,
+        index,
+        time,
+        actor,
+        ..
+    } = *e;
+    let Some(system) = e.system else {
+        return Ok(());
+    };
     match kind {
         SYSTEM_REGISTERED | SYSTEM_REVISED => {
             let b: SystemBody = from_value(body)?;
@@ -756,7 +699,7 @@ pub(crate) fn project(
             s.put(system_key(system), cbor(&rec));
             // A new window size re-sums the outcome windows now, not at the next outcome.
             if let Some(window) = window {
-                super::windows::resize_all(s, system, window, index, time)?;
+                crate::register::projections::windows::resize_all(s, system, window, index, time)?;
             }
         }
         REGISTER_REVIEWED => {
@@ -790,16 +733,15 @@ pub fn read(store: &dyn Store, id: &str) -> Result<SystemRecord, AppError> {
             format!("no AI system {id:?} in the register"),
         )
     })?;
-    super::uncbor(&raw)
+    crate::register::uncbor(&raw)
 }
-
 pub fn list(store: &dyn Store) -> Result<Vec<SystemRecord>, AppError> {
     let mut p = b"sys".to_vec();
     p.push(0);
     store
         .scan(&p, None, false, usize::MAX)?
         .into_iter()
-        .map(|(_, v)| super::uncbor(&v))
+        .map(|(_, v)| crate::register::uncbor(&v))
         .collect()
 }
 
@@ -808,7 +750,7 @@ pub fn revisions(store: &dyn Store, id: &str) -> Result<Vec<RevisionRef>, AppErr
     store
         .scan(&revision_prefix(id), None, false, usize::MAX)?
         .into_iter()
-        .map(|(_, v)| super::uncbor(&v))
+        .map(|(_, v)| crate::register::uncbor(&v))
         .collect()
 }
 
@@ -822,6 +764,6 @@ pub fn revision_at(
     let Some(rev) = revisions(store, id)?.into_iter().rfind(|r| r.time <= at) else {
         return Ok(None);
     };
-    let e: crate::log::entry::Entry<SystemBody> = super::entry_at(store, rev.index)?;
+    let e: crate::log::entry::Entry<SystemBody> = crate::register::entry_at(store, rev.index)?;
     Ok(Some((rev, e.body)))
 }

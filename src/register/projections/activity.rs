@@ -11,13 +11,15 @@
 
 use std::collections::BTreeMap;
 
-use super::decisions::OversightAction;
-use super::keys::{
-    activity_review_key, activity_review_prefix, activity_version_key, activity_version_prefix,
-};
 use crate::error::AppError;
 use crate::log::Staging;
+use crate::register::projections::keys::activity_review_key;
+use crate::register::projections::keys::activity_review_prefix;
+use crate::register::projections::keys::activity_version_key;
+use crate::register::projections::keys::activity_version_prefix;
 use crate::storage::Store;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 const DAY_MICROS: u64 = 86_400_000_000;
 
@@ -243,4 +245,12 @@ mod tests {
         let m = o.median_ms().unwrap();
         assert!((m as f64 - 40_500.0).abs() / 40_500.0 < 0.032, "{m}");
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OversightAction {
+    Accepted,
+    Overridden,
+    Escalated,
 }

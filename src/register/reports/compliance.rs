@@ -2,89 +2,24 @@
 //! human oversight, the latest decisions), each with a stable code, a severity, the
 //! entries that show it and since when it holds.
 
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
-
-use super::models::{VersionRecord, VersionStatus};
-use super::systems::{Policy, SystemRecord, SystemStatus};
-use super::{decisions, models, rfc3339};
 use crate::error::AppError;
 use crate::log::entry::Entry;
+use crate::register::projections::findings::severity_of;
+use crate::register::projections::findings::Finding;
+use crate::register::projections::findings::Severity;
+use crate::register::projections::models::VersionRecord;
+use crate::register::projections::models::VersionStatus;
+use crate::register::projections::systems::Policy;
+use crate::register::projections::systems::SystemRecord;
+use crate::register::projections::systems::SystemStatus;
+use crate::register::projections::{activity, trail};
+use crate::register::rfc3339;
 use crate::storage::Store;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Low,
-    Medium,
-    High,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
-pub struct Finding {
-    /// Stable code, e.g. `register_review_overdue`.
-    pub code: String,
-    pub severity: Severity,
-    /// One line: what is wrong and what would clear it.
-    pub explanation: String,
-    /// Log indices of the entries that show it.
-    pub evidence: Vec<u64>,
-    /// Since when it holds (RFC 3339).
-    pub since: String,
-    pub model_version: Option<String>,
-    /// What it is about: the model version, the incident (its id), or null.
-    pub subject: Option<String>,
-}
-
-/// Every finding code, with its severity and meaning (the README lists them too).
-pub const CODES: &[(&str, Severity, &str)] = &[
-    ("model_version_awaiting_review", Severity::Medium, "a registered model version has no deciding compliance review"),
-    ("register_review_overdue", Severity::High, "the periodic review of the register entry is past due"),
-    ("bias_test_missing", Severity::High, "the deployed version has no bias test"),
-    ("bias_test_failing", Severity::High, "the deployed version's latest bias test failed"),
-    ("bias_test_stale", Severity::High, "the deployed version's latest bias test is older than the policy allows"),
-    ("drift_test_missing", Severity::Medium, "the policy limits drift test age but the deployed version has none"),
-    ("drift_test_stale", Severity::Medium, "the deployed version's latest drift test is older than the policy allows"),
-    ("retraining_trigger", Severity::High, "the deployed version's latest drift test failed: retrain or re-validate"),
-    ("substantial_modification_without_conformity_assessment", Severity::High, "a substantial modification (AI Act Art. 43(4)) was approved without a recorded conformity assessment"),
-    ("logging_gap", Severity::Medium, "the deployed version logged no decision for longer than the policy expects"),
-    ("human_oversight_atrophy", Severity::Medium, "human reviewers accept nearly everything while spending ever less time (AI Act Art. 14)"),
-    ("subscription_failing", Severity::Medium, "a webhook subscription has failed to deliver for longer than the service allows (no system; subject: the subscription)"),
-    ("witnessing_lag", Severity::High, "no checkpoint has met the witness quorum for longer than the service allows (no system; subject: a witness that has not cosigned)"),
-    ("incident_report_due", Severity::High, "a declared serious incident is unreported: medium once a third of its time is left, high past its deadline (AI Act Art. 73)"),
-    ("accuracy_decay", Severity::High, "FM-01: accuracy in the latest outcome window fell below the version's baseline by more than the policy allows while mean confidence stayed put"),
-    ("outcome_coverage_low", Severity::Medium, "FM-01: too few decisions older than the expected delay have an outcome: the diagnosis is blind"),
-    ("contest_rate_high", Severity::High, "FM-01: the share of labelled decisions overturned on contest exceeds the policy (GDPR Art. 22(3))"),
-    ("proxy_outcome_divergence", Severity::Medium, "FM-04: a proxy metric correlates with a business metric below the policy, or the proxies rose across versions while a business metric fell"),
-    ("overconfidence", Severity::High, "FM-07: expected calibration error, or the share of wrong decisions at confidence >= 0.9, exceeds the policy"),
-    ("output_homogeneity", Severity::Medium, "FM-02: the normalised entropy of the predictions fell against the previous version's by more than the policy allows (a feedback loop narrows what the system decides)"),
-    ("exploration_below_policy", Severity::Medium, "FM-02: fewer decisions were chosen by randomised exploration than the policy requires"),
-    ("blind_review_backlog", Severity::Medium, "FM-03: the oldest open blind-review case is older than the policy allows"),
-    ("human_accuracy_low", Severity::High, "FM-03: blind reviewers' independent judgments match the outcomes less often than the policy requires (AI Act Art. 14)"),
-    ("review_time_below_minimum", Severity::Medium, "FM-03: too many human reviews took less than the policy's minimum review time"),
-    ("integration_error_rate", Severity::High, "FM-05: the error or timeout rate at the system's integration boundaries exceeds the policy"),
-    ("fallback_rate_high", Severity::Medium, "FM-05: the share of boundary records that fell back exceeds the policy"),
-    ("contract_undeclared", Severity::Medium, "FM-05: a high-risk system crosses integration boundaries without a registered interface contract"),
-    ("contract_mismatch", Severity::High, "FM-05: boundary records speak a contract version other than the registered one"),
-    ("inconsistent_answers", Severity::High, "FM-07: groups of equivalent requests got different predictions more often than the policy allows"),
-    ("unvalidated_outputs", Severity::High, "FM-07: decisions of a high-risk system went out without a passed validation step"),
-];
-
-/// The severity of finding `code` (medium for a code not in [`CODES`]).
-pub fn severity_of(code: &str) -> Severity {
-    CODES
-        .iter()
-        .find(|c| c.0 == code)
-        .map(|c| c.1)
-        .unwrap_or(Severity::Medium)
-}
-
 const DAY: u64 = 86_400_000_000;
 const HOUR: u64 = 3_600_000_000;
 
 /// How many recent decisions with human review the oversight check looks at.
 pub const OVERSIGHT_WINDOW: usize = 200;
-
 fn finding(
     code: &str,
     explanation: String,
@@ -132,7 +67,7 @@ pub fn findings(store: &dyn Store, sys: &SystemRecord, now: u64) -> Result<Vec<F
         ));
     }
     incident_findings(store, id, now, &mut out)?;
-    let versions = models::list(store, id)?;
+    let versions = crate::register::projections::models::list(store, id)?;
     for v in &versions {
         let name = v.spec.version.as_str();
         if matches!(
@@ -145,7 +80,7 @@ pub fn findings(store: &dyn Store, sys: &SystemRecord, now: u64) -> Result<Vec<F
                 "model_version_awaiting_review",
                 format!(
                     "version {name} is {} since {}",
-                    models::status_name(v.status),
+                    crate::register::projections::models::status_name(v.status),
                     rfc3339(v.registered_time)
                 ),
                 ev,
@@ -173,7 +108,9 @@ pub fn findings(store: &dyn Store, sys: &SystemRecord, now: u64) -> Result<Vec<F
     {
         deployed_findings(store, sys, v, now, &mut out)?;
     }
-    out.extend(super::failure_modes::findings(store, id, &sys.spec, now)?);
+    out.extend(crate::register::reports::failure_modes::findings(
+        store, id, &sys.spec, now,
+    )?);
     out.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.code.cmp(&b.code)));
     Ok(out)
 }
@@ -217,7 +154,6 @@ fn test_rules(policy: &Policy) -> [TestRule; 2] {
         },
     ]
 }
-
 fn deployed_findings(
     store: &dyn Store,
     sys: &SystemRecord,
@@ -277,10 +213,10 @@ fn deployed_findings(
         }
     }
     // Recent decisions: logging gap and human oversight.
-    let recent = decisions::trail(
+    let recent = trail::trail(
         store,
         id,
-        &decisions::TrailFilter {
+        &trail::TrailFilter {
             newest_first: true,
             limit: OVERSIGHT_WINDOW * 5,
             ..Default::default()
@@ -315,11 +251,15 @@ fn deployed_findings(
         reviewed.reverse(); // oldest first
         let accepted = reviewed
             .iter()
-            .filter(|r| r.2.action == decisions::OversightAction::Accepted)
+            .filter(|r| r.2.action == activity::OversightAction::Accepted)
             .count() as f64
             / reviewed.len() as f64;
         let half = reviewed.len() / 2;
-        let median = |s: &[(u64, u64, decisions::HumanReview)]| {
+        let median = |s: &[(
+            u64,
+            u64,
+            crate::register::projections::decisions::HumanReview,
+        )]| {
             let mut v: Vec<u64> = s.iter().map(|r| r.2.review_ms).collect();
             v.sort_unstable();
             v[v.len() / 2] as f64
@@ -337,12 +277,11 @@ fn deployed_findings(
     }
     Ok(())
 }
-
 fn read_decision(
     store: &dyn Store,
     index: u64,
-) -> Result<Entry<decisions::DecisionBody>, AppError> {
-    super::entry_at(store, index)
+) -> Result<Entry<crate::register::projections::decisions::DecisionBody>, AppError> {
+    crate::register::entry_at(store, index)
 }
 
 /// Serious incidents not yet reported: due once a third of the time to the deadline is
@@ -353,7 +292,7 @@ fn incident_findings(
     now: u64,
     out: &mut Vec<Finding>,
 ) -> Result<(), AppError> {
-    for inc in super::incidents::list(store, system)? {
+    for inc in crate::register::projections::incidents::list(store, system)? {
         let d = &inc.declared;
         let warn = d.deadline - d.category.period() / 3;
         if inc.reported.is_some() || now < warn {

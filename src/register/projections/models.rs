@@ -4,19 +4,16 @@
 //! `pending_review` → `approved` / `rejected` / `changes_requested` → `deployed` → `retired`.
 //! The latest review decides; a rejected version can never be deployed.
 
-use std::collections::BTreeMap;
-
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
-
-use super::systems::{self, SystemRecord};
-use super::{append, cbor, draft, from_value, get, parse_sha256, validate_ident, validate_text};
-use super::{
+use crate::error::{AppError, ErrorCode};
+use crate::log::{Applied, Staging};
+use crate::register::{cbor, from_value, get, parse_sha256, validate_ident, validate_text};
+use crate::register::{
     REVIEW_RECORDED, TEST_RECORDED, VERSION_DEPLOYED, VERSION_REGISTERED, VERSION_RETIRED,
 };
-use crate::error::{AppError, ErrorCode};
-use crate::log::{Command, Staging};
 use crate::storage::Store;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use utoipa::ToSchema;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -55,7 +52,6 @@ pub struct VersionSpec {
     #[serde(default)]
     pub substantial_modification: bool,
 }
-
 impl VersionSpec {
     pub fn validate(&self) -> Result<(), AppError> {
         validate_ident("version", &self.version, 64)?;
@@ -111,7 +107,6 @@ pub struct ReviewSpec {
     #[serde(default)]
     pub checklist: BTreeMap<String, Answer>,
 }
-
 impl ReviewSpec {
     pub fn validate(&self) -> Result<(), AppError> {
         validate_text("rationale", &self.rationale, 20_000, true)?;
@@ -138,23 +133,23 @@ impl ReviewSpec {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-struct VersionBody {
-    version: String,
+pub(crate) struct VersionBody {
+    pub(crate) version: String,
     #[serde(with = "serde_bytes")]
-    artifact_sha256: Vec<u8>,
-    training_data_ref: String,
+    pub(crate) artifact_sha256: Vec<u8>,
+    pub(crate) training_data_ref: String,
     #[serde(with = "serde_bytes")]
-    training_data_sha256: Vec<u8>,
-    changelog: String,
-    parent_version: Option<String>,
-    substantial_modification: bool,
+    pub(crate) training_data_sha256: Vec<u8>,
+    pub(crate) changelog: String,
+    pub(crate) parent_version: Option<String>,
+    pub(crate) substantial_modification: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct ReviewBody {
-    version: String,
+pub(crate) struct ReviewBody {
+    pub(crate) version: String,
     #[serde(flatten)]
-    review: ReviewSpec,
+    pub(crate) review: ReviewSpec,
 }
 
 /// The body of `test.recorded` (written by `crate::evaluators`).
@@ -174,22 +169,21 @@ pub struct TestBody {
     /// For results computed elsewhere: the tool, its version and the report's digest.
     pub external: Option<ExternalRef>,
 }
-
 pub use crate::evaluators::ExternalRef;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct DeployBody {
-    version: String,
-    environment: String,
-    note: String,
-    replaces: Option<String>,
+pub(crate) struct DeployBody {
+    pub(crate) version: String,
+    pub(crate) environment: String,
+    pub(crate) note: String,
+    pub(crate) replaces: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct RetireBody {
-    version: String,
-    replaced_by: Option<String>,
-    reason: String,
+pub(crate) struct RetireBody {
+    pub(crate) version: String,
+    pub(crate) replaced_by: Option<String>,
+    pub(crate) reason: String,
 }
 
 /// A deployment request.
@@ -201,11 +195,9 @@ pub struct DeploySpec {
     #[serde(default)]
     pub note: String,
 }
-
 fn default_env() -> String {
     "production".into()
 }
-
 impl DeploySpec {
     pub fn validate(&self) -> Result<(), AppError> {
         validate_ident("environment", &self.environment, 64)?;
@@ -247,15 +239,15 @@ pub struct VersionRecord {
     pub retired_index: Option<u64>,
     pub retired_time: Option<u64>,
 }
-
 impl VersionRecord {
     pub fn latest_review(&self) -> Option<&ReviewRef> {
         self.reviews.last()
     }
 }
-
-pub(crate) use super::keys::{test_key, test_prefix, version_key, version_prefix};
-
+pub(crate) use crate::register::projections::keys::test_key;
+use crate::register::projections::keys::test_prefix;
+use crate::register::projections::keys::version_key;
+use crate::register::projections::keys::version_prefix;
 pub fn load(s: &Staging<'_>, system: &str, version: &str) -> Result<VersionRecord, AppError> {
     get(s, &version_key(system, version))?.ok_or_else(|| {
         AppError::new(
@@ -264,241 +256,6 @@ pub fn load(s: &Staging<'_>, system: &str, version: &str) -> Result<VersionRecor
         )
     })
 }
-
-pub fn register_command(system: String, spec: VersionSpec) -> Command<AppError> {
-    Box::new(move |s| {
-        systems::load_active(s, &system)?;
-        if s.get(&version_key(&system, &spec.version))?.is_some() {
-            return Err(AppError::field(
-                ErrorCode::AlreadyExists,
-                "version",
-                format!("version {:?} is already registered", spec.version),
-            ));
-        }
-        if let Some(p) = &spec.parent_version {
-            if s.get(&version_key(&system, p))?.is_none() {
-                return Err(AppError::invalid(
-                    "parent_version",
-                    format!("no version {p:?} of {system:?}"),
-                ));
-            }
-        }
-        let body = VersionBody {
-            version: spec.version.clone(),
-            artifact_sha256: parse_sha256("artifact_sha256", &spec.artifact_sha256)?.to_vec(),
-            training_data_ref: spec.training_data.reference.clone(),
-            training_data_sha256: parse_sha256("training_data.sha256", &spec.training_data.sha256)?
-                .to_vec(),
-            changelog: spec.changelog.clone(),
-            parent_version: spec.parent_version.clone(),
-            substantial_modification: spec.substantial_modification,
-        };
-        append(s, vec![draft(VERSION_REGISTERED, &system, &body)?])
-    })
-}
-
-pub fn review_command(system: String, version: String, review: ReviewSpec) -> Command<AppError> {
-    Box::new(move |s| {
-        systems::load(s, &system)?;
-        let rec = load(s, &system, &version)?;
-        match rec.status {
-            VersionStatus::Rejected => {
-                return Err(AppError::new(
-                    ErrorCode::ModelVersionRejected,
-                    format!("version {version:?} was rejected; register a new version"),
-                ))
-            }
-            VersionStatus::Deployed | VersionStatus::Retired => {
-                return Err(AppError::new(
-                    ErrorCode::ReviewNotAllowed,
-                    format!(
-                        "version {version:?} is {:?}; review a new version instead",
-                        rec.status
-                    )
-                    .to_lowercase(),
-                ))
-            }
-            _ => {}
-        }
-        if review.outcome == ReviewOutcome::Approved && s.actor() == rec.registered_by {
-            return Err(AppError::new(
-                ErrorCode::SelfApproval,
-                format!(
-                    "{:?} registered version {version:?} and so cannot approve it",
-                    rec.registered_by
-                ),
-            ));
-        }
-        for (i, id) in review.evidence.iter().enumerate() {
-            if s.get(&test_key(&system, &version, *id))?.is_none() {
-                return Err(AppError::invalid(
-                    format!("evidence[{i}]"),
-                    format!("{id} is not a test record of version {version:?}"),
-                ));
-            }
-        }
-        append(
-            s,
-            vec![draft(
-                REVIEW_RECORDED,
-                &system,
-                &ReviewBody { version, review },
-            )?],
-        )
-    })
-}
-
-/// Record a test whose figures were already computed (outside the writer).
-pub fn test_command(system: String, body: TestBody) -> Command<AppError> {
-    Box::new(move |s| {
-        systems::load(s, &system)?;
-        load(s, &system, &body.version)?;
-        append(s, vec![draft(TEST_RECORDED, &system, &body)?])
-    })
-}
-
-/// The review gate: deploy only an approved version whose required tests pass; the
-/// version it replaces is retired by its own entry in the same batch.
-pub fn deploy_command(system: String, version: String, spec: DeploySpec) -> Command<AppError> {
-    Box::new(move |s| {
-        let sys = systems::load_active(s, &system)?;
-        let rec = load(s, &system, &version)?;
-        match rec.status {
-            VersionStatus::Approved => {}
-            VersionStatus::Rejected => {
-                return Err(AppError::new(
-                    ErrorCode::ModelVersionRejected,
-                    format!("version {version:?} was rejected"),
-                ))
-            }
-            VersionStatus::Deployed => {
-                return Err(AppError::new(
-                    ErrorCode::Conflict,
-                    format!("version {version:?} is already deployed"),
-                ))
-            }
-            VersionStatus::Retired => {
-                return Err(AppError::new(
-                    ErrorCode::ModelVersionRetired,
-                    format!("version {version:?} is retired"),
-                ))
-            }
-            VersionStatus::PendingReview | VersionStatus::ChangesRequested => {
-                return Err(AppError::new(
-                    ErrorCode::ModelVersionNotApproved,
-                    format!(
-                        "version {version:?} has no approving compliance review (status {})",
-                        status_name(rec.status)
-                    ),
-                ))
-            }
-        }
-        // Four eyes, checked again here: the approving reviewer did not register it.
-        if rec
-            .latest_review()
-            .is_none_or(|r| r.reviewer == rec.registered_by)
-        {
-            return Err(AppError::new(
-                ErrorCode::SelfApproval,
-                "the approving review was made by the version's registrant",
-            ));
-        }
-        check_evidence_reviewed(&rec)?;
-        check_required_tests(&sys, &rec)?;
-        let mut drafts = Vec::new();
-        if let Some(old) = sys.deployed.clone().filter(|o| *o != version) {
-            drafts.push(draft(
-                VERSION_RETIRED,
-                &system,
-                &RetireBody {
-                    version: old,
-                    replaced_by: Some(version.clone()),
-                    reason: "superseded".into(),
-                },
-            )?);
-        }
-        drafts.push(draft(
-            VERSION_DEPLOYED,
-            &system,
-            &DeployBody {
-                version,
-                environment: spec.environment,
-                note: spec.note,
-                replaces: sys.deployed.clone(),
-            },
-        )?);
-        append(s, drafts)
-    })
-}
-
-/// The approving review must be of the evidence that stands at deployment: a test
-/// recorded for the version after it (a failing one, or a pipeline's self-attested
-/// `external` one) needs a new review first.
-fn check_evidence_reviewed(rec: &VersionRecord) -> Result<(), AppError> {
-    let Some(review) = rec.latest_review() else {
-        return Ok(());
-    };
-    let later: Vec<String> = rec
-        .latest_tests
-        .iter()
-        .filter(|(_, t)| t.id > review.id)
-        .map(|(evaluator, t)| format!("{evaluator} (test {})", t.id))
-        .collect();
-    if later.is_empty() {
-        return Ok(());
-    }
-    Err(AppError::new(
-        ErrorCode::EvidenceAfterReview,
-        format!(
-            "tests recorded after the approving review (entry {}): {}; review the version again",
-            review.id,
-            later.join(", ")
-        ),
-    ))
-}
-
-fn check_required_tests(sys: &SystemRecord, rec: &VersionRecord) -> Result<(), AppError> {
-    let missing: Vec<&str> = sys
-        .spec
-        .policy
-        .required_tests
-        .iter()
-        .filter(|t| !rec.latest_tests.contains_key(*t))
-        .map(String::as_str)
-        .collect();
-    if !missing.is_empty() {
-        return Err(AppError::new(
-            ErrorCode::RequiredTestsMissing,
-            format!(
-                "the policy requires tests not recorded for this version: {}",
-                missing.join(", ")
-            ),
-        ));
-    }
-    let failing: Vec<String> = sys
-        .spec
-        .policy
-        .required_tests
-        .iter()
-        .filter_map(|t| {
-            rec.latest_tests
-                .get(t)
-                .filter(|r| !r.passed)
-                .map(|r| format!("{t} (test {})", r.id))
-        })
-        .collect();
-    if !failing.is_empty() {
-        return Err(AppError::new(
-            ErrorCode::RequiredTestsFailing,
-            format!(
-                "the latest required tests did not pass: {}",
-                failing.join(", ")
-            ),
-        ));
-    }
-    Ok(())
-}
-
 pub fn status_name(s: VersionStatus) -> &'static str {
     match s {
         VersionStatus::PendingReview => "pending_review",
@@ -509,16 +266,18 @@ pub fn status_name(s: VersionStatus) -> &'static str {
         VersionStatus::Retired => "retired",
     }
 }
-
-pub(crate) fn project(
-    kind: &str,
-    system: &str,
-    body: &serde_cbor::Value,
-    index: u64,
-    time: u64,
-    actor: &str,
-    s: &mut Staging<'_>,
-) -> Result<(), AppError> {
+pub(crate) fn project(e: &Applied<'_>, s: &mut Staging<'_>) -> Result<(), AppError> {
+    let Applied {
+        kind,
+        body,
+        index,
+        time,
+        actor,
+        ..
+    } = *e;
+    let Some(system) = e.system else {
+        return Ok(());
+    };
     match kind {
         VERSION_REGISTERED => {
             let b: VersionBody = from_value(body)?;
@@ -587,9 +346,9 @@ pub(crate) fn project(
             rec.deployed_time = Some(time);
             rec.environment = Some(b.environment);
             s.put(version_key(system, &b.version), cbor(&rec));
-            let mut sys = systems::load(s, system)?;
+            let mut sys = crate::register::projections::systems::load(s, system)?;
             sys.deployed = Some(b.version);
-            systems::put(s, system, &sys);
+            crate::register::projections::systems::put(s, system, &sys);
         }
         VERSION_RETIRED => {
             let b: RetireBody = from_value(body)?;
@@ -598,11 +357,11 @@ pub(crate) fn project(
             rec.retired_index = Some(index);
             rec.retired_time = Some(time);
             s.put(version_key(system, &b.version), cbor(&rec));
-            let mut sys = systems::load(s, system)?;
+            let mut sys = crate::register::projections::systems::load(s, system)?;
             if sys.deployed.as_deref() == Some(b.version.as_str()) {
                 sys.deployed = None;
             }
-            systems::put(s, system, &sys);
+            crate::register::projections::systems::put(s, system, &sys);
         }
         _ => {}
     }
@@ -618,14 +377,13 @@ pub fn read(store: &dyn Store, system: &str, version: &str) -> Result<VersionRec
             format!("no model version {version:?} of {system:?}"),
         )
     })?;
-    super::uncbor(&raw)
+    crate::register::uncbor(&raw)
 }
-
 pub fn list(store: &dyn Store, system: &str) -> Result<Vec<VersionRecord>, AppError> {
     store
         .scan(&version_prefix(system), None, false, usize::MAX)?
         .into_iter()
-        .map(|(_, v)| super::uncbor(&v))
+        .map(|(_, v)| crate::register::uncbor(&v))
         .collect()
 }
 

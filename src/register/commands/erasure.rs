@@ -2,21 +2,17 @@
 //! salts leave the vault, one entry records what was erased (commitments and counts,
 //! never the plain reference), and every entry, leaf hash and proof stays valid.
 //! Systems under legal hold keep their data: erasure is refused, retention skips them.
-
-use serde::{Deserialize, Serialize};
-
-use super::decisions::SubjectRow;
-use super::vault::{self, DecisionVault};
-use super::{to_value, uncbor};
 use crate::error::{AppError, ErrorCode};
 use crate::log::{Command, Draft, Prepared, Staging};
+use crate::register::projections::decisions::SubjectRow;
+use crate::register::projections::erasure::{
+    read_parts, ErasureBody, RetentionBody, RETENTION_EXPIRED, SUBJECT_ERASED,
+};
+use crate::register::projections::vault::{self, DecisionVault};
+use crate::register::{to_value, uncbor};
 
 /// Append entries that belong to no system, in order.
-fn append_all(
-    s: &mut Staging<'_>,
-    kind: &str,
-    bodies: Vec<serde_cbor::Value>,
-) -> Result<Prepared, AppError> {
+fn append_all(kind: &str, bodies: Vec<serde_cbor::Value>) -> Result<Prepared, AppError> {
     let drafts = bodies
         .into_iter()
         .map(|body| Draft {
@@ -25,7 +21,7 @@ fn append_all(
             body,
         })
         .collect();
-    crate::projection::append(s, drafts)
+    crate::register::append(drafts)
 }
 
 /// Decisions one `subject.erased` entry lists (an index and a 32-byte commitment each:
@@ -33,70 +29,6 @@ fn append_all(
 pub const ERASED_PER_ENTRY: usize = 1_000;
 /// Decisions one `retention.expired` entry lists (an index each: about 45 KB).
 pub const EXPIRED_PER_ENTRY: usize = 5_000;
-
-/// An entry's place among the entries one erasure or retention run appended (1-based).
-fn one() -> u64 {
-    1
-}
-
-/// The entries one erasure or retention run appended, ending at `last`, decoded: one
-/// for entries written before runs were split (they have no `parts`).
-pub fn read_parts<B: for<'de> Deserialize<'de>>(
-    ledger: &crate::log::Ledger<AppError>,
-    last: u64,
-    parts: impl Fn(&B) -> u64,
-) -> Result<Vec<B>, AppError> {
-    let read = |index: u64| -> Result<B, AppError> {
-        let bytes = ledger
-            .entry(index)?
-            .ok_or_else(|| AppError::internal(format!("entry {index} missing")))?;
-        let e: crate::log::entry::Entry<B> =
-            crate::log::entry::decode(&bytes).map_err(AppError::internal)?;
-        Ok(e.body)
-    };
-    let tail = read(last)?;
-    let n = parts(&tail).max(1);
-    let first = last
-        .checked_sub(n - 1)
-        .ok_or_else(|| AppError::internal("an entry names more parts than precede it"))?;
-    let mut out = (first..last).map(read).collect::<Result<Vec<_>, _>>()?;
-    out.push(tail);
-    Ok(out)
-}
-
-pub const SUBJECT_ERASED: &str = "subject.erased";
-pub const RETENTION_EXPIRED: &str = "retention.expired";
-
-/// The body of `subject.erased`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct ErasureBody {
-    /// Log indices of the decisions whose personal data was shredded.
-    pub decisions: Vec<u64>,
-    /// The subject commitments of those decisions (as in their entries).
-    pub subject_commitments: Vec<serde_bytes::ByteBuf>,
-    pub count: u64,
-    pub reason: String,
-    /// This entry's place among the erasure's entries, and how many there are.
-    #[serde(default = "one")]
-    pub part: u64,
-    #[serde(default = "one")]
-    pub parts: u64,
-}
-
-/// The body of `retention.expired`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct RetentionBody {
-    pub decisions: Vec<u64>,
-    pub count: u64,
-    /// Values whose retention ended before this time (unix µs) were shredded.
-    pub before: u64,
-    /// This entry's place among the run's entries, and how many there are.
-    #[serde(default = "one")]
-    pub part: u64,
-    #[serde(default = "one")]
-    pub parts: u64,
-}
-
 fn index_of(key: &[u8]) -> Result<u64, AppError> {
     key.get(key.len().saturating_sub(8)..)
         .and_then(|b| b.try_into().ok())
@@ -111,20 +43,29 @@ fn shred(s: &mut Staging<'_>, index: u64) -> Result<Option<Vec<u8>>, AppError> {
     };
     let row: DecisionVault = uncbor(&raw)?;
     let subject = row.subject.json();
-    let commitment = vault::commit(&row.subject.salt(), &subject)?;
+    let commitment = crate::register::projections::vault::commit(&row.subject.salt(), &subject)?;
     s.vault_delete(vault::decision_key(index));
     if let Some(sub) = subject.as_str() {
-        s.vault_delete(vault::subject_key(sub, row.occurred_at, index));
+        s.vault_delete(crate::register::projections::keys::subject_key(
+            sub,
+            row.occurred_at,
+            index,
+        ));
     }
-    s.vault_delete(vault::expiry_key(row.expires_at, index));
-    super::outcomes::shred_texts(s, index)?;
+    s.vault_delete(crate::register::projections::keys::expiry_key(
+        row.expires_at,
+        index,
+    ));
+    crate::register::projections::outcomes::shred_texts(s, index)?;
     Ok(Some(commitment.to_vec()))
 }
 
 /// Erase everything the vault holds about `subject_ref`, across systems.
 pub fn erase_command(subject_ref: String, reason: String) -> Command<AppError> {
     Box::new(move |s| {
-        let rows = s.vault_scan(&vault::subject_prefix(&subject_ref))?;
+        let rows = s.vault_scan(&crate::register::projections::keys::subject_prefix(
+            &subject_ref,
+        ))?;
         if rows.is_empty() {
             return Err(AppError::new(
                 ErrorCode::SubjectNotFound,
@@ -134,7 +75,10 @@ pub fn erase_command(subject_ref: String, reason: String) -> Command<AppError> {
         let mut held = std::collections::BTreeSet::new();
         for (_, v) in &rows {
             let row: SubjectRow = uncbor(v)?;
-            if super::systems::load(s, &row.system)?.spec.legal_hold {
+            if crate::register::projections::systems::load(s, &row.system)?
+                .spec
+                .legal_hold
+            {
                 held.insert(row.system);
             }
         }
@@ -148,7 +92,7 @@ pub fn erase_command(subject_ref: String, reason: String) -> Command<AppError> {
         let mut decisions = Vec::new();
         let mut commitments = Vec::new();
         for (k, _) in &rows {
-            let (_, index) = vault::subject_position(k)
+            let (_, index) = crate::register::projections::keys::subject_position(k)
                 .ok_or_else(|| AppError::internal("malformed subject index key"))?;
             if let Some(c) = shred(s, index)? {
                 decisions.push(index);
@@ -171,7 +115,7 @@ pub fn erase_command(subject_ref: String, reason: String) -> Command<AppError> {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        append_all(s, SUBJECT_ERASED, bodies)
+        append_all(SUBJECT_ERASED, bodies)
     })
 }
 
@@ -181,8 +125,8 @@ pub const RETENTION_BATCH: usize = 10_000;
 /// Shred the personal data whose retention ended before `now`, except under legal hold.
 pub fn retention_command(now: u64) -> Command<AppError> {
     Box::new(move |s| {
-        let hi = vault::expiry_key(now, 0);
-        let rows = s.vault_scan(super::keys::expiry_prefix())?;
+        let hi = crate::register::projections::keys::expiry_key(now, 0);
+        let rows = s.vault_scan(crate::register::projections::keys::expiry_prefix())?;
         let mut decisions = Vec::new();
         for (k, _) in rows
             .into_iter()
@@ -197,7 +141,10 @@ pub fn retention_command(now: u64) -> Command<AppError> {
                 continue;
             };
             let row: DecisionVault = uncbor(&raw)?;
-            if super::systems::load(s, &row.system)?.spec.legal_hold {
+            if crate::register::projections::systems::load(s, &row.system)?
+                .spec
+                .legal_hold
+            {
                 continue;
             }
             if shred(s, index)?.is_some() {
@@ -224,7 +171,7 @@ pub fn retention_command(now: u64) -> Command<AppError> {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        append_all(s, RETENTION_EXPIRED, bodies)
+        append_all(RETENTION_EXPIRED, bodies)
     })
 }
 

@@ -16,13 +16,13 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::keys::key;
-use super::{cbor_packed, get, uncbor};
 use crate::error::AppError;
 use crate::log::Staging;
+use crate::register::projections::keys::key;
+use crate::register::{cbor_packed, get, uncbor};
 use crate::storage::Store;
 
-/// 10^12: a confidence of 1 at [`super::decisions::CONFIDENCE_PLACES`].
+/// 10^12: a confidence of 1 at [`crate::register::projections::decisions::CONFIDENCE_PLACES`].
 pub const CONFIDENCE_ONE: i128 = 1_000_000_000_000;
 /// A confidence of 0.9 and above is "high" (the high-confidence-wrong share).
 pub const HIGH_CONFIDENCE: i64 = 900_000_000_000;

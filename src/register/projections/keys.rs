@@ -1,4 +1,4 @@
-//! Every key the register and the tokens write: projection rows and vault rows, and the
+//! Every key the register writes: projection rows and vault rows, and the
 //! declaration of which of their families a storage driver may pack ([`packing`]).
 //!
 //! Keys are bytes: parts joined by a 0 byte (ids and versions never contain one), fixed
@@ -164,24 +164,6 @@ pub(crate) fn activity_review_key(system: &str, day: u32, action: u8, bucket: u1
 
 pub(crate) fn activity_review_prefix(system: &str) -> Vec<u8> {
     prefix(&[b"acth", system.as_bytes()])
-}
-
-// --- The tokens' projection rows ---
-
-const TOKEN_NAME: &[u8] = b"tok/n/";
-const TOKEN_HASH: &[u8] = b"tok/h/";
-
-pub(crate) fn token_name_key(name: &str) -> Vec<u8> {
-    [TOKEN_NAME, name.as_bytes()].concat()
-}
-
-pub(crate) fn token_hash_key(hash: &[u8]) -> Vec<u8> {
-    [TOKEN_HASH, hash].concat()
-}
-
-/// Every token row by name.
-pub(crate) fn token_names() -> &'static [u8] {
-    TOKEN_NAME
 }
 
 // --- The vault's rows ---

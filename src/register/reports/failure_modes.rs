@@ -21,13 +21,18 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use utoipa::ToSchema;
 
-use super::compliance::{Finding, Severity};
-use super::models::{self, VersionRecord};
-use super::systems::{OutcomeLimits, SystemSpec};
-use super::windows::{self, Stats, Wide, Windows, CONFIDENCE_ONE};
-use super::{activity, findings, outcomes, rfc3339};
 use crate::decimal::Decimal;
 use crate::error::AppError;
+use crate::register::projections::findings::Finding;
+use crate::register::projections::findings::Severity;
+use crate::register::projections::models::VersionRecord;
+use crate::register::projections::systems::OutcomeLimits;
+use crate::register::projections::systems::SystemSpec;
+use crate::register::projections::windows::Stats;
+use crate::register::projections::windows::Wide;
+use crate::register::projections::windows::Windows;
+use crate::register::projections::windows::CONFIDENCE_ONE;
+use crate::register::rfc3339;
 use crate::storage::Store;
 
 mod decision_modes;
@@ -281,7 +286,7 @@ impl Figures {
                     .insert(business.to_owned(), (p.r(), p.n));
             }
         }
-        let means = |m: &BTreeMap<String, windows::Sum>| {
+        let means = |m: &BTreeMap<String, crate::register::projections::windows::Sum>| {
             m.iter()
                 .filter_map(|(k, s)| Ratio::new(s.sum, wide(s.n)).map(|r| (k.clone(), r)))
                 .collect()
@@ -339,7 +344,7 @@ impl Evidence<'_> {
     /// A finding of this module about the version in service.
     fn finding(&self, code: &str, explanation: String, evidence: Vec<u64>, since: u64) -> Finding {
         let version = self.version_name().map(str::to_owned);
-        let severity = super::compliance::severity_of(code);
+        let severity = crate::register::projections::findings::severity_of(code);
         let since = self
             .open
             .get(&(code.to_owned(), version.clone()))
@@ -768,10 +773,11 @@ fn versions_at(
     system: &str,
     at: u64,
 ) -> Result<(Option<VersionRecord>, Option<VersionRecord>), AppError> {
-    let mut deployed: Vec<VersionRecord> = models::list(store, system)?
-        .into_iter()
-        .filter(|v| v.deployed_time.is_some_and(|t| t <= at))
-        .collect();
+    let mut deployed: Vec<VersionRecord> =
+        crate::register::projections::models::list(store, system)?
+            .into_iter()
+            .filter(|v| v.deployed_time.is_some_and(|t| t <= at))
+            .collect();
     deployed.sort_by_key(|v| v.deployed_time);
     let current = deployed
         .last()
@@ -797,9 +803,9 @@ fn gather<'a>(
     let (version, previous) = versions_at(store, system, at)?;
     let windows_of = |v: &str| {
         if live {
-            windows::current(store, system, v)
+            crate::register::projections::windows::current(store, system, v)
         } else {
-            windows::at(store, system, v, at)
+            crate::register::projections::windows::at(store, system, v, at)
         }
     };
     let windows = version
@@ -814,26 +820,37 @@ fn gather<'a>(
     };
     let coverage = match (&version, &limits) {
         (Some(v), Some(l)) => {
-            let cutoff =
-                activity::day_of(at.saturating_sub(u64::from(l.expected_delay_days) * DAY));
+            let cutoff = crate::register::projections::activity::day_of(
+                at.saturating_sub(u64::from(l.expected_delay_days) * DAY),
+            );
             let name = v.spec.version.as_str();
-            let all: u64 = activity::decisions_per_day(store, system, 0, cutoff.saturating_sub(1))?
-                .values()
-                .filter_map(|by| by.get(name))
-                .sum();
-            let labelled =
-                outcomes::labelled_before(store, system, name, cutoff, activity::day_of(at))?;
+            let all: u64 = crate::register::projections::activity::decisions_per_day(
+                store,
+                system,
+                0,
+                cutoff.saturating_sub(1),
+            )?
+            .values()
+            .filter_map(|by| by.get(name))
+            .sum();
+            let labelled = crate::register::projections::outcomes::labelled_before(
+                store,
+                system,
+                name,
+                cutoff,
+                crate::register::projections::activity::day_of(at),
+            )?;
             Some((labelled.min(all), all))
         }
         _ => None,
     };
     let open = if live {
-        findings::open(store, Some(system))?
+        crate::register::projections::findings::open(store, Some(system))?
             .into_iter()
             .map(|(k, r)| (k, (r.index, r.time, r.severity)))
             .collect()
     } else {
-        findings::open_at(store, system, at)?
+        crate::register::projections::findings::open_at(store, system, at)?
             .into_iter()
             .map(|(index, time, b)| ((b.code, b.subject), (index, time, b.severity)))
             .collect()
@@ -843,7 +860,7 @@ fn gather<'a>(
             let before = if live {
                 u64::MAX
             } else {
-                super::evidence::size_at(store, at)?
+                crate::register::projections::evidence::size_at(store, at)?
             };
             Some(DecisionWindow::read(
                 store,
@@ -858,12 +875,16 @@ fn gather<'a>(
         }
         _ => None,
     };
-    let today = activity::day_of(at);
-    let human_reviews =
-        activity::oversight_per_week(store, system, today.saturating_sub(90), today)?
-            .values()
-            .map(|o| o.reviewed)
-            .sum();
+    let today = crate::register::projections::activity::day_of(at);
+    let human_reviews = crate::register::projections::activity::oversight_per_week(
+        store,
+        system,
+        today.saturating_sub(90),
+        today,
+    )?
+    .values()
+    .map(|o| o.reviewed)
+    .sum();
     Ok(Evidence {
         system,
         limits,

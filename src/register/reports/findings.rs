@@ -1,150 +1,23 @@
-//! Findings as entries. When a finding starts to hold, the service appends
-//! `finding.opened`; when it stops, `finding.resolved` — so "since when was this system
-//! out of compliance" is provable from the log, and the feed and webhooks carry it.
-//!
-//! The findings themselves are computed by `compliance::findings` from the committed
-//! projections; a reconciliation compares them with the open findings (a projection of
-//! these entries) inside the writer, so there is at most one open entry per (system,
-//! code, subject), whatever runs the reconciliation and however often: one node or
-//! several on one database, before and after a restart. A finding whose severity changes
-//! is resolved and opened again in one command. The explanation's wording is not
-//! compared (it holds figures that move); code, subject and severity are.
-//!
-//! `subject` names what a finding is about: for the register's findings, the model
-//! version (or none, for the register entry's own review).
+//! Reconciling findings: the compliance report's findings compared, inside the writer,
+//! with the open finding entries, so there is never a second open entry for one finding;
+//! `follow`, the task that reconciles at start, after the entries that cause findings and
+//! on a timer. It reads the published log and never runs on the append path.
 
-use std::collections::BTreeMap;
-
-use serde::{Deserialize, Serialize};
-
-use super::compliance::{Finding, Severity};
-use super::keys::key;
-use super::{append, cbor, from_value, uncbor};
 use crate::error::{AppError, ErrorCode};
 use crate::log::sequencer::Command;
-use crate::log::Staging;
+use crate::register::append;
+use crate::register::projections::findings::open;
+use crate::register::projections::findings::open_of;
+use crate::register::projections::findings::open_prefix;
+use crate::register::projections::findings::subject_of;
+use crate::register::projections::findings::Finding;
+use crate::register::projections::findings::FindingBody;
+use crate::register::projections::findings::OpenRow;
+use crate::register::projections::findings::OPENED;
+use crate::register::projections::findings::RESOLVED;
 use crate::storage::Store;
-
-pub const OPENED: &str = "finding.opened";
-pub const RESOLVED: &str = "finding.resolved";
-
-/// The body of `finding.opened` and `finding.resolved`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FindingBody {
-    pub code: String,
-    pub severity: Severity,
-    /// What the finding is about: a model version, or null.
-    pub subject: Option<String>,
-    pub model_version: Option<String>,
-    /// Log indices of the entries that show it (for `resolved`: the opening entry).
-    pub evidence: Vec<u64>,
-    pub explanation: String,
-}
-
-/// An open finding: the entry that opened it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct OpenRow {
-    pub index: u64,
-    pub severity: Severity,
-    pub time: u64,
-    pub model_version: Option<String>,
-}
-
-fn open_prefix(system: Option<&str>) -> Vec<u8> {
-    let mut k = key(&[b"fnd", system.unwrap_or("").as_bytes()]);
-    k.push(0);
-    k
-}
-
-fn open_key(system: Option<&str>, code: &str, subject: Option<&str>) -> Vec<u8> {
-    let mut k = open_prefix(system);
-    k.extend_from_slice(&key(&[code.as_bytes(), subject.unwrap_or("").as_bytes()]));
-    k
-}
-
-/// (code, subject) of an open row's key.
-fn parse_open_key(prefix: &[u8], k: &[u8]) -> Option<(String, Option<String>)> {
-    let tail = k.get(prefix.len()..)?;
-    let at = tail.iter().position(|b| *b == 0)?;
-    let code = String::from_utf8(tail[..at].to_vec()).ok()?;
-    let subject = String::from_utf8(tail[at + 1..].to_vec()).ok()?;
-    Some((code, (!subject.is_empty()).then_some(subject)))
-}
-
-fn history_prefix(system: Option<&str>) -> Vec<u8> {
-    let mut k = key(&[b"fndlog", system.unwrap_or("").as_bytes()]);
-    k.push(0);
-    k
-}
-
-/// The finding entries of one system, in log order: `fndlog ‖ 0 ‖ system ‖ 0 ‖ index`.
-fn history_key(system: Option<&str>, index: u64) -> Vec<u8> {
-    let mut k = history_prefix(system);
-    k.extend_from_slice(&index.to_be_bytes());
-    k
-}
-
-/// What a finding is about.
-pub fn subject_of(f: &Finding) -> Option<String> {
-    f.subject.clone()
-}
-
-/// Whether entry `index` is a `finding.opened` entry of `system`.
-pub(crate) fn is_opening_of(s: &Staging<'_>, system: &str, index: u64) -> Result<bool, AppError> {
-    Ok(s.get(&history_key(Some(system), index))?.as_deref() == Some(&[1u8][..]))
-}
-
-pub(crate) fn project(
-    kind: &str,
-    system: Option<&str>,
-    body: &serde_cbor::Value,
-    index: u64,
-    time: u64,
-    s: &mut Staging<'_>,
-) -> Result<(), AppError> {
-    let b: FindingBody = from_value(body)?;
-    let k = open_key(system, &b.code, b.subject.as_deref());
-    match kind {
-        OPENED => s.put(
-            k,
-            cbor(&OpenRow {
-                index,
-                severity: b.severity,
-                time,
-                model_version: b.model_version.clone(),
-            }),
-        ),
-        _ => s.delete(k),
-    }
-    s.put(history_key(system, index), vec![u8::from(kind == OPENED)]);
-    Ok(())
-}
-
-/// The open findings of `system` in `rows` (an open-row scan).
-fn open_of(
-    system: Option<&str>,
-    rows: Vec<(Vec<u8>, Vec<u8>)>,
-) -> Result<BTreeMap<(String, Option<String>), OpenRow>, AppError> {
-    let prefix = open_prefix(system);
-    let mut out = BTreeMap::new();
-    for (k, v) in rows {
-        let id = parse_open_key(&prefix, &k)
-            .ok_or_else(|| AppError::internal("malformed open-finding key"))?;
-        out.insert(id, uncbor::<OpenRow>(&v)?);
-    }
-    Ok(out)
-}
-
-/// The open findings of `system`, as committed.
-pub fn open(
-    store: &dyn Store,
-    system: Option<&str>,
-) -> Result<BTreeMap<(String, Option<String>), OpenRow>, AppError> {
-    open_of(
-        system,
-        store.scan(&open_prefix(system), None, false, usize::MAX)?,
-    )
-}
+use serde::Deserialize;
+use std::collections::BTreeMap;
 
 /// The drafts that take `open` to `holding`: resolutions first, then openings.
 fn changes(
@@ -160,7 +33,7 @@ fn changes(
         Ok(crate::log::Draft {
             kind: kind.to_owned(),
             system: system.map(str::to_owned),
-            body: super::to_value(&body)?,
+            body: crate::register::to_value(&body)?,
         })
     };
     let mut drafts = Vec::new();
@@ -234,37 +107,8 @@ pub fn reconcile_command(system: Option<String>, holding: Vec<Finding>) -> Comma
                 "the findings are as recorded",
             ));
         }
-        append(s, drafts)
+        append(drafts)
     })
-}
-
-/// The findings of `system` as they stood at `at` (unix µs), from its finding entries:
-/// each open finding with the entry that opened it.
-pub fn open_at(
-    store: &dyn Store,
-    system: &str,
-    at: u64,
-) -> Result<Vec<(u64, u64, FindingBody)>, AppError> {
-    let prefix = history_prefix(Some(system));
-    let mut open: BTreeMap<(String, Option<String>), (u64, u64, FindingBody)> = BTreeMap::new();
-    for (k, _) in store.scan(&prefix, None, false, usize::MAX)? {
-        let index = k
-            .get(prefix.len()..)
-            .and_then(|t| t.try_into().ok())
-            .map(u64::from_be_bytes)
-            .ok_or_else(|| AppError::internal("malformed finding history key"))?;
-        let e: crate::log::entry::Entry<FindingBody> = super::entry_at(store, index)?;
-        if e.time > at {
-            break;
-        }
-        let id = (e.body.code.clone(), e.body.subject.clone());
-        if e.kind == OPENED {
-            open.insert(id, (index, e.time, e.body));
-        } else {
-            open.remove(&id);
-        }
-    }
-    Ok(open.into_values().collect())
 }
 
 /// Reconcile the findings of the systems `ids` (every system when `None`) as they hold
@@ -298,15 +142,15 @@ pub async fn reconcile_with(
     let full = ids.is_none();
     let todo = tokio::task::spawn_blocking(move || -> Result<Pending, AppError> {
         let systems = match ids {
-            None => super::systems::list(&*store)?,
+            None => crate::register::projections::systems::list(&*store)?,
             Some(ids) => ids
                 .iter()
-                .filter_map(|id| super::systems::read(&*store, id).ok())
+                .filter_map(|id| crate::register::projections::systems::read(&*store, id).ok())
                 .collect(),
         };
         let mut out = Vec::new();
         for sys in systems {
-            let holding = super::compliance::findings(&*store, &sys, now)?;
+            let holding = crate::register::reports::compliance::findings(&*store, &sys, now)?;
             if differs(&*store, Some(&sys.spec.id), &holding)? {
                 out.push((Some(sys.spec.id.clone()), holding));
             }

@@ -139,7 +139,5 @@ pub struct DecisionVault {
     pub input_sha256: Option<Opening>,
 }
 
-pub use super::keys::subject_digest;
-pub(crate) use super::keys::{
-    decision_key, expiry_key, subject_key, subject_position, subject_prefix,
-};
+pub(crate) use crate::register::projections::keys::decision_key;
+pub use crate::register::projections::keys::subject_digest;
