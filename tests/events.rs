@@ -373,3 +373,47 @@ async fn a_restart_opens_no_finding_twice() {
         .unwrap();
     drop(b);
 }
+
+#[actix_web::test]
+async fn a_type_that_names_no_entry_kind_is_refused_naming_it() {
+    let app = common::spawn().await;
+    let auditor = app.token("aud", "auditor").await;
+    for (q, field) in [
+        ("decision.recorded,nope", "types[1]"),
+        ("nope.*,finding.*", "types[0]"),
+        ("decision.recordd", "types[0]"),
+    ] {
+        let r = app
+            .get(&format!("/v1/events?types={q}"), Some(&auditor))
+            .await;
+        assert_eq!(r.status, 400, "{q}: {}", r.text());
+        assert_eq!(r.json()["field"], field, "{q}");
+    }
+}
+
+#[tokio::test]
+async fn the_largest_last_event_id_replays_nothing() {
+    let (_b, mut child, url, pipeline, auditor) = server().await;
+    decide(&url, &pipeline, "m-1").await;
+    let mut feed = Feed::open(&url, &auditor, "?after=0", Some(u64::MAX)).await;
+    // Whatever arrives in a second (the opening comment only) holds no event.
+    let mut got = String::new();
+    let until = Instant::now() + Duration::from_secs(1);
+    while let Ok(Ok(Some(chunk))) = tokio::time::timeout(
+        until.saturating_duration_since(Instant::now()),
+        feed.resp.chunk(),
+    )
+    .await
+    {
+        got.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    assert!(got.starts_with(": veritrail events"), "{got:?}");
+    assert!(
+        !got.contains("\nid: ") && !got.starts_with("id: "),
+        "{got:?}"
+    );
+    drop(feed);
+    tokio::task::spawn_blocking(move || common::stop_server(&mut child))
+        .await
+        .unwrap();
+}

@@ -236,6 +236,21 @@ async fn subscriptions_refuse_what_is_no_http_target_naming_the_field() {
 }
 
 #[actix_web::test]
+async fn a_subscription_to_a_type_that_names_no_entry_kind_is_refused() {
+    let app = common::spawn().await;
+    let admin = app.admin.clone();
+    let r = app
+        .post(
+            "/v1/subscriptions",
+            &admin,
+            json!({"url": "https://example.com/h", "types": ["decision.recorded", "nope.*"]}),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.json()["field"], "types[1]");
+}
+
+#[actix_web::test]
 async fn only_admins_see_the_subscriptions_of_others() {
     let app = common::spawn().await;
     let crew = common::crew(&app).await;

@@ -49,7 +49,7 @@ fn types_of(q: &EventsQuery) -> Result<TypeFilter, AppError> {
         None => Vec::new(),
         Some(t) => t.split(',').map(|p| p.trim().to_owned()).collect(),
     };
-    TypeFilter::parse("types", &patterns)
+    TypeFilter::parse_new("types", &patterns)
 }
 
 /// The index after which a feed starts: `Last-Event-ID`, else `after`, else the head.
@@ -62,7 +62,8 @@ fn start_of(state: &State, req: &HttpRequest, q: &EventsQuery) -> Result<u64, Ap
             .ok_or_else(|| {
                 AppError::invalid("Last-Event-ID", "must be an event id (an entry index)")
             })?;
-        return Ok(id + 1);
+        // The largest id resumes after the end of every log, never wraps to the start.
+        return Ok(id.saturating_add(1));
     }
     Ok(match q.after {
         Some(a) => a.saturating_add(1),

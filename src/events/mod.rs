@@ -27,6 +27,16 @@ pub struct TypeFilter {
     all: bool,
 }
 
+/// Every entry kind the service writes: what a new filter's patterns must name.
+pub fn known_kinds() -> impl Iterator<Item = &'static str> {
+    crate::register::projections::KINDS.iter().copied().chain([
+        crate::tokens::KIND_CREATED,
+        crate::tokens::KIND_REVOKED,
+        subscriptions::CREATED,
+        subscriptions::DELETED,
+    ])
+}
+
 /// Most patterns one filter holds.
 pub const MAX_PATTERNS: usize = 64;
 
@@ -80,6 +90,24 @@ impl TypeFilter {
                 f.exact.push(p.clone());
             } else {
                 return Err(bad());
+            }
+        }
+        Ok(f)
+    }
+
+    /// Parse the patterns of a new filter (a feed's query, a subscription being
+    /// created): as [`Self::parse`], and each pattern must name at least one entry kind
+    /// the service writes, so a typo is refused rather than silently matching nothing.
+    /// Stored subscriptions are read with [`Self::parse`], as they were accepted.
+    pub fn parse_new(field: &str, patterns: &[String]) -> Result<Self, AppError> {
+        let f = Self::parse(field, patterns)?;
+        for (i, p) in patterns.iter().enumerate() {
+            let one = Self::parse(field, std::slice::from_ref(p))?;
+            if !known_kinds().any(|k| one.matches(k)) {
+                return Err(AppError::invalid(
+                    format!("{field}[{i}]"),
+                    format!("{p:?} names no entry kind the service writes"),
+                ));
             }
         }
         Ok(f)

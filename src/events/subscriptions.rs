@@ -87,7 +87,9 @@ pub struct SubscriptionRow {
 
 impl SubscriptionRow {
     pub fn filter(&self) -> TypeFilter {
-        TypeFilter::parse("types", &self.spec.types).unwrap_or_else(|_| TypeFilter::all())
+        // Read as it was accepted; a row that no longer parses matches nothing rather
+        // than every event.
+        TypeFilter::parse("types", &self.spec.types).unwrap_or_default()
     }
 
     /// Whether an entry of `kind` about `system` is for this subscription.
@@ -141,7 +143,7 @@ pub fn validate(
             format!("{host} is not among the hosts the operator allows"),
         ));
     }
-    TypeFilter::parse("types", &req.types)?;
+    TypeFilter::parse_new("types", &req.types)?;
     if req.systems.len() > MAX_SYSTEMS {
         return Err(AppError::invalid(
             "systems",
@@ -274,4 +276,34 @@ pub fn secret(store: &dyn Store, id: u64) -> Result<Option<String>, AppError> {
     Ok(store
         .vault_get(&secret_key(id))?
         .map(|b| String::from_utf8_lossy(&b).into_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(types: &[&str]) -> SubscriptionRow {
+        SubscriptionRow {
+            id: 1,
+            created_by: "admin".into(),
+            created_time: 0,
+            spec: CreatedBody {
+                url: "https://ci.example.com/h".into(),
+                types: types.iter().map(|t| t.to_string()).collect(),
+                systems: Vec::new(),
+                start: 0,
+            },
+        }
+    }
+
+    #[test]
+    fn a_stored_subscription_keeps_its_patterns_and_is_never_widened() {
+        // Accepted before unknown kinds were refused: still read, still exact.
+        let legacy = stored(&["legacy.kind"]);
+        assert!(legacy.filter().matches("legacy.kind"));
+        assert!(!legacy.filter().matches("decision.recorded"));
+        // A row that no longer parses at all matches nothing, not every event.
+        let broken = stored(&["Not A Kind"]);
+        assert!(!broken.filter().matches("decision.recorded"));
+    }
 }
