@@ -211,12 +211,15 @@ pub async fn serve(opts: ServeOpts) -> anyhow::Result<()> {
     let server = server
         .bind(&opts.bind)
         .with_context(|| format!("binding {}", opts.bind))?;
+    // Taken before the service says it listens: a SIGTERM at any moment after that
+    // line is a graceful stop, never the default action's kill.
+    let signals = StopSignals::install();
     for addr in server.addrs() {
         tracing::info!(%addr, origin = svc.state.ledger.origin(), size = svc.state.ledger.latest().size, "serving");
         eprintln!("veritrail listening on http://{addr}");
     }
     let background = start_background(&svc, &opts, open_opts.witness_policy.clone())?;
-    run_until_stopped(server.run(), &svc.state.stopping).await?;
+    run_until_stopped(server.run(), signals, &svc.state.stopping).await?;
     shut_down(svc, background).await;
     Ok(())
 }
@@ -346,12 +349,13 @@ fn service_findings(
 /// durable), then returns; long-lived tasks are told to stop however it ended.
 async fn run_until_stopped(
     server: actix_web::dev::Server,
+    signals: StopSignals,
     stopping: &Arc<std::sync::atomic::AtomicBool>,
 ) -> std::io::Result<()> {
     let handle = server.handle();
     let signalled = stopping.clone();
     let signals = actix_web::rt::spawn(async move {
-        stop_signal().await;
+        signals.first().await;
         signalled.store(true, std::sync::atomic::Ordering::Relaxed);
         handle.stop(true).await;
     });
@@ -387,17 +391,30 @@ async fn shut_down(svc: Service, background: Background) {
     tracing::info!("stopped; every acknowledged entry is durable");
 }
 
-/// The first SIGINT or SIGTERM.
-async fn stop_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// SIGTERM and SIGINT, taken from their default action (ending the process) as soon
+/// as they are installed.
+struct StopSignals(Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>);
+
+impl StopSignals {
+    fn install() -> Self {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(term), Ok(int)) => Self(Some((term, int))),
+            _ => Self(None),
+        }
+    }
+
+    /// The first SIGINT or SIGTERM since they were installed.
+    async fn first(self) {
+        let Some((mut term, mut int)) = self.0 else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
     }
 }

@@ -403,3 +403,56 @@ fn reindex_refuses_entries_whose_chain_breaks() {
         .to_string();
     assert!(err.contains("at index 3"), "{err}");
 }
+
+/// The public key of a PKCS#8 PEM private key, as `openssl pkey -pubout` prints it.
+fn openssl_public_key(key_file: &std::path::Path) -> String {
+    let out = std::process::Command::new("openssl")
+        .args(["pkey", "-pubout", "-in"])
+        .arg(key_file)
+        .output()
+        .expect("openssl is installed (.ci/run installs it)");
+    assert!(
+        out.status.success(),
+        "openssl pkey cannot read the key: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn a_new_data_dirs_signing_key_reads_with_openssl_pkey() {
+    use ed25519_dalek::pkcs8::{spki::der::pem::LineEnding, EncodePublicKey};
+    let backend = common::Backend::new();
+    let (mut child, _url) = common::start_server(&backend, &[]);
+    common::stop_server(&mut child);
+    let path = backend.path().join("signing-key.pem");
+    let key = veritrail::log::keyfile::from_pem(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let ours = key
+        .verifying_key()
+        .to_public_key_pem(LineEnding::LF)
+        .unwrap();
+    assert_eq!(openssl_public_key(&path), ours);
+}
+
+#[test]
+fn a_key_file_written_with_its_public_key_still_loads() {
+    use ed25519_dalek::pkcs8::{spki::der::pem::LineEnding, EncodePrivateKey};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("signing-key.pem");
+    let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+    // What earlier versions wrote: PKCS#8 v2, the public key beside the private one.
+    let v2 = key.to_pkcs8_pem(LineEnding::LF).unwrap();
+    veritrail::log::keyfile::write_secret_file(&path, v2.as_bytes()).unwrap();
+    let (loaded, created) = veritrail::log::keyfile::load_or_create(&path).unwrap();
+    assert!(!created);
+    assert_eq!(loaded.to_bytes(), key.to_bytes());
+}
+
+#[test]
+fn a_sigterm_as_soon_as_the_service_listens_is_a_graceful_stop() {
+    let backend = common::Backend::new();
+    for _ in 0..3 {
+        let (mut child, _url) = common::start_server(&backend, &[]);
+        common::stop_server(&mut child);
+    }
+}

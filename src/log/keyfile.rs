@@ -73,15 +73,28 @@ pub fn load_or_create(path: &Path) -> Result<(SigningKey, bool), KeyFileError> {
         return Ok((key, false));
     }
     let key = SigningKey::generate(&mut rand::rngs::OsRng);
-    let pem = key
-        .to_pkcs8_pem(LineEnding::LF)
-        .map_err(|e| KeyFileError::Invalid {
-            path: p.clone(),
-            reason: e.to_string(),
-        })?;
+    let pem = to_pem(&key).map_err(|reason| KeyFileError::Invalid {
+        path: p.clone(),
+        reason,
+    })?;
     write_secret_file(path, pem.as_bytes())
         .map_err(|source| KeyFileError::Io { path: p, source })?;
     Ok((key, true))
+}
+
+/// The key as a PKCS#8 v1 PEM document (RFC 8410: the private key only, no public key
+/// beside it), the form OpenSSL's `pkey` and Python's `cryptography` read, so an
+/// operator can inspect, back up and move the log's key with the usual tools. Files
+/// written as v2 (with the public key) by earlier versions still load.
+pub fn to_pem(
+    key: &SigningKey,
+) -> Result<ed25519_dalek::pkcs8::spki::der::zeroize::Zeroizing<String>, String> {
+    ed25519_dalek::pkcs8::KeypairBytes {
+        secret_key: key.to_bytes(),
+        public_key: None,
+    }
+    .to_pkcs8_pem(LineEnding::LF)
+    .map_err(|e| e.to_string())
 }
 
 /// Parse a PKCS#8 PEM key given directly (e.g. from an environment variable shared by several nodes).
