@@ -439,7 +439,7 @@ impl<E: Send + 'static> Sequencer<E> {
         let Prepared::Append(drafts) = prepared else {
             return Ok(());
         };
-        let (index, time, actor) = (s.index(), s.time(), s.actor().to_owned());
+        let (index, time, actor) = (s.index(), s.time(), s.actor());
         for (i, d) in drafts.iter().enumerate() {
             let entry = Applied {
                 kind: &d.kind,
@@ -447,7 +447,7 @@ impl<E: Send + 'static> Sequencer<E> {
                 body: &d.body,
                 index: index + i as u64,
                 time,
-                actor: &actor,
+                actor,
             };
             self.projections.project(&entry, s)?;
         }

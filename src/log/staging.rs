@@ -104,7 +104,7 @@ impl<'a> Staging<'a> {
         self.time
     }
 
-    pub fn actor(&self) -> &str {
+    pub fn actor(&self) -> &'a str {
         self.actor
     }
 

@@ -1,7 +1,7 @@
 //! The compliance register, event-sourced on the ledger: AI systems and their revisions,
 //! periodic register reviews, model versions, compliance reviews, test records,
 //! deployments and decisions. Each change is one entry `kind`; the projectors of
-//! [`PROJECTS`] derive the register's current state and its indexes from entries, live
+//! [`projections::PROJECTS`] derive the register's current state and its indexes from entries, live
 //! (the log applies them to every draft) and in `reindex`.
 //!
 //! This module knows nothing of HTTP. Commands validate against the projections (the

@@ -6,11 +6,10 @@
 use crate::decimal::Decimal;
 use crate::error::{AppError, ErrorCode};
 use crate::log::{Command, Prepared};
-use crate::register::projections::blind::Judgment;
-use crate::register::projections::blind::JudgmentBody;
-use crate::register::projections::blind::RECORDED;
+use crate::register::projections::blind::{Judgment, JudgmentBody, RECORDED};
 use crate::register::projections::decisions;
 use crate::register::projections::keys::{blind_case_key, judgment_key};
+use crate::register::projections::{evidence, keys, systems, vault};
 use crate::register::{append, draft, get, validate_ident};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -56,7 +55,7 @@ pub fn judge_command(
 ) -> Command<AppError> {
     Box::new(move |s| {
         validate_ident("decision_id", &decision_id, 128)?;
-        let sys = crate::register::projections::systems::load(s, &system)?;
+        let sys = systems::load(s, &system)?;
         let Some(field) = sys.spec.policy.prediction_field().map(str::to_owned) else {
             return Err(AppError::invalid(
                 "judgment",
@@ -91,14 +90,10 @@ pub fn judge_command(
                 format!("decision {decision_id:?} of {system:?} has no open blind-review case"),
             )
         };
-        let dref = crate::register::projections::decisions::reference(s, &system, &decision_id)?
-            .ok_or_else(missing)?;
-        let judgment = crate::register::projections::vault::canonical_text(
-            &serde_json::Value::Object(req.judgment.clone()),
-        )?;
+        let dref = decisions::reference(s, &system, &decision_id)?.ok_or_else(missing)?;
+        let judgment = vault::canonical_text(&serde_json::Value::Object(req.judgment.clone()))?;
         if let Some(done) = get::<Judgment>(s, &judgment_key(&system, dref.index))? {
-            let digest =
-                crate::register::projections::evidence::value_digest(&req.judgment[&field])?;
+            let digest = evidence::value_digest(&req.judgment[&field])?;
             if digest == done.prediction && req.review_ms == done.review_ms {
                 return Ok(Prepared::Existing(done.index));
             }
@@ -126,7 +121,7 @@ pub fn judge_command(
 /// The rows [`judge_command`] reads.
 pub fn judge_reads(system: &str, decision_id: &str) -> Vec<Vec<u8>> {
     vec![
-        crate::register::projections::keys::system_key(system),
+        keys::system_key(system),
         decisions::id_key(system, decision_id),
     ]
 }

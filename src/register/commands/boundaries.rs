@@ -3,10 +3,10 @@
 
 use crate::error::AppError;
 use crate::log::Command;
-use crate::register::projections::boundaries::EventBody;
-use crate::register::projections::boundaries::EVENT;
+use crate::register::projections::boundaries::{EventBody, EVENT};
 use crate::register::projections::decisions::Integration;
 use crate::register::projections::evidence::CrossingStatus;
+use crate::register::projections::{keys, systems};
 use crate::register::{append, draft, parse_time, validate_text};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -62,12 +62,12 @@ impl EventRequest {
 /// Record a boundary event of `system` (pipeline): the system must be registered.
 pub fn record_command(system: String, e: ValidEvent) -> Command<AppError> {
     Box::new(move |s| {
-        crate::register::projections::systems::load_active(s, &system)?;
+        systems::load_active(s, &system)?;
         append(vec![draft(EVENT, &system, &e.0)?])
     })
 }
 
 /// The rows [`record_command`] reads.
 pub fn record_reads(system: &str) -> Vec<Vec<u8>> {
-    vec![crate::register::projections::keys::system_key(system)]
+    vec![keys::system_key(system)]
 }

@@ -6,18 +6,13 @@
 use crate::decimal::Decimal;
 use crate::error::{AppError, ErrorCode};
 use crate::log::{Command, Prepared, Staging};
-use crate::register::projections::decisions::fingerprint;
-use crate::register::projections::decisions::id_key;
-use crate::register::projections::decisions::read_gate;
-use crate::register::projections::decisions::DecisionBody;
-use crate::register::projections::decisions::DecisionRef;
-use crate::register::projections::decisions::Gate;
-use crate::register::projections::decisions::GateOf;
-use crate::register::projections::decisions::HumanReview;
-use crate::register::projections::decisions::Integration;
-use crate::register::projections::decisions::SubjectRow;
-use crate::register::projections::decisions::Validation;
+use crate::register::commands::blind;
+use crate::register::projections::decisions::{
+    fingerprint, id_key, read_gate, DecisionBody, DecisionRef, Gate, HumanReview, Integration,
+    SubjectRow, Validation,
+};
 use crate::register::projections::vault::{self, DecisionVault, Opening};
+use crate::register::projections::{keys, models, systems};
 use crate::register::{
     append, cbor_packed, draft, get, parse_sha256, parse_time, validate_ident, validate_text,
     DECISION_RECORDED,
@@ -101,9 +96,9 @@ pub struct Salts {
 impl Salts {
     pub fn fresh() -> Self {
         Self {
-            subject: crate::register::projections::vault::fresh_salt(),
-            inputs: crate::register::projections::vault::fresh_salt(),
-            input_sha256: crate::register::projections::vault::fresh_salt(),
+            subject: vault::fresh_salt(),
+            inputs: vault::fresh_salt(),
+            input_sha256: vault::fresh_salt(),
         }
     }
 }
@@ -135,10 +130,8 @@ impl DecisionRequest {
         }
         validate_text("subject_ref", &self.subject_ref, 256, true)?;
         let input_sha256 = parse_sha256("input_sha256", &self.input_sha256)?;
-        let output = String::from_utf8(crate::register::projections::vault::canonical(
-            &self.output,
-        )?)
-        .map_err(AppError::internal)?;
+        let output =
+            String::from_utf8(vault::canonical(&self.output)?).map_err(AppError::internal)?;
         if output.len() > 64 * 1024 {
             return Err(AppError::invalid(
                 "output",
@@ -148,7 +141,7 @@ impl DecisionRequest {
         let inputs = self
             .inputs
             .as_ref()
-            .map(crate::register::projections::vault::canonical_text)
+            .map(vault::canonical_text)
             .transpose()?;
         if inputs.as_ref().is_some_and(|i| i.len() > 1 << 20) {
             return Err(AppError::invalid("inputs", "must be at most 1 MiB of JSON"));
@@ -178,7 +171,7 @@ impl DecisionRequest {
         let counterfactual = self
             .counterfactual_output
             .as_ref()
-            .map(crate::register::projections::vault::canonical_text)
+            .map(vault::canonical_text)
             .transpose()?;
         if counterfactual.as_ref().is_some_and(|c| c.len() > 64 * 1024) {
             return Err(AppError::invalid(
@@ -230,24 +223,20 @@ impl ValidDecision {
         blind_review: Option<bool>,
     ) -> Result<(DecisionBody, DecisionVault), AppError> {
         let bytes = |c: [u8; 32]| serde_bytes::ByteBuf::from(c.to_vec());
-        let subject_text = crate::register::projections::vault::canonical_text(
-            &serde_json::Value::String(self.req.subject_ref.clone()),
-        )?;
-        let (subject, subject_open) =
-            crate::register::projections::vault::seal_canonical(salts.subject, subject_text);
+        let subject_text =
+            vault::canonical_text(&serde_json::Value::String(self.req.subject_ref.clone()))?;
+        let (subject, subject_open) = vault::seal_canonical(salts.subject, subject_text);
         let (inputs, inputs_open) = match &self.inputs {
             Some(text) => {
-                let (c, o) =
-                    crate::register::projections::vault::seal_canonical(salts.inputs, text.clone());
+                let (c, o) = vault::seal_canonical(salts.inputs, text.clone());
                 (Some(bytes(c)), Some(o))
             }
             None => (None, None),
         };
         let (input_sha256, input_sha256_commitment, digest_open) = match digest {
             DigestSeal::Committed => {
-                let text = crate::register::projections::vault::canonical_hex(&self.input_sha256);
-                let (c, o) =
-                    crate::register::projections::vault::seal_canonical(salts.input_sha256, text);
+                let text = vault::canonical_hex(&self.input_sha256);
+                let (c, o) = vault::seal_canonical(salts.input_sha256, text);
                 (None, Some(bytes(c)), Some(o))
             }
             DigestSeal::Clear => (
@@ -320,10 +309,7 @@ const DAY_MICROS: u64 = 86_400_000_000;
 /// The projection rows [`record_command`] reads (the system and the decision id), so
 /// a shared store can fetch those of a whole batch at once.
 pub fn record_reads(system: &str, decision_id: &str) -> Vec<Vec<u8>> {
-    vec![
-        crate::register::projections::keys::system_key(system),
-        id_key(system, decision_id),
-    ]
+    vec![keys::system_key(system), id_key(system, decision_id)]
 }
 
 /// The gate of `system`: refused when it is not registered or is retired.
@@ -335,7 +321,7 @@ pub(crate) fn gate(s: &Staging<'_>, system: &str) -> Result<Gate, AppError> {
         ));
     };
     if g.retired {
-        return Err(crate::register::projections::systems::retired_error(system));
+        return Err(systems::retired_error(system));
     }
     Ok(g)
 }
@@ -373,7 +359,7 @@ pub fn record_command(system: String, d: ValidDecision, salts: Salts) -> Command
             // changed whether one was drawn, so each recorded form is tried.
             let drawn = sys
                 .blind_rate
-                .map(|r| crate::register::commands::blind::selected(&recorded.subject, r));
+                .map(|r| blind::selected(&recorded.subject, r));
             for blind in [drawn, None, Some(false), Some(true)] {
                 let (body, _) = d.seal(&system, recorded, digest, expires_at, blind)?;
                 if fingerprint(&crate::register::to_value(&body)?) == existing.fingerprint {
@@ -392,57 +378,39 @@ pub fn record_command(system: String, d: ValidDecision, salts: Salts) -> Command
         }
         let version = &d.req.model_version;
         if sys.deployed.as_deref() != Some(version.as_str()) {
-            return Err(
-                match crate::register::projections::models::load(s, &system, version) {
-                    Err(_) => AppError::field(
-                        ErrorCode::ModelVersionNotRegistered,
-                        "model_version",
-                        format!("no version {version:?} of {system:?}"),
+            return Err(match models::load(s, &system, version) {
+                Err(_) => AppError::field(
+                    ErrorCode::ModelVersionNotRegistered,
+                    "model_version",
+                    format!("no version {version:?} of {system:?}"),
+                ),
+                Ok(v) => AppError::field(
+                    match v.status {
+                        models::VersionStatus::Rejected => ErrorCode::ModelVersionRejected,
+                        models::VersionStatus::Retired => ErrorCode::ModelVersionRetired,
+                        _ => ErrorCode::ModelVersionNotDeployed,
+                    },
+                    "model_version",
+                    format!(
+                        "version {version:?} is {} (in service: {})",
+                        models::status_name(v.status),
+                        sys.deployed.as_deref().unwrap_or("none")
                     ),
-                    Ok(v) => AppError::field(
-                        match v.status {
-                            crate::register::projections::models::VersionStatus::Rejected => {
-                                ErrorCode::ModelVersionRejected
-                            }
-                            crate::register::projections::models::VersionStatus::Retired => {
-                                ErrorCode::ModelVersionRetired
-                            }
-                            _ => ErrorCode::ModelVersionNotDeployed,
-                        },
-                        "model_version",
-                        format!(
-                            "version {version:?} is {} (in service: {})",
-                            crate::register::projections::models::status_name(v.status),
-                            sys.deployed.as_deref().unwrap_or("none")
-                        ),
-                    ),
-                },
-            );
+                ),
+            });
         }
-        let blind = sys
-            .blind_rate
-            .map(|r| crate::register::commands::blind::selected(&salts.subject, r));
-        s.hand_on(GateOf {
-            system: system.clone(),
-            gate: sys,
-        });
+        let blind = sys.blind_rate.map(|r| blind::selected(&salts.subject, r));
+        s.hand_on(sys);
         let (body, vault_row) = d.seal(&system, salts, DigestSeal::Committed, expires_at, blind)?;
         let index = s.index();
         s.vault_put(vault::decision_key(index), cbor_packed(&vault_row));
         s.vault_put(
-            crate::register::projections::keys::subject_key(
-                &d.req.subject_ref,
-                d.occurred_at,
-                index,
-            ),
+            keys::subject_key(&d.req.subject_ref, d.occurred_at, index),
             cbor_packed(&SubjectRow {
                 system: system.clone(),
             }),
         );
-        s.vault_put(
-            crate::register::projections::keys::expiry_key(expires_at, index),
-            Vec::new(),
-        );
+        s.vault_put(keys::expiry_key(expires_at, index), Vec::new());
         append(vec![draft(DECISION_RECORDED, &system, &body)?])
     })
 }

@@ -9,6 +9,7 @@ use crate::register::projections::erasure::{
     read_parts, ErasureBody, RetentionBody, RETENTION_EXPIRED, SUBJECT_ERASED,
 };
 use crate::register::projections::vault::{self, DecisionVault};
+use crate::register::projections::{keys, outcomes, systems};
 use crate::register::{to_value, uncbor};
 
 /// Append entries that belong to no system, in order.
@@ -43,29 +44,20 @@ fn shred(s: &mut Staging<'_>, index: u64) -> Result<Option<Vec<u8>>, AppError> {
     };
     let row: DecisionVault = uncbor(&raw)?;
     let subject = row.subject.json();
-    let commitment = crate::register::projections::vault::commit(&row.subject.salt(), &subject)?;
+    let commitment = vault::commit(&row.subject.salt(), &subject)?;
     s.vault_delete(vault::decision_key(index));
     if let Some(sub) = subject.as_str() {
-        s.vault_delete(crate::register::projections::keys::subject_key(
-            sub,
-            row.occurred_at,
-            index,
-        ));
+        s.vault_delete(keys::subject_key(sub, row.occurred_at, index));
     }
-    s.vault_delete(crate::register::projections::keys::expiry_key(
-        row.expires_at,
-        index,
-    ));
-    crate::register::projections::outcomes::shred_texts(s, index)?;
+    s.vault_delete(keys::expiry_key(row.expires_at, index));
+    outcomes::shred_texts(s, index)?;
     Ok(Some(commitment.to_vec()))
 }
 
 /// Erase everything the vault holds about `subject_ref`, across systems.
 pub fn erase_command(subject_ref: String, reason: String) -> Command<AppError> {
     Box::new(move |s| {
-        let rows = s.vault_scan(&crate::register::projections::keys::subject_prefix(
-            &subject_ref,
-        ))?;
+        let rows = s.vault_scan(&keys::subject_prefix(&subject_ref))?;
         if rows.is_empty() {
             return Err(AppError::new(
                 ErrorCode::SubjectNotFound,
@@ -75,10 +67,7 @@ pub fn erase_command(subject_ref: String, reason: String) -> Command<AppError> {
         let mut held = std::collections::BTreeSet::new();
         for (_, v) in &rows {
             let row: SubjectRow = uncbor(v)?;
-            if crate::register::projections::systems::load(s, &row.system)?
-                .spec
-                .legal_hold
-            {
+            if systems::load(s, &row.system)?.spec.legal_hold {
                 held.insert(row.system);
             }
         }
@@ -92,7 +81,7 @@ pub fn erase_command(subject_ref: String, reason: String) -> Command<AppError> {
         let mut decisions = Vec::new();
         let mut commitments = Vec::new();
         for (k, _) in &rows {
-            let (_, index) = crate::register::projections::keys::subject_position(k)
+            let (_, index) = keys::subject_position(k)
                 .ok_or_else(|| AppError::internal("malformed subject index key"))?;
             if let Some(c) = shred(s, index)? {
                 decisions.push(index);
@@ -125,8 +114,8 @@ pub const RETENTION_BATCH: usize = 10_000;
 /// Shred the personal data whose retention ended before `now`, except under legal hold.
 pub fn retention_command(now: u64) -> Command<AppError> {
     Box::new(move |s| {
-        let hi = crate::register::projections::keys::expiry_key(now, 0);
-        let rows = s.vault_scan(crate::register::projections::keys::expiry_prefix())?;
+        let hi = keys::expiry_key(now, 0);
+        let rows = s.vault_scan(keys::expiry_prefix())?;
         let mut decisions = Vec::new();
         for (k, _) in rows
             .into_iter()
@@ -141,10 +130,7 @@ pub fn retention_command(now: u64) -> Command<AppError> {
                 continue;
             };
             let row: DecisionVault = uncbor(&raw)?;
-            if crate::register::projections::systems::load(s, &row.system)?
-                .spec
-                .legal_hold
-            {
+            if systems::load(s, &row.system)?.spec.legal_hold {
                 continue;
             }
             if shred(s, index)?.is_some() {

@@ -3,13 +3,10 @@
 
 use crate::error::{AppError, ErrorCode};
 use crate::log::sequencer::Command;
-use crate::register::projections::incidents::row_key;
-use crate::register::projections::incidents::Category;
-use crate::register::projections::incidents::DeclaredBody;
-use crate::register::projections::incidents::IncidentRow;
-use crate::register::projections::incidents::ReportedBody;
-use crate::register::projections::incidents::DECLARED;
-use crate::register::projections::incidents::REPORTED;
+use crate::register::projections::incidents::{
+    row_key, Category, DeclaredBody, IncidentRow, ReportedBody, DECLARED, REPORTED,
+};
+use crate::register::projections::{findings, systems};
 use crate::register::{append, draft, get, validate_text};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -71,9 +68,9 @@ pub fn validate_report(req: ReportRequest, latest: u64) -> Result<ReportedBody, 
 }
 pub fn declare_command(system: String, body: DeclaredBody) -> Command<AppError> {
     Box::new(move |s| {
-        crate::register::projections::systems::load(s, &system)?;
+        systems::load(s, &system)?;
         if let Some(i) = body.finding_index {
-            if !crate::register::projections::findings::is_opening_of(s, &system, i)? {
+            if !findings::is_opening_of(s, &system, i)? {
                 return Err(AppError::invalid(
                     "finding_index",
                     format!("entry {i} is not a finding.opened entry of {system:?}"),

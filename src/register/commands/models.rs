@@ -5,20 +5,11 @@
 use crate::error::{AppError, ErrorCode};
 use crate::log::Command;
 use crate::register::projections::keys::version_key;
-use crate::register::projections::models::load;
-use crate::register::projections::models::status_name;
-use crate::register::projections::models::test_key;
-use crate::register::projections::models::DeployBody;
-use crate::register::projections::models::DeploySpec;
-use crate::register::projections::models::RetireBody;
-use crate::register::projections::models::ReviewBody;
-use crate::register::projections::models::ReviewOutcome;
-use crate::register::projections::models::ReviewSpec;
-use crate::register::projections::models::TestBody;
-use crate::register::projections::models::VersionBody;
-use crate::register::projections::models::VersionRecord;
-use crate::register::projections::models::VersionSpec;
-use crate::register::projections::models::VersionStatus;
+use crate::register::projections::models::{
+    load, status_name, test_key, DeployBody, DeploySpec, RetireBody, ReviewBody, ReviewOutcome,
+    ReviewSpec, TestBody, VersionBody, VersionRecord, VersionSpec, VersionStatus,
+};
+use crate::register::projections::systems;
 use crate::register::projections::systems::SystemRecord;
 use crate::register::{
     append, draft, parse_sha256, REVIEW_RECORDED, TEST_RECORDED, VERSION_DEPLOYED,
@@ -26,7 +17,7 @@ use crate::register::{
 };
 pub fn register_command(system: String, spec: VersionSpec) -> Command<AppError> {
     Box::new(move |s| {
-        crate::register::projections::systems::load_active(s, &system)?;
+        systems::load_active(s, &system)?;
         if s.get(&version_key(&system, &spec.version))?.is_some() {
             return Err(AppError::field(
                 ErrorCode::AlreadyExists,
@@ -57,7 +48,7 @@ pub fn register_command(system: String, spec: VersionSpec) -> Command<AppError> 
 }
 pub fn review_command(system: String, version: String, review: ReviewSpec) -> Command<AppError> {
     Box::new(move |s| {
-        crate::register::projections::systems::load(s, &system)?;
+        systems::load(s, &system)?;
         let rec = load(s, &system, &version)?;
         match rec.status {
             VersionStatus::Rejected => {
@@ -106,7 +97,7 @@ pub fn review_command(system: String, version: String, review: ReviewSpec) -> Co
 /// Record a test whose figures were already computed (outside the writer).
 pub fn test_command(system: String, body: TestBody) -> Command<AppError> {
     Box::new(move |s| {
-        crate::register::projections::systems::load(s, &system)?;
+        systems::load(s, &system)?;
         load(s, &system, &body.version)?;
         append(vec![draft(TEST_RECORDED, &system, &body)?])
     })
@@ -116,7 +107,7 @@ pub fn test_command(system: String, body: TestBody) -> Command<AppError> {
 /// version it replaces is retired by its own entry in the same batch.
 pub fn deploy_command(system: String, version: String, spec: DeploySpec) -> Command<AppError> {
     Box::new(move |s| {
-        let sys = crate::register::projections::systems::load_active(s, &system)?;
+        let sys = systems::load_active(s, &system)?;
         let rec = load(s, &system, &version)?;
         match rec.status {
             VersionStatus::Approved => {}

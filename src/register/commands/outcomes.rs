@@ -7,21 +7,10 @@ use crate::error::{AppError, ErrorCode};
 use crate::log::{Command, Prepared, Staging};
 use crate::register::projections::decisions;
 use crate::register::projections::keys::text_key;
-use crate::register::projections::outcomes::contest_key;
-use crate::register::projections::outcomes::fingerprint;
-use crate::register::projections::outcomes::made_at;
-use crate::register::projections::outcomes::not_found;
-use crate::register::projections::outcomes::note_of;
-use crate::register::projections::outcomes::truth_key;
-use crate::register::projections::outcomes::ContestBody;
-use crate::register::projections::outcomes::ContestRow;
-use crate::register::projections::outcomes::OutcomeBody;
-use crate::register::projections::outcomes::Resolution;
-use crate::register::projections::outcomes::ResolvedBody;
-use crate::register::projections::outcomes::TruthRow;
-use crate::register::projections::outcomes::CONTESTED;
-use crate::register::projections::outcomes::OUTCOME;
-use crate::register::projections::outcomes::RESOLVED;
+use crate::register::projections::outcomes::{
+    contest_key, fingerprint, made_at, not_found, note_of, truth_key, ContestBody, ContestRow,
+    OutcomeBody, Resolution, ResolvedBody, TruthRow, CONTESTED, OUTCOME, RESOLVED,
+};
 use crate::register::projections::vault;
 use crate::register::{append, cbor, draft, get, parse_time, rfc3339, validate_text};
 use serde::{Deserialize, Serialize};
@@ -75,7 +64,7 @@ impl OutcomeRequest {
                 ),
             ));
         }
-        let label = crate::register::projections::vault::canonical_text(&self.label)?;
+        let label = vault::canonical_text(&self.label)?;
         if label.len() > 1024 {
             return Err(AppError::invalid("label", "must be at most 1 KiB of JSON"));
         }
@@ -207,10 +196,8 @@ fn seal_text(
     text: &str,
     salt: [u8; 32],
 ) -> Result<serde_bytes::ByteBuf, AppError> {
-    let canonical = crate::register::projections::vault::canonical_text(
-        &serde_json::Value::String(text.to_owned()),
-    )?;
-    let (c, opening) = crate::register::projections::vault::seal_canonical(salt, canonical);
+    let canonical = vault::canonical_text(&serde_json::Value::String(text.to_owned()))?;
+    let (c, opening) = vault::seal_canonical(salt, canonical);
     s.vault_put(text_key(decision, s.index()), cbor(&opening));
     Ok(serde_bytes::ByteBuf::from(c.to_vec()))
 }

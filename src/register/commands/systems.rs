@@ -4,10 +4,7 @@
 use crate::error::{AppError, ErrorCode};
 use crate::log::Command;
 use crate::register::projections::keys::system_key;
-use crate::register::projections::systems::load;
-use crate::register::projections::systems::RegisterReview;
-use crate::register::projections::systems::SystemBody;
-use crate::register::projections::systems::SystemSpec;
+use crate::register::projections::systems::{load, RegisterReview, SystemBody, SystemSpec};
 use crate::register::{append, draft, REGISTER_REVIEWED, SYSTEM_REGISTERED, SYSTEM_REVISED};
 pub fn register_command(spec: SystemSpec) -> Command<AppError> {
     Box::new(move |s| {

@@ -13,10 +13,9 @@ use std::collections::BTreeMap;
 
 use crate::error::AppError;
 use crate::log::Staging;
-use crate::register::projections::keys::activity_review_key;
-use crate::register::projections::keys::activity_review_prefix;
-use crate::register::projections::keys::activity_version_key;
-use crate::register::projections::keys::activity_version_prefix;
+use crate::register::projections::keys::{
+    activity_review_key, activity_review_prefix, activity_version_key, activity_version_prefix,
+};
 use crate::storage::Store;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;

@@ -3,16 +3,15 @@
 //! measure the human backstop rather than its deference.
 //!
 //! The draw is made inside the writer from the decision's fresh subject salt
-//! ([`selected`]): no caller can predict or steer it, and an auditor holding the
+//! (`commands::blind::selected`): no caller can predict or steer it, and an auditor holding the
 //! salt's opening recomputes it. The decision's entry records the draw
 //! (`blind_review`); a drawn decision opens a case (`blq` rows, oldest first), and
 //! `blind_review.recorded` closes it with the judgment (`blj` rows).
 
 use crate::error::AppError;
 use crate::log::{Applied, Staging};
-use crate::register::projections::keys::blind_case_key;
-use crate::register::projections::keys::blind_case_prefix;
-use crate::register::projections::keys::judgment_key;
+use crate::register::projections::keys::{blind_case_key, blind_case_prefix, judgment_key};
+use crate::register::projections::{evidence, keys};
 use crate::register::{cbor_packed, uncbor};
 use crate::storage::Store;
 use serde::{Deserialize, Serialize};
@@ -78,7 +77,7 @@ pub(crate) fn project(e: &Applied<'_>, s: &mut Staging<'_>) -> Result<(), AppErr
     let judged: serde_json::Map<String, serde_json::Value> =
         serde_json::from_str(&b.judgment).map_err(AppError::internal)?;
     let prediction = match judged.values().next() {
-        Some(v) => crate::register::projections::evidence::value_digest(v)?,
+        Some(v) => evidence::value_digest(v)?,
         None => Vec::new(),
     };
     s.delete(blind_case_key(system, b.decision));
@@ -111,7 +110,7 @@ pub fn open_cases(
         }
         None => prefix.clone(),
     };
-    let hi = crate::register::projections::keys::prefix_end(prefix.clone());
+    let hi = keys::prefix_end(prefix.clone());
     store
         .range(&lo, &hi, false, limit)?
         .into_iter()

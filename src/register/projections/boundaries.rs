@@ -5,10 +5,9 @@
 
 use crate::error::AppError;
 use crate::log::{Applied, Staging};
-use crate::register::projections::evidence::Crossing;
-use crate::register::projections::evidence::CrossingStatus;
-use crate::register::projections::keys::boundary_key;
-use crate::register::projections::keys::boundary_prefix;
+use crate::register::projections::evidence::{Crossing, CrossingStatus};
+use crate::register::projections::keys;
+use crate::register::projections::keys::{boundary_key, boundary_prefix};
 use crate::register::{cbor_packed, uncbor};
 use crate::storage::Store;
 use serde::{Deserialize, Serialize};
@@ -57,7 +56,7 @@ pub fn latest_between(
     let lo = boundary_key(system, from);
     let hi = match to.checked_add(1) {
         Some(t) => boundary_key(system, t),
-        None => crate::register::projections::keys::prefix_end(boundary_prefix(system)),
+        None => keys::prefix_end(boundary_prefix(system)),
     };
     let mut rows = store
         .range(&lo, &hi, true, limit)?

@@ -47,7 +47,7 @@ pub struct Integration {
     /// The interface contract version the caller spoke (compared with the registered
     /// contract's `input_schema_version`).
     pub contract_version: String,
-    pub status: crate::register::projections::evidence::CrossingStatus,
+    pub status: evidence::CrossingStatus,
     pub latency_ms: u64,
 }
 impl Integration {
@@ -72,8 +72,8 @@ impl Integration {
         Ok(())
     }
 
-    pub fn crossing(&self) -> crate::register::projections::evidence::Crossing {
-        crate::register::projections::evidence::Crossing {
+    pub fn crossing(&self) -> evidence::Crossing {
+        evidence::Crossing {
             upstream: self.upstream.clone(),
             downstream: self.downstream.clone(),
             contract_version: self.contract_version.clone(),
@@ -204,6 +204,7 @@ pub(crate) fn fingerprint(body: &serde_cbor::Value) -> Vec<u8> {
 use crate::register::projections::activity::OversightAction;
 pub(crate) use crate::register::projections::keys::id_key;
 use crate::register::projections::keys::trail_key;
+use crate::register::projections::{activity, blind, evidence, keys, systems};
 
 /// What logging a decision needs of its system's register record.
 #[derive(Clone)]
@@ -221,11 +222,6 @@ pub(crate) struct Gate {
     pub(crate) blind_rate: Option<Decimal>,
 }
 
-/// A gate as the decision command read it, handed on to its entry's projector.
-pub(crate) struct GateOf {
-    pub(crate) system: String,
-    pub(crate) gate: Gate,
-}
 thread_local! {
     /// The writer thread's last decoded gate, with the stored record it came from: the
     /// decisions of a batch decode their system's record once, not each (it was 7 % of
@@ -235,7 +231,7 @@ thread_local! {
 
 /// The gate of `system` as its register record stands (decoded once per record).
 pub(crate) fn read_gate(s: &Staging<'_>, system: &str) -> Result<Option<Gate>, AppError> {
-    let Some(raw) = s.get(&crate::register::projections::keys::system_key(system))? else {
+    let Some(raw) = s.get(&keys::system_key(system))? else {
         return Ok(None);
     };
     if let Some(g) = GATE.with_borrow(|m| {
@@ -245,11 +241,11 @@ pub(crate) fn read_gate(s: &Staging<'_>, system: &str) -> Result<Option<Gate>, A
     }) {
         return Ok(Some(g));
     }
-    let sys: crate::register::projections::systems::SystemRecord = crate::register::uncbor(&raw)?;
+    let sys: systems::SystemRecord = crate::register::uncbor(&raw)?;
     let g = Gate {
         retention_days: sys.spec.retention_days,
         deployed: sys.deployed.clone(),
-        retired: crate::register::projections::systems::refuse_retired(system, &sys).is_err(),
+        retired: systems::refuse_retired(system, &sys).is_err(),
         outcomes: sys
             .spec
             .policy
@@ -357,9 +353,10 @@ pub(crate) fn project(e: &Applied<'_>, s: &mut Staging<'_>) -> Result<(), AppErr
     // The four fields the indexes need, read in place (decoding the whole body meant a
     // deep copy of it per decision).
     let b = IndexedFields::of(body)?;
-    // The gate the command read (once per decision); a rebuild reads it here.
-    let gate = match s.take_handed::<GateOf>().filter(|g| g.system == system) {
-        Some(g) => Some(g.gate),
+    // The gate the command read for this entry's system (once per decision); a rebuild
+    // reads it here.
+    let gate = match s.take_handed::<Gate>() {
+        Some(g) => Some(g),
         None => read_gate(s, system)?,
     };
     // The prediction's digest, read once for the truth and the evidence (both take the
@@ -376,9 +373,9 @@ pub(crate) fn project(e: &Applied<'_>, s: &mut Staging<'_>) -> Result<(), AppErr
     if gate.as_ref().is_some_and(|g| g.evidence.is_some()) {
         let e = evidence_of(&b, field, prediction, time)?;
         if e.blind {
-            crate::register::projections::blind::open_case(s, system, index, b.decision_id, time);
+            blind::open_case(s, system, index, b.decision_id, time);
         }
-        crate::register::projections::evidence::put(s, system, b.model_version, index, &e);
+        evidence::put(s, system, b.model_version, index, &e);
     }
     s.put(
         id_key(system, b.decision_id),
@@ -396,13 +393,7 @@ pub(crate) fn project(e: &Applied<'_>, s: &mut Staging<'_>) -> Result<(), AppErr
             output_digest: output_digest(b.output),
         }),
     );
-    crate::register::projections::activity::project(
-        s,
-        system,
-        b.occurred_at,
-        b.model_version,
-        b.human_review,
-    )
+    activity::project(s, system, b.occurred_at, b.model_version, b.human_review)
 }
 
 /// The prediction field's digest of an output's canonical JSON text, if it has one.
@@ -424,7 +415,7 @@ fn evidence_of(
     field: Option<&str>,
     prediction: Option<serde_bytes::ByteBuf>,
     time: u64,
-) -> Result<crate::register::projections::evidence::Evidence, AppError> {
+) -> Result<evidence::Evidence, AppError> {
     use serde_cbor::Value;
     let flag = |v: Option<&Value>| matches!(v, Some(Value::Bool(true)));
     let counterfactual_differs = match b.present("counterfactual_output") {
@@ -439,9 +430,7 @@ fn evidence_of(
         .transpose()?
         .map(|i| i.crossing());
     let equivalence = match b.present("equivalence_key") {
-        Some(Value::Text(k)) => Some(crate::register::projections::evidence::equivalence_digest(
-            k,
-        )),
+        Some(Value::Text(k)) => Some(evidence::equivalence_digest(k)),
         _ => None,
     };
     let validated = b
@@ -449,7 +438,7 @@ fn evidence_of(
         .map(crate::register::from_value::<Validation>)
         .transpose()?
         .map(|v| v.passed);
-    Ok(crate::register::projections::evidence::Evidence {
+    Ok(evidence::Evidence {
         time,
         prediction,
         exploration: flag(b.present("exploration")),

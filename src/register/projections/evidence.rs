@@ -13,8 +13,8 @@ use sha2::{Digest, Sha256};
 
 use crate::error::AppError;
 use crate::log::Staging;
-use crate::register::projections::keys::evidence_key;
-use crate::register::projections::keys::evidence_prefix;
+use crate::register::projections::keys::{evidence_key, evidence_prefix};
+use crate::register::projections::vault;
 use crate::register::{cbor_packed, uncbor};
 use crate::storage::Store;
 
@@ -143,5 +143,5 @@ pub fn size_at(store: &dyn Store, at: u64) -> Result<u64, AppError> {
 /// The digest a prediction and a label are compared by: the first 16 bytes of SHA-256
 /// of the value's RFC 8785 canonical JSON.
 pub fn value_digest(v: &serde_json::Value) -> Result<Vec<u8>, AppError> {
-    Ok(Sha256::digest(crate::register::projections::vault::canonical(v)?)[..16].to_vec())
+    Ok(Sha256::digest(vault::canonical(v)?)[..16].to_vec())
 }

@@ -245,9 +245,8 @@ impl VersionRecord {
     }
 }
 pub(crate) use crate::register::projections::keys::test_key;
-use crate::register::projections::keys::test_prefix;
-use crate::register::projections::keys::version_key;
-use crate::register::projections::keys::version_prefix;
+use crate::register::projections::keys::{test_prefix, version_key, version_prefix};
+use crate::register::projections::systems;
 pub fn load(s: &Staging<'_>, system: &str, version: &str) -> Result<VersionRecord, AppError> {
     get(s, &version_key(system, version))?.ok_or_else(|| {
         AppError::new(
@@ -346,9 +345,9 @@ pub(crate) fn project(e: &Applied<'_>, s: &mut Staging<'_>) -> Result<(), AppErr
             rec.deployed_time = Some(time);
             rec.environment = Some(b.environment);
             s.put(version_key(system, &b.version), cbor(&rec));
-            let mut sys = crate::register::projections::systems::load(s, system)?;
+            let mut sys = systems::load(s, system)?;
             sys.deployed = Some(b.version);
-            crate::register::projections::systems::put(s, system, &sys);
+            systems::put(s, system, &sys);
         }
         VERSION_RETIRED => {
             let b: RetireBody = from_value(body)?;
@@ -357,11 +356,11 @@ pub(crate) fn project(e: &Applied<'_>, s: &mut Staging<'_>) -> Result<(), AppErr
             rec.retired_index = Some(index);
             rec.retired_time = Some(time);
             s.put(version_key(system, &b.version), cbor(&rec));
-            let mut sys = crate::register::projections::systems::load(s, system)?;
+            let mut sys = systems::load(s, system)?;
             if sys.deployed.as_deref() == Some(b.version.as_str()) {
                 sys.deployed = None;
             }
-            crate::register::projections::systems::put(s, system, &sys);
+            systems::put(s, system, &sys);
         }
         _ => {}
     }

@@ -13,13 +13,11 @@ use crate::decimal::Decimal;
 use crate::error::{AppError, ErrorCode};
 use crate::log::{Applied, Staging};
 use crate::register::projections::decisions::DecisionRef;
-use crate::register::projections::keys::key;
-use crate::register::projections::keys::text_key;
-use crate::register::projections::keys::text_prefix;
+use crate::register::projections::keys::{key, text_key, text_prefix};
 use crate::register::projections::vault;
 use crate::register::projections::vault::Opening;
-use crate::register::projections::windows::Place;
-use crate::register::projections::windows::Record;
+use crate::register::projections::windows::{Place, Record};
+use crate::register::projections::{activity, decisions, evidence, systems, windows};
 use crate::register::{cbor, from_value, get, uncbor};
 use crate::storage::Store;
 use serde::{Deserialize, Serialize};
@@ -144,7 +142,7 @@ pub(crate) fn made_at(s: &Staging<'_>, dref: &DecisionRef) -> Result<Option<u64>
         return Ok(Some(t.occurred_at));
     }
     Ok(s.vault_get(&vault::decision_key(dref.index))?
-        .map(|raw| uncbor::<crate::register::projections::vault::DecisionVault>(&raw))
+        .map(|raw| uncbor::<vault::DecisionVault>(&raw))
         .transpose()?
         .map(|v| v.occurred_at))
 }
@@ -163,7 +161,7 @@ pub(crate) fn note_of(
 
 /// The outcome policy's window size in force for `system`.
 fn window_of(s: &Staging<'_>, system: &str) -> Result<u32, AppError> {
-    let sys = crate::register::projections::systems::load(s, system)?;
+    let sys = systems::load(s, system)?;
     Ok(sys.spec.policy.outcomes.unwrap_or_default().limits().window)
 }
 pub(crate) fn project(e: &Applied<'_>, s: &mut Staging<'_>) -> Result<(), AppError> {
@@ -215,16 +213,16 @@ fn project_outcome(
     row.outcomes.push(index);
     row.fingerprint = Some(serde_bytes::ByteBuf::from(fingerprint(&b)));
     let label: serde_json::Value = serde_json::from_str(&b.label).map_err(AppError::internal)?;
-    let label_digest = crate::register::projections::evidence::value_digest(&label)?;
+    let label_digest = evidence::value_digest(&label)?;
     row.label = Some(serde_bytes::ByteBuf::from(label_digest.clone()));
-    let dref = crate::register::projections::decisions::reference(s, system, &b.decision_id)?;
+    let dref = decisions::reference(s, system, &b.decision_id)?;
     if let Some(t) = dref.and_then(|d| d.truth) {
         if first {
             let ck = coverage_key(
                 system,
                 &t.model_version,
-                crate::register::projections::activity::day_of(t.occurred_at),
-                crate::register::projections::activity::day_of(time),
+                activity::day_of(t.occurred_at),
+                activity::day_of(time),
             );
             let n = s.get(&ck)?.as_deref().map_or(0, count);
             s.put(ck, (n + 1).to_be_bytes().to_vec());
@@ -237,14 +235,14 @@ fn project_outcome(
                 overturned: row.overturned,
                 confidence: t.confidence,
                 proxy: t.proxy.clone(),
-                business: crate::register::projections::decisions::fixed_metrics(&b.business),
+                business: decisions::fixed_metrics(&b.business),
             };
             let place = match row.position {
                 Some(p) => Place::Replace(p),
                 None => Place::New,
             };
             let window = window_of(s, system)?;
-            let p = crate::register::projections::windows::place(
+            let p = windows::place(
                 s,
                 system,
                 &t.model_version,
@@ -281,11 +279,10 @@ fn project_resolution(
     let was = row.overturned;
     row.overturned = true;
     s.put(k, cbor(&row));
-    let truth = crate::register::projections::decisions::reference(s, system, &b.decision_id)?
-        .and_then(|d| d.truth);
+    let truth = decisions::reference(s, system, &b.decision_id)?.and_then(|d| d.truth);
     if let (false, Some(p), Some(t)) = (was, row.position, truth) {
         let window = window_of(s, system)?;
-        crate::register::projections::windows::update(
+        windows::update(
             s,
             system,
             &t.model_version,

@@ -617,8 +617,8 @@ pub struct RevisionRef {
     pub time: u64,
 }
 pub(crate) use crate::register::projections::keys::revision_key;
-use crate::register::projections::keys::revision_prefix;
-use crate::register::projections::keys::system_key;
+use crate::register::projections::keys::{revision_prefix, system_key};
+use crate::register::projections::windows;
 
 /// The system, or 404.
 pub fn load(s: &Staging<'_>, id: &str) -> Result<SystemRecord, AppError> {
@@ -699,7 +699,7 @@ pub(crate) fn project(e: &Applied<'_>, s: &mut Staging<'_>) -> Result<(), AppErr
             s.put(system_key(system), cbor(&rec));
             // A new window size re-sums the outcome windows now, not at the next outcome.
             if let Some(window) = window {
-                crate::register::projections::windows::resize_all(s, system, window, index, time)?;
+                windows::resize_all(s, system, window, index, time)?;
             }
         }
         REGISTER_REVIEWED => {

@@ -2,10 +2,9 @@
 //! by label), and a subject's decisions through the vault's subject index.
 
 use crate::error::AppError;
-use crate::register::projections::decisions::SubjectRow;
-use crate::register::projections::decisions::TrailRow;
-use crate::register::projections::keys::trail_key;
-use crate::register::projections::keys::trail_prefix;
+use crate::register::projections::decisions::{SubjectRow, TrailRow};
+use crate::register::projections::keys::{trail_key, trail_prefix};
+use crate::register::projections::{keys, outcomes};
 use crate::storage::Store;
 
 /// What a decision trail is filtered by.
@@ -37,8 +36,7 @@ fn labelled_as(
     let Some(want) = labelled else {
         return Ok(true);
     };
-    let has = crate::register::projections::outcomes::truth(store, system, index)?
-        .is_some_and(|t| !t.outcomes.is_empty());
+    let has = outcomes::truth(store, system, index)?.is_some_and(|t| !t.outcomes.is_empty());
     Ok(has == want)
 }
 
@@ -64,7 +62,7 @@ pub fn trail(
     let mut lo = f.from.map(bound).unwrap_or_else(|| prefix.clone());
     let mut hi = match f.to.and_then(|t| t.checked_add(1)) {
         Some(t) => bound(t),
-        None => crate::register::projections::keys::prefix_end(prefix.clone()),
+        None => keys::prefix_end(prefix.clone()),
     };
     if let Some((t, i)) = f.after {
         let mut k = bound(t);
@@ -129,7 +127,7 @@ fn subject_trail(
     subject: &str,
     f: &TrailFilter,
 ) -> Result<(Vec<u64>, Option<TrailPosition>), AppError> {
-    let prefix = crate::register::projections::keys::subject_prefix(subject);
+    let prefix = keys::subject_prefix(subject);
     let at = |t: u64, i: u64| [prefix.as_slice(), &t.to_be_bytes(), &i.to_be_bytes()].concat();
     let mut lo = at(f.from.unwrap_or(0), 0);
     let mut hi = match f.to.and_then(|t| t.checked_add(1)) {
@@ -157,7 +155,7 @@ fn subject_trail(
         let exhausted = rows.len() < chunk;
         for (k, v) in &rows {
             scanned += 1;
-            let pos = crate::register::projections::keys::subject_position(k)
+            let pos = keys::subject_position(k)
                 .ok_or_else(|| AppError::internal("malformed subject index key"))?;
             last = Some(pos);
             if f.newest_first {
@@ -212,7 +210,7 @@ pub fn by_subject(
 ) -> Result<SubjectPage, AppError> {
     // Keys are the subject's prefix, time and entry index: read only this page (and one
     // more row, to know whether another page follows).
-    let prefix = crate::register::projections::keys::subject_prefix(subject_ref);
+    let prefix = keys::subject_prefix(subject_ref);
     let lo = match after {
         Some((t, i)) => [prefix.as_slice(), &t.to_be_bytes(), &i.to_be_bytes(), &[0]].concat(),
         None => prefix.clone(),
@@ -224,7 +222,7 @@ pub fn by_subject(
     let mut out = Vec::with_capacity(rows.len());
     let mut last = None;
     for (k, v) in rows {
-        let pos = crate::register::projections::keys::subject_position(&k)
+        let pos = keys::subject_position(&k)
             .ok_or_else(|| AppError::internal("malformed subject index key"))?;
         let row: SubjectRow = crate::register::uncbor(&v)?;
         out.push((pos.1, row.system));

@@ -4,15 +4,12 @@
 
 use crate::error::AppError;
 use crate::log::entry::Entry;
-use crate::register::projections::findings::severity_of;
-use crate::register::projections::findings::Finding;
-use crate::register::projections::findings::Severity;
-use crate::register::projections::models::VersionRecord;
-use crate::register::projections::models::VersionStatus;
-use crate::register::projections::systems::Policy;
-use crate::register::projections::systems::SystemRecord;
-use crate::register::projections::systems::SystemStatus;
+use crate::register::projections::findings::{severity_of, Finding, Severity};
+use crate::register::projections::models::{VersionRecord, VersionStatus};
+use crate::register::projections::systems::{Policy, SystemRecord, SystemStatus};
 use crate::register::projections::{activity, trail};
+use crate::register::projections::{decisions, incidents, models};
+use crate::register::reports::failure_modes;
 use crate::register::rfc3339;
 use crate::storage::Store;
 const DAY: u64 = 86_400_000_000;
@@ -67,7 +64,7 @@ pub fn findings(store: &dyn Store, sys: &SystemRecord, now: u64) -> Result<Vec<F
         ));
     }
     incident_findings(store, id, now, &mut out)?;
-    let versions = crate::register::projections::models::list(store, id)?;
+    let versions = models::list(store, id)?;
     for v in &versions {
         let name = v.spec.version.as_str();
         if matches!(
@@ -80,7 +77,7 @@ pub fn findings(store: &dyn Store, sys: &SystemRecord, now: u64) -> Result<Vec<F
                 "model_version_awaiting_review",
                 format!(
                     "version {name} is {} since {}",
-                    crate::register::projections::models::status_name(v.status),
+                    models::status_name(v.status),
                     rfc3339(v.registered_time)
                 ),
                 ev,
@@ -108,9 +105,7 @@ pub fn findings(store: &dyn Store, sys: &SystemRecord, now: u64) -> Result<Vec<F
     {
         deployed_findings(store, sys, v, now, &mut out)?;
     }
-    out.extend(crate::register::reports::failure_modes::findings(
-        store, id, &sys.spec, now,
-    )?);
+    out.extend(failure_modes::findings(store, id, &sys.spec, now)?);
     out.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.code.cmp(&b.code)));
     Ok(out)
 }
@@ -255,11 +250,7 @@ fn deployed_findings(
             .count() as f64
             / reviewed.len() as f64;
         let half = reviewed.len() / 2;
-        let median = |s: &[(
-            u64,
-            u64,
-            crate::register::projections::decisions::HumanReview,
-        )]| {
+        let median = |s: &[(u64, u64, decisions::HumanReview)]| {
             let mut v: Vec<u64> = s.iter().map(|r| r.2.review_ms).collect();
             v.sort_unstable();
             v[v.len() / 2] as f64
@@ -280,7 +271,7 @@ fn deployed_findings(
 fn read_decision(
     store: &dyn Store,
     index: u64,
-) -> Result<Entry<crate::register::projections::decisions::DecisionBody>, AppError> {
+) -> Result<Entry<decisions::DecisionBody>, AppError> {
     crate::register::entry_at(store, index)
 }
 
@@ -292,7 +283,7 @@ fn incident_findings(
     now: u64,
     out: &mut Vec<Finding>,
 ) -> Result<(), AppError> {
-    for inc in crate::register::projections::incidents::list(store, system)? {
+    for inc in incidents::list(store, system)? {
         let d = &inc.declared;
         let warn = d.deadline - d.category.period() / 3;
         if inc.reported.is_some() || now < warn {

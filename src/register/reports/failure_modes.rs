@@ -23,20 +23,16 @@ use utoipa::ToSchema;
 
 use crate::decimal::Decimal;
 use crate::error::AppError;
-use crate::register::projections::findings::Finding;
-use crate::register::projections::findings::Severity;
+use crate::register::projections::findings::{Finding, Severity};
 use crate::register::projections::models::VersionRecord;
-use crate::register::projections::systems::OutcomeLimits;
-use crate::register::projections::systems::SystemSpec;
-use crate::register::projections::windows::Stats;
-use crate::register::projections::windows::Wide;
-use crate::register::projections::windows::Windows;
-use crate::register::projections::windows::CONFIDENCE_ONE;
+use crate::register::projections::systems::{OutcomeLimits, SystemSpec};
+use crate::register::projections::windows::{Stats, Wide, Windows, CONFIDENCE_ONE};
 use crate::register::rfc3339;
 use crate::storage::Store;
 
 mod decision_modes;
 
+use crate::register::projections::{activity, evidence, models, outcomes, windows};
 use decision_modes::DecisionWindow;
 pub use decision_modes::{circuit, Circuit};
 
@@ -286,7 +282,7 @@ impl Figures {
                     .insert(business.to_owned(), (p.r(), p.n));
             }
         }
-        let means = |m: &BTreeMap<String, crate::register::projections::windows::Sum>| {
+        let means = |m: &BTreeMap<String, windows::Sum>| {
             m.iter()
                 .filter_map(|(k, s)| Ratio::new(s.sum, wide(s.n)).map(|r| (k.clone(), r)))
                 .collect()
@@ -773,11 +769,10 @@ fn versions_at(
     system: &str,
     at: u64,
 ) -> Result<(Option<VersionRecord>, Option<VersionRecord>), AppError> {
-    let mut deployed: Vec<VersionRecord> =
-        crate::register::projections::models::list(store, system)?
-            .into_iter()
-            .filter(|v| v.deployed_time.is_some_and(|t| t <= at))
-            .collect();
+    let mut deployed: Vec<VersionRecord> = models::list(store, system)?
+        .into_iter()
+        .filter(|v| v.deployed_time.is_some_and(|t| t <= at))
+        .collect();
     deployed.sort_by_key(|v| v.deployed_time);
     let current = deployed
         .last()
@@ -803,9 +798,9 @@ fn gather<'a>(
     let (version, previous) = versions_at(store, system, at)?;
     let windows_of = |v: &str| {
         if live {
-            crate::register::projections::windows::current(store, system, v)
+            windows::current(store, system, v)
         } else {
-            crate::register::projections::windows::at(store, system, v, at)
+            windows::at(store, system, v, at)
         }
     };
     let windows = version
@@ -820,26 +815,15 @@ fn gather<'a>(
     };
     let coverage = match (&version, &limits) {
         (Some(v), Some(l)) => {
-            let cutoff = crate::register::projections::activity::day_of(
-                at.saturating_sub(u64::from(l.expected_delay_days) * DAY),
-            );
+            let cutoff =
+                activity::day_of(at.saturating_sub(u64::from(l.expected_delay_days) * DAY));
             let name = v.spec.version.as_str();
-            let all: u64 = crate::register::projections::activity::decisions_per_day(
-                store,
-                system,
-                0,
-                cutoff.saturating_sub(1),
-            )?
-            .values()
-            .filter_map(|by| by.get(name))
-            .sum();
-            let labelled = crate::register::projections::outcomes::labelled_before(
-                store,
-                system,
-                name,
-                cutoff,
-                crate::register::projections::activity::day_of(at),
-            )?;
+            let all: u64 = activity::decisions_per_day(store, system, 0, cutoff.saturating_sub(1))?
+                .values()
+                .filter_map(|by| by.get(name))
+                .sum();
+            let labelled =
+                outcomes::labelled_before(store, system, name, cutoff, activity::day_of(at))?;
             Some((labelled.min(all), all))
         }
         _ => None,
@@ -860,7 +844,7 @@ fn gather<'a>(
             let before = if live {
                 u64::MAX
             } else {
-                crate::register::projections::evidence::size_at(store, at)?
+                evidence::size_at(store, at)?
             };
             Some(DecisionWindow::read(
                 store,
@@ -875,16 +859,12 @@ fn gather<'a>(
         }
         _ => None,
     };
-    let today = crate::register::projections::activity::day_of(at);
-    let human_reviews = crate::register::projections::activity::oversight_per_week(
-        store,
-        system,
-        today.saturating_sub(90),
-        today,
-    )?
-    .values()
-    .map(|o| o.reviewed)
-    .sum();
+    let today = activity::day_of(at);
+    let human_reviews =
+        activity::oversight_per_week(store, system, today.saturating_sub(90), today)?
+            .values()
+            .map(|o| o.reviewed)
+            .sum();
     Ok(Evidence {
         system,
         limits,

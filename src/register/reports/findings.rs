@@ -6,15 +6,11 @@
 use crate::error::{AppError, ErrorCode};
 use crate::log::sequencer::Command;
 use crate::register::append;
-use crate::register::projections::findings::open;
-use crate::register::projections::findings::open_of;
-use crate::register::projections::findings::open_prefix;
-use crate::register::projections::findings::subject_of;
-use crate::register::projections::findings::Finding;
-use crate::register::projections::findings::FindingBody;
-use crate::register::projections::findings::OpenRow;
-use crate::register::projections::findings::OPENED;
-use crate::register::projections::findings::RESOLVED;
+use crate::register::projections::findings::{
+    open, open_of, open_prefix, subject_of, Finding, FindingBody, OpenRow, OPENED, RESOLVED,
+};
+use crate::register::projections::systems;
+use crate::register::reports::compliance;
 use crate::storage::Store;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -142,15 +138,15 @@ pub async fn reconcile_with(
     let full = ids.is_none();
     let todo = tokio::task::spawn_blocking(move || -> Result<Pending, AppError> {
         let systems = match ids {
-            None => crate::register::projections::systems::list(&*store)?,
+            None => systems::list(&*store)?,
             Some(ids) => ids
                 .iter()
-                .filter_map(|id| crate::register::projections::systems::read(&*store, id).ok())
+                .filter_map(|id| systems::read(&*store, id).ok())
                 .collect(),
         };
         let mut out = Vec::new();
         for sys in systems {
-            let holding = crate::register::reports::compliance::findings(&*store, &sys, now)?;
+            let holding = compliance::findings(&*store, &sys, now)?;
             if differs(&*store, Some(&sys.spec.id), &holding)? {
                 out.push((Some(sys.spec.id.clone()), holding));
             }

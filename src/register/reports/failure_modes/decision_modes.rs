@@ -18,6 +18,7 @@ use crate::register::projections::blind::{self, Judgment};
 use crate::register::projections::boundaries;
 use crate::register::projections::evidence::{self, Crossing, CrossingStatus};
 use crate::register::projections::systems::EvidenceLimits;
+use crate::register::projections::{outcomes, systems};
 use crate::storage::Store;
 
 /// Ratios over a subset of a window (blind judgments, human reviews, equivalence
@@ -61,7 +62,7 @@ impl DecisionWindow {
     pub fn read(
         store: &dyn Store,
         system: &str,
-        spec: &crate::register::projections::systems::SystemSpec,
+        spec: &systems::SystemSpec,
         version: &str,
         previous: Option<&str>,
         before: u64,
@@ -111,7 +112,7 @@ impl DecisionWindow {
             previous,
             judged,
             backlog,
-            high_risk: spec.risk_class == crate::register::projections::systems::RiskClass::High,
+            high_risk: spec.risk_class == systems::RiskClass::High,
             integration: spec.policy.integration.is_some(),
             consistency: spec.policy.consistency.is_some(),
         })
@@ -168,14 +169,14 @@ fn label_before(
     index: u64,
     before: u64,
 ) -> Result<Option<Vec<u8>>, AppError> {
-    let Some(t) = crate::register::projections::outcomes::truth(store, system, index)? else {
+    let Some(t) = outcomes::truth(store, system, index)? else {
         return Ok(None);
     };
     match t.outcomes.iter().rev().find(|o| **o < before) {
         None => Ok(None),
         Some(o) if Some(o) == t.outcomes.last() => Ok(t.label.map(|l| l.into_vec())),
         Some(o) => {
-            let e: crate::log::entry::Entry<crate::register::projections::outcomes::OutcomeBody> =
+            let e: crate::log::entry::Entry<outcomes::OutcomeBody> =
                 crate::register::entry_at(store, *o)?;
             let label: serde_json::Value =
                 serde_json::from_str(&e.body.label).map_err(AppError::internal)?;
@@ -715,7 +716,7 @@ pub struct Circuit {
 pub fn circuit(
     store: &dyn Store,
     system: &str,
-    spec: &crate::register::projections::systems::SystemSpec,
+    spec: &systems::SystemSpec,
     deployed: Option<&str>,
 ) -> Result<Circuit, AppError> {
     let limits = spec.policy.evidence_limits();
