@@ -116,6 +116,11 @@ pub struct ServeOpts {
     /// Page cache for the log, in MiB (the vault gets a quarter of it besides).
     #[arg(long, env = "VERITRAIL_CACHE_MB", default_value_t = 1024)]
     pub cache_mb: u64,
+    /// Free space, in MiB, the embedded store keeps on each filesystem it writes to:
+    /// below it, writes are refused with 507 `storage-full` (nothing half-written) and
+    /// resume by themselves once space returns.
+    #[arg(long, env = "VERITRAIL_STORAGE_RESERVE_MB", default_value_t = 64)]
+    pub storage_reserve_mb: u64,
     /// Seconds between retention runs (shredding personal data past its retention period).
     #[arg(
         long,

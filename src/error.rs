@@ -51,6 +51,8 @@ pub enum ErrorCode {
     SubjectNotFound,
     // The service itself.
     Unavailable,
+    StorageFull,
+    StorageFailed,
     Internal,
 }
 
@@ -172,6 +174,8 @@ impl ErrorCode {
             LegalHold => (409, "legal-hold", "A system holding this data is under legal hold (GDPR Art. 17(3)(b)/(e)); nothing was erased"),
             SubjectNotFound => (404, "subject-not-found", "No personal data of this subject is held"),
             Unavailable => (503, "unavailable", "The ledger is not accepting writes"),
+            StorageFull => (507, "storage-full", "The ledger's storage is full"),
+            StorageFailed => (503, "storage-failed", "The ledger's storage failed"),
             Internal => (500, "internal", "Internal error"),
         };
         ErrorSpec {

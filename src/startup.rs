@@ -36,6 +36,8 @@ pub struct OpenOpts {
     pub full_check: bool,
     /// Page cache for the log, MiB.
     pub cache_mb: u64,
+    /// Free space the local store keeps on each of its filesystems, MiB.
+    pub storage_reserve_mb: u64,
     /// PostgreSQL instead of the data dir's sled store.
     pub database_url: Option<String>,
     pub database_connections: usize,
@@ -56,6 +58,7 @@ impl Default for OpenOpts {
             max_clock_skew_secs: 300,
             full_check: false,
             cache_mb: 256,
+            storage_reserve_mb: crate::storage::sled::space::DEFAULT_RESERVE >> 20,
             database_url: None,
             database_connections: 4,
             webhook_hosts: Vec::new(),
@@ -72,18 +75,32 @@ pub fn open_store(
     connections: usize,
     cache_mb: u64,
 ) -> anyhow::Result<Arc<dyn Store>> {
+    let reserve = crate::storage::sled::space::DEFAULT_RESERVE >> 20;
+    open_store_keeping(data_dir, database_url, connections, cache_mb, reserve)
+}
+
+/// [`open_store`], a local store keeping `reserve_mb` free on its filesystems.
+pub fn open_store_keeping(
+    data_dir: &Path,
+    database_url: Option<&str>,
+    connections: usize,
+    cache_mb: u64,
+    reserve_mb: u64,
+) -> anyhow::Result<Arc<dyn Store>> {
     Ok(match database_url {
         Some(url) => {
             Arc::new(PgStore::open(url, connections).context("opening the PostgreSQL store")?)
         }
-        None => Arc::new(
-            SledStore::open_with_cache(
+        None => {
+            let store = SledStore::open_with_cache(
                 &config::ledger_path(data_dir),
                 cache_mb << 20,
                 &crate::register::projections::keys::packing(),
             )
-            .context("opening the ledger store (is a server still running on it?)")?,
-        ),
+            .context("opening the ledger store (is a server still running on it?)")?;
+            store.set_reserve(reserve_mb << 20);
+            Arc::new(store)
+        }
     })
 }
 
@@ -100,11 +117,12 @@ pub async fn open(data_dir: &Path, opts: &OpenOpts) -> anyhow::Result<Service> {
             key
         }
     };
-    let store = open_store(
+    let store = open_store_keeping(
         data_dir,
         opts.database_url.as_deref(),
         opts.database_connections,
         opts.cache_mb,
+        opts.storage_reserve_mb,
     )?;
     let stored_origin = store
         .meta("origin")?
@@ -137,7 +155,7 @@ pub async fn open(data_dir: &Path, opts: &OpenOpts) -> anyhow::Result<Service> {
         max_clock_skew_us: opts.max_clock_skew_secs.saturating_mul(1_000_000),
         sessions: Default::default(),
         stopping: Default::default(),
-        webhook_hosts: opts.webhook_hosts.clone(),
+        webhook_targets: crate::events::targets::Targets::new(&opts.webhook_hosts),
         witness_policy: opts.witness_policy.clone(),
         public_entries: opts.public_entries,
         tiles: Default::default(),
@@ -233,6 +251,7 @@ fn open_opts(opts: &ServeOpts) -> anyhow::Result<OpenOpts> {
         max_clock_skew_secs: opts.max_clock_skew_secs,
         full_check: opts.full_check,
         cache_mb: opts.cache_mb,
+        storage_reserve_mb: opts.storage_reserve_mb,
         database_url: opts.store.database_url.clone(),
         database_connections: opts.store.database_connections,
         webhook_hosts: opts.webhook_allowed_hosts.clone(),
@@ -287,11 +306,16 @@ fn start_background(
         service,
     ));
     // Webhooks: each subscription's events, from its cursor, off the append path.
+    crate::events::subscriptions::warn_refused(
+        &**svc.state.ledger.store(),
+        &svc.state.webhook_targets,
+    )?;
     let delivery = crate::events::delivery::start(
         svc.state.ledger.clone(),
         crate::events::delivery::DeliveryConfig {
             retry_base: std::time::Duration::from_millis(opts.webhook_retry_base_ms.max(1)),
             failing_after,
+            targets: svc.state.webhook_targets.clone(),
             ..Default::default()
         },
         svc.state.stopping.clone(),

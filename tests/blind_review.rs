@@ -271,6 +271,68 @@ async fn a_case_is_judged_once() {
 }
 
 #[actix_web::test]
+async fn another_reviewers_repeat_of_a_judgment_is_a_conflict_that_names_no_entry() {
+    let app = common::spawn().await;
+    let crew = common::crew(&app).await;
+    let rita = app.token("reviewer-rita", "reviewer").await;
+    let victor = app.token("reviewer-victor", "reviewer").await;
+    blind_system(&app, &crew, "credit", 1.0).await;
+    log(&app, &crew, "credit", 1).await;
+    let path = "/v1/systems/credit/blind-reviews/d-0";
+    let body = json!({"judgment": {"approved": false}, "review_ms": 30000});
+    let r = app.post(path, &rita, body.clone()).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let index = r.json()["receipt"]["index"].as_u64().unwrap();
+    let size = app.state.ledger.latest().size;
+    // Whether victor guesses rita's judgment or not, he learns only that the case closed.
+    let same = app.post(path, &victor, body).await;
+    let other = app
+        .post(
+            path,
+            &victor,
+            json!({"judgment": {"approved": true}, "review_ms": 30000}),
+        )
+        .await;
+    for r in [&same, &other] {
+        assert_eq!(r.status, 409, "{}", r.text());
+        assert!(!r.text().contains(&index.to_string()), "{}", r.text());
+        assert!(!r.text().contains("receipt"), "{}", r.text());
+    }
+    assert_eq!(same.json()["detail"], other.json()["detail"]);
+    assert_eq!(app.state.ledger.latest().size, size, "nothing appended");
+}
+
+#[actix_web::test]
+async fn a_judgment_has_the_json_type_of_the_prediction() {
+    let app = common::spawn().await;
+    let crew = common::crew(&app).await;
+    let reviewer = app.token("reviewer-rita", "reviewer").await;
+    blind_system(&app, &crew, "credit", 1.0).await;
+    log(&app, &crew, "credit", 1).await;
+    let path = "/v1/systems/credit/blind-reviews/d-0";
+    for judged in [json!(1e308), json!(1), json!("true")] {
+        let r = app
+            .post(
+                path,
+                &reviewer,
+                json!({"judgment": {"approved": judged}, "review_ms": 30000}),
+            )
+            .await;
+        assert_eq!(r.status, 400, "{judged}: {}", r.text());
+        assert_eq!(r.json()["field"], "judgment", "{}", r.text());
+        assert!(r.text().contains("a boolean"), "{}", r.text());
+    }
+    let r = app
+        .post(
+            path,
+            &reviewer,
+            json!({"judgment": {"approved": true}, "review_ms": 30000}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+}
+
+#[actix_web::test]
 async fn only_an_open_case_is_judged() {
     let app = common::spawn().await;
     let crew = common::crew(&app).await;

@@ -9,7 +9,7 @@ use common::ground_truth::{now, time};
 use serde_json::{json, Value};
 
 fn event() -> Value {
-    json!({"occurred_at": time(now() - 1_000_000), "upstream": "intake", "downstream": "scoring",
+    json!({"occurred_at": time(now()), "upstream": "intake", "downstream": "scoring",
            "contract_version": "v3", "status": "timeout", "latency_ms": 800,
            "detail": "no answer within 800 ms"})
 }
@@ -192,4 +192,20 @@ async fn each_bad_failure_mode_policy_key_is_named() {
         assert_eq!(r.status, 400, "{field}: {}", r.text());
         assert!(r.text().contains(field), "{field}: {}", r.text());
     }
+}
+
+#[actix_web::test]
+async fn a_boundary_event_before_the_systems_registration_is_refused() {
+    let app = common::spawn().await;
+    let crew = common::crew(&app).await;
+    common::deployed_system(&app, &crew, "credit", "1").await;
+    let size = app.state.ledger.latest().size;
+    let mut e = event();
+    e["occurred_at"] = json!("1970-01-01T00:00:00Z");
+    let r = app
+        .post("/v1/systems/credit/boundary-events", &crew.pipeline, e)
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.json()["field"], "occurred_at", "{}", r.text());
+    assert_eq!(app.state.ledger.latest().size, size, "nothing appended");
 }

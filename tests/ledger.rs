@@ -375,11 +375,18 @@ fn bytes_after_the_last_durable_batch_are_cut_on_open() {
         .unwrap()
         .path();
     let len = std::fs::metadata(&seg).unwrap().len();
+    // The record of batch 5 (one entry), whole, as the writer appends it: its header
+    // (magic, first index, count, body length), then its body.
+    let mut record = veritrail::storage::sled::segments::RECORD_MAGIC.to_vec();
+    record.extend_from_slice(&5u64.to_be_bytes());
+    record.extend_from_slice(&1u32.to_be_bytes());
+    record.extend_from_slice(&1000u32.to_be_bytes());
+    record.extend_from_slice(&[0xab; 1000]);
     std::fs::OpenOptions::new()
         .append(true)
         .open(&seg)
         .unwrap()
-        .write_all(&[0xab; 1000])
+        .write_all(&record)
         .unwrap();
     let (ledger, writer) = open_at(&path);
     assert_eq!(std::fs::metadata(&seg).unwrap().len(), len);

@@ -575,3 +575,20 @@ async fn no_note_or_grounds_is_kept_once_the_subject_is_erased() {
         200
     );
 }
+
+#[actix_web::test]
+async fn a_contest_received_before_its_decision_is_refused() {
+    let app = common::spawn().await;
+    let crew = with_decision(&app).await;
+    let before = size(&app);
+    let r = app
+        .post(
+            "/v1/systems/credit/decisions/d-1/contests",
+            &crew.officer,
+            json!({"grounds": "wrong address used", "received_at": "1970-01-01T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.json()["field"], "received_at", "{}", r.text());
+    assert_eq!(size(&app), before, "nothing appended");
+}

@@ -1137,7 +1137,7 @@ async fn written_entries_match_the_schemas() {
         .post(
             "/v1/systems/credit/boundary-events",
             &pipeline,
-            json!({"occurred_at": "2026-11-30T12:00:00Z", "upstream": "intake", "downstream": "credit", "contract_version": "v3", "status": "timeout", "latency_ms": 800, "detail": "no answer in 800 ms"}),
+            json!({"occurred_at": common::ground_truth::time(common::ground_truth::now()), "upstream": "intake", "downstream": "credit", "contract_version": "v3", "status": "timeout", "latency_ms": 800, "detail": "no answer in 800 ms"}),
         )
         .await;
     assert_eq!(r.status, 201, "{}", r.text());

@@ -299,3 +299,132 @@ async fn only_admins_see_the_subscriptions_of_others() {
         404
     );
 }
+
+/// A real server with the fixture system and `env`: (backend, child, url, admin, pipeline).
+fn server_with(
+    env: &[(&str, &str)],
+) -> (common::Backend, std::process::Child, String, String, String) {
+    let backend = common::Backend::new();
+    let (child, url) = common::start_server(&backend, env);
+    let admin = std::fs::read_to_string(backend.path().join("admin-token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let (pipeline, _) = common::setup_system_http(&url, &admin);
+    (backend, child, url, admin, pipeline)
+}
+
+/// POST a subscription to `target` on a real server: (status, answer).
+fn try_subscribe(url: &str, admin: &str, target: &str) -> (u16, Value) {
+    let r = reqwest::blocking::Client::new()
+        .post(format!("{url}/v1/subscriptions"))
+        .bearer_auth(admin)
+        .json(&json!({"url": target, "types": ["decision.recorded"]}))
+        .send()
+        .unwrap();
+    (r.status().as_u16(), r.json().unwrap())
+}
+
+/// The loopback receivers of these tests, one per form of the address: (url form, receiver).
+fn loopback_receivers() -> Vec<(String, Receiver)> {
+    let v4 = Receiver::start_on("127.0.0.1:0", 0, Duration::ZERO);
+    let v6 = Receiver::start_on("[::1]:0", 0, Duration::ZERO);
+    let named = Receiver::start_on("127.0.0.1:0", 0, Duration::ZERO);
+    let named_url = named.url.replace("127.0.0.1", "localhost");
+    vec![
+        (v4.url.clone(), v4),
+        (v6.url.clone(), v6),
+        (named_url, named),
+    ]
+}
+
+#[test]
+fn loopback_targets_are_refused_by_default_and_their_receivers_get_nothing() {
+    let (_b, mut child, url, admin, pipeline) = server_with(common::receiver::FAST_DEFAULT_RULE);
+    let receivers = loopback_receivers();
+    for (target, _) in &receivers {
+        let (status, p) = try_subscribe(&url, &admin, target);
+        assert_eq!(status, 400, "{target}: {p}");
+        assert_eq!(p["field"], "url", "{p}");
+        assert!(p["detail"].as_str().unwrap().contains("loopback"), "{p}");
+    }
+    common::decide_http(&url, &pipeline, "after-refusal");
+    std::thread::sleep(Duration::from_millis(500));
+    for (target, rx) in &receivers {
+        assert!(rx.got.lock().unwrap().is_empty(), "{target} got a request");
+    }
+    common::stop_server(&mut child);
+}
+
+#[test]
+fn loopback_targets_are_delivered_to_once_the_allow_list_names_them() {
+    let mut env = common::receiver::FAST_DEFAULT_RULE.to_vec();
+    env.push((
+        "VERITRAIL_WEBHOOK_ALLOWED_HOSTS",
+        "127.0.0.1,[::1],localhost",
+    ));
+    let (_b, mut child, url, admin, pipeline) = server_with(&env);
+    let receivers = loopback_receivers();
+    for (target, _) in &receivers {
+        let (status, p) = try_subscribe(&url, &admin, target);
+        assert_eq!(status, 201, "{target}: {p}");
+    }
+    let index = common::decide_http(&url, &pipeline, "allowed");
+    for (target, rx) in &receivers {
+        let got = rx.wait_for(1);
+        assert_eq!(got[0].0, index, "{target}");
+    }
+    common::stop_server(&mut child);
+}
+
+#[test]
+fn a_stored_subscription_the_rule_now_refuses_stays_listed_marked_and_undelivered() {
+    let backend = common::Backend::new();
+    let (mut child, url) = common::start_server(&backend, common::receiver::FAST);
+    let admin = std::fs::read_to_string(backend.path().join("admin-token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let (pipeline, _) = common::setup_system_http(&url, &admin);
+    let rx = Receiver::start(0, Duration::ZERO);
+    let (id, _) = subscribe(&url, &admin, &rx.url, json!(["decision.recorded"]));
+    common::decide_http(&url, &pipeline, "before");
+    rx.wait_for(1);
+    common::stop_server(&mut child);
+
+    // The operator drops the allow-list: the stored target is now refused.
+    let (mut child, url, log) =
+        common::start_server_logging(&backend, common::receiver::FAST_DEFAULT_RULE);
+    let named = format!("subscription={id}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !log
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains(&named) && l.contains("refused"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the start-up log names the refused subscription:\n{}",
+            log.lock().unwrap().join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let view: Value = reqwest::blocking::Client::new()
+        .get(format!("{url}/v1/subscriptions/{id}"))
+        .bearer_auth(&admin)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert!(
+        view["refused"]
+            .as_str()
+            .is_some_and(|r| r.contains("loopback")),
+        "{view}"
+    );
+    common::decide_http(&url, &pipeline, "after");
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(rx.delivered().len(), 1, "a refused target got a delivery");
+    common::stop_server(&mut child);
+}

@@ -183,6 +183,37 @@ fn checkpoints_carry_both_cosignatures_and_the_audit_requires_them() {
 }
 
 #[test]
+fn two_witnesses_left_at_one_default_name_are_told_apart_by_key() {
+    if !common::backend::sled_run("two_witnesses_left_at_one_default_name_are_told_apart_by_key") {
+        return;
+    }
+    let (_, vkey) = log_key();
+    let dirs = tempfile::tempdir().unwrap();
+    let name = "veritrail-witness";
+    let w0 = start_witness(&dirs.path().join("w0"), name, free_port(), &[&vkey]);
+    let w1 = start_witness(&dirs.path().join("w1"), name, free_port(), &[&vkey]);
+    assert_ne!(w0.vkey, w1.vkey, "two keys under one name");
+    let policy = policy_for(dirs.path(), &[&w0, &w1]);
+    let log = log_with(&policy);
+    let last = decide(&log, "same-name");
+
+    eventually("the quorum of both is met and served", || {
+        let note = get(&format!("{}/checkpoint", log.url)).text().unwrap();
+        size_of(&note) > last
+            && cosigned(&note, &w0.vkey).is_some()
+            && cosigned(&note, &w1.vkey).is_some()
+    });
+    let out = audit(&log, &policy);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("cosigned by w0, w1"), "{text}");
+}
+
+#[test]
 fn with_a_witness_down_the_quorum_is_missed_and_the_lag_finding_opens_then_clears() {
     if !common::backend::sled_run(
         "with_a_witness_down_the_quorum_is_missed_and_the_lag_finding_opens_then_clears",

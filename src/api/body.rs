@@ -5,7 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use actix_web::dev::Payload;
-use actix_web::{FromRequest, HttpRequest};
+use actix_web::{FromRequest, HttpMessage, HttpRequest};
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 
@@ -15,11 +15,37 @@ use crate::error::{AppError, ErrorCode};
 /// A JSON request body of type `T`, at most `MULT` times the configured body limit
 /// (test inputs of a million samples per group need more than a decision does).
 /// Handlers take it after their `Caller`, so a caller without the role never has a
-/// body read; a large body is parsed on the blocking pool, not on an HTTP worker.
+/// body read; a large body is parsed on the blocking pool, not on an HTTP worker, and
+/// waits for its turn among large bodies before it is read.
 pub struct Json<T, const MULT: usize = 1>(pub T);
 
 /// Bodies larger than this are parsed off the HTTP worker threads.
 const PARSE_INLINE_BYTES: usize = 64 * 1024;
+
+/// A body larger than this is a large body: at most [`LARGE_AT_ONCE`] of them are read,
+/// parsed and handled at a time (a 72 MB test record takes about 350 MB while its
+/// samples are parsed and evaluated), so concurrent large bodies wait instead of
+/// adding up.
+const LARGE_BYTES: usize = 4 << 20;
+const LARGE_AT_ONCE: usize = 1;
+static LARGE: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(LARGE_AT_ONCE);
+
+/// A large body's turn, kept in its request's extensions until the request is done.
+struct LargeTurn {
+    _permit: tokio::sync::SemaphorePermit<'static>,
+}
+
+/// Wait for a large body's turn, held by the request until its answer is made.
+async fn large_turn(req: &HttpRequest) {
+    if req.extensions().get::<LargeTurn>().is_some() {
+        return;
+    }
+    let permit = LARGE
+        .acquire()
+        .await
+        .expect("the semaphore is never closed");
+    req.extensions_mut().insert(LargeTurn { _permit: permit });
+}
 
 impl<T: DeserializeOwned + Send + 'static, const MULT: usize> FromRequest for Json<T, MULT> {
     type Error = AppError;
@@ -42,6 +68,7 @@ impl<T: DeserializeOwned + Send + 'static, const MULT: usize> FromRequest for Js
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok());
         let mut payload = payload.take();
+        let req = req.clone();
         Box::pin(async move {
             let json = ct.as_deref().is_some_and(|c| {
                 let essence = c
@@ -68,6 +95,9 @@ impl<T: DeserializeOwned + Send + 'static, const MULT: usize> FromRequest for Js
                     format!("the body may be at most {limit} bytes"),
                 ));
             }
+            if declared.is_some_and(|n| n > LARGE_BYTES) {
+                large_turn(&req).await;
+            }
             let mut buf = Vec::with_capacity(declared.unwrap_or(1024).min(limit));
             while let Some(chunk) = payload.next().await {
                 let chunk = chunk.map_err(|e| {
@@ -81,6 +111,10 @@ impl<T: DeserializeOwned + Send + 'static, const MULT: usize> FromRequest for Js
                         ErrorCode::PayloadTooLarge,
                         format!("the body may be at most {limit} bytes"),
                     ));
+                }
+                if buf.len() + chunk.len() > LARGE_BYTES && buf.len() <= LARGE_BYTES {
+                    // A body without a length grew large: it waits its turn now.
+                    large_turn(&req).await;
                 }
                 buf.extend_from_slice(&chunk);
             }

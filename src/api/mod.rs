@@ -45,8 +45,8 @@ pub struct AppState {
     pub max_clock_skew_us: u64,
     /// The console's sessions on this node.
     pub sessions: console::session::Sessions,
-    /// Hosts webhook subscriptions may target (empty: any).
-    pub webhook_hosts: Vec<String>,
+    /// Where webhook subscriptions may go: the allow-list and the address rule.
+    pub webhook_targets: crate::events::targets::Targets,
     /// Set when the service begins to stop: open event feeds end.
     pub stopping: Arc<std::sync::atomic::AtomicBool>,
     /// The witness policy: the checkpoint served is the newest that meets its quorum.

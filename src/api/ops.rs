@@ -37,16 +37,21 @@ async fn healthz(state: State) -> HttpResponse {
 #[get("/readyz")]
 async fn readyz(state: State) -> HttpResponse {
     let size = state.ledger.latest().size;
-    if state.ledger.writer_alive() {
-        HttpResponse::Ok().json(Health {
+    let status = if !state.ledger.writer_alive() {
+        Some("writer stopped".to_owned())
+    } else {
+        // A statvfs per directory: cheap enough to ask on every probe.
+        state.ledger.store().writable().err().map(|e| e.to_string())
+    };
+    match status {
+        None => HttpResponse::Ok().json(Health {
             status: "ready".into(),
             tree_size: size,
-        })
-    } else {
-        HttpResponse::ServiceUnavailable().json(Health {
-            status: "writer stopped".into(),
+        }),
+        Some(why) => HttpResponse::ServiceUnavailable().json(Health {
+            status: why,
             tree_size: size,
-        })
+        }),
     }
 }
 

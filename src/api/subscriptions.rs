@@ -38,6 +38,9 @@ pub struct SubscriptionView {
     pub cursor: u64,
     /// Since when deliveries have failed without a success, if they have.
     pub failing_since: Option<String>,
+    /// Why the address rule now refuses its target (a subscription made before the
+    /// rule, or before the allow-list changed): it is kept, and not delivered to.
+    pub refused: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -64,6 +67,7 @@ fn view(state: &State, r: SubscriptionRow) -> Result<SubscriptionView, AppError>
     Ok(SubscriptionView {
         cursor: delivery::cursor(store, r.id)?.unwrap_or(r.spec.start),
         failing_since: delivery::failing_since(store, r.id)?.map(rfc3339),
+        refused: subscriptions::refused(&r, &state.webhook_targets),
         id: r.id,
         url: r.spec.url,
         types: r.spec.types,
@@ -103,7 +107,7 @@ async fn create(
     caller: Caller<Subscribers>,
     body: Json<SubscriptionRequest>,
 ) -> Result<HttpResponse, AppError> {
-    let (spec, start) = subscriptions::validate(body.0, &state.webhook_hosts)?;
+    let (spec, start) = subscriptions::validate(body.0, &state.webhook_targets)?;
     let secret = subscriptions::fresh_secret();
     let receipt = state
         .ledger

@@ -37,6 +37,9 @@ pub struct DeliveryConfig {
     pub failing_after: Duration,
     /// Each attempt's time limit.
     pub timeout: Duration,
+    /// Where deliveries may go: checked before a subscription's task starts, and by the
+    /// client's resolver at every connection.
+    pub targets: super::targets::Targets,
 }
 
 impl Default for DeliveryConfig {
@@ -46,6 +49,7 @@ impl Default for DeliveryConfig {
             max_backoff: Duration::from_secs(600),
             failing_after: Duration::from_secs(24 * 3600),
             timeout: Duration::from_secs(10),
+            targets: Default::default(),
         }
     }
 }
@@ -154,9 +158,13 @@ async fn run(
         rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut b);
         hex::encode(b)
     };
+    // No proxy (it would connect where the rule never looked) and no redirect (a 3xx
+    // could point anywhere); every name resolved through the address rule.
     let client = reqwest::Client::builder()
         .timeout(config.timeout)
         .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .dns_resolver(config.targets.resolver())
         .build()
         .expect("an HTTP client");
     let recent = Recent::shared();
@@ -191,7 +199,12 @@ async fn run(
                     }
                     live
                 });
-                for s in subs {
+                // A subscription the rule refuses is kept, marked, and not delivered to
+                // (the start-up log named it).
+                for s in subs
+                    .into_iter()
+                    .filter(|s| subscriptions::refused(s, &config.targets).is_none())
+                {
                     tasks.entry(s.id).or_insert_with(|| {
                         tokio::spawn(deliver(
                             ledger.clone(),
@@ -513,6 +526,13 @@ async fn post(
 }
 
 fn short_error(e: &reqwest::Error) -> String {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(r) = s.downcast_ref::<super::targets::RefusedTarget>() {
+            return format!("refused: {r}");
+        }
+        source = s.source();
+    }
     if e.is_timeout() {
         "timed out".into()
     } else if e.is_connect() {

@@ -13,6 +13,7 @@ use crate::log::{entry, merkle};
 
 pub mod delivery;
 pub mod subscriptions;
+pub mod targets;
 
 /// The CloudEvents `type` of an entry kind.
 pub fn event_type(kind: &str) -> String {

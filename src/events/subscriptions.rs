@@ -114,10 +114,10 @@ fn secret_key(id: u64) -> Vec<u8> {
     [SECRET, &id.to_be_bytes()[..]].concat()
 }
 
-/// Check a request against the allowed hosts (empty: any host). The body to append.
+/// Check a request against the operator's target rule. The body to append.
 pub fn validate(
     req: SubscriptionRequest,
-    allowed_hosts: &[String],
+    targets: &super::targets::Targets,
 ) -> Result<(CreatedBody, Option<u64>), AppError> {
     if req.url.len() > 2048 {
         return Err(AppError::invalid("url", "at most 2048 characters"));
@@ -133,16 +133,9 @@ pub fn validate(
             "must not hold a user or password (the URL is in the log; the signature authenticates the events)",
         ));
     }
-    let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
-    if host.is_empty() {
-        return Err(AppError::invalid("url", "has no host"));
-    }
-    if !allowed_hosts.is_empty() && !allowed_hosts.iter().any(|h| h.eq_ignore_ascii_case(&host)) {
-        return Err(AppError::invalid(
-            "url",
-            format!("{host} is not among the hosts the operator allows"),
-        ));
-    }
+    targets
+        .check(&url)
+        .map_err(|why| AppError::invalid("url", why))?;
     TypeFilter::parse_new("types", &req.types)?;
     if req.systems.len() > MAX_SYSTEMS {
         return Err(AppError::invalid(
@@ -166,6 +159,24 @@ pub fn validate(
         },
         start,
     ))
+}
+
+/// Why the target rule now refuses a stored subscription's URL, if it does.
+pub fn refused(row: &SubscriptionRow, targets: &super::targets::Targets) -> Option<String> {
+    match reqwest::Url::parse(&row.spec.url) {
+        Ok(url) => targets.check(&url).err(),
+        Err(e) => Some(format!("not a URL: {e}")),
+    }
+}
+
+/// Name, in the start-up log, each stored subscription the target rule now refuses.
+pub fn warn_refused(store: &dyn Store, targets: &super::targets::Targets) -> Result<(), AppError> {
+    for row in list(store)? {
+        if let Some(why) = refused(&row, targets) {
+            tracing::warn!(subscription = row.id, reason = %why, "a stored webhook subscription's target is refused: it stays listed, marked refused, and is not delivered to");
+        }
+    }
+    Ok(())
 }
 
 /// A fresh secret: `whsec_` + base64 of 32 random bytes (Standard Webhooks).

@@ -19,7 +19,13 @@ impl HasErrorCode for LedgerError {
 
 impl HasErrorCode for StoreError {
     fn error_code(&self) -> ErrorCode {
-        ErrorCode::Internal
+        match self {
+            StoreError::Full(_) => ErrorCode::StorageFull,
+            // The backend failed (a lost connection, a primary that stepped down):
+            // nothing was done, and the same request may succeed in a moment.
+            StoreError::Backend { .. } => ErrorCode::Unavailable,
+            StoreError::Corrupt(_) => ErrorCode::Internal,
+        }
     }
 }
 
@@ -43,6 +49,11 @@ impl From<AppendError<AppError>> for AppError {
             A::Storage(m) => {
                 AppError::new(ErrorCode::Unavailable, format!("nothing was recorded: {m}"))
             }
+            A::Full(m) => AppError::new(
+                ErrorCode::StorageFull,
+                format!("nothing was recorded: {m}; writes resume once space returns"),
+            ),
+            A::StorageFailed(m) => AppError::new(ErrorCode::StorageFailed, m),
             A::Unavailable => AppError::new(
                 ErrorCode::Unavailable,
                 "the ledger writer has stopped; nothing was recorded",

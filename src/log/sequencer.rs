@@ -93,6 +93,14 @@ pub enum AppendError<E> {
     Rejected(E),
     #[error("storage failed; nothing of this batch was recorded: {0}")]
     Storage(String),
+    /// The local store refused the batch before writing any of it: its free-space
+    /// reserve is reached. The writer goes on; so do writes once space returns.
+    #[error("storage full; nothing of this batch was written: {0}")]
+    Full(String),
+    /// The local store failed to make the batch durable (a failed write or sync): it is
+    /// not acknowledged, and the writer has stopped (a retried sync is not trusted).
+    #[error("storage failed to make the batch durable: {0}")]
+    StorageFailed(String),
     #[error("the writer has stopped")]
     Unavailable,
     /// An entry of the command would exceed [`MAX_ENTRY_BYTES`]; nothing was appended.
@@ -270,11 +278,14 @@ impl<E: Send + 'static> Sequencer<E> {
                 }
             }
             if poisoned {
+                let why = "the writer stopped after a storage failure; nothing was recorded (restart to recover)";
                 for j in jobs {
                     let n = j.requests.len();
-                    let _ = j
-                        .reply
-                        .send((0..n).map(|_| Err(AppendError::Unavailable)).collect());
+                    let _ = j.reply.send(
+                        (0..n)
+                            .map(|_| Err(AppendError::StorageFailed(why.into())))
+                            .collect(),
+                    );
                 }
                 continue;
             }
@@ -522,10 +533,23 @@ impl<E: Send + 'static> Sequencer<E> {
             }
             Err(e) => {
                 let msg = e.to_string();
+                let failed = |m: String| match (&e, shared) {
+                    (StoreError::Full(_), _) => AppendError::Full(m),
+                    (_, true) => AppendError::Storage(m),
+                    (_, false) => AppendError::StorageFailed(m),
+                };
                 for o in outcomes.iter_mut().flatten() {
                     if !matches!(o, Outcome::Failed(_)) {
-                        *o = Outcome::Failed(AppendError::Storage(msg.clone()));
+                        *o = Outcome::Failed(failed(msg.clone()));
                     }
+                }
+                if let StoreError::Full(why) = &e {
+                    // Nothing was written: the writer goes on, refusing until space returns.
+                    tracing::warn!(reason = %why, "batch refused: storage full");
+                    if shared {
+                        self.store.release()?;
+                    }
+                    return Ok((None, Ok(())));
                 }
                 if shared {
                     // The transaction rolled back (or, if the connection died while

@@ -108,6 +108,11 @@ impl<'a> Staging<'a> {
         self.actor
     }
 
+    /// The store under the staged rows, for what only the log holds (its entries).
+    pub fn store(&self) -> &'a dyn Store {
+        self.store
+    }
+
     /// Hand a value the command already read and decoded (a record its check needed) on
     /// to the projectors of the entries it returns, which run on this same staging, so
     /// they need not read it again. It lives as long as this staging: one command.

@@ -38,6 +38,10 @@ pub enum StoreError {
     },
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// Nothing was written: the store keeps its free-space reserve (a write that found
+    /// the disk full would leave the store failed).
+    #[error("storage full: {0}")]
+    Full(String),
 }
 
 impl StoreError {
@@ -123,6 +127,22 @@ pub struct CommitBatch {
     pub meta: Vec<(String, Vec<u8>)>,
 }
 
+impl CommitBatch {
+    /// About how many bytes the batch writes (entries, tiles, rows, vault values).
+    pub fn bytes(&self) -> u64 {
+        let rows = |w: &Writes| -> usize {
+            w.iter()
+                .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len))
+                .sum()
+        };
+        let n = self.entries.iter().map(Vec::len).sum::<usize>()
+            + self.tiles.iter().map(|(_, t)| t.len()).sum::<usize>()
+            + rows(&self.projections)
+            + rows(&self.vault);
+        n as u64
+    }
+}
+
 /// The log's own store: entries, tiles, checkpoints, the head, metadata.
 pub trait LogStore: Send + Sync + 'static {
     fn head(&self) -> StoreResult<Option<Head>>;
@@ -131,6 +151,11 @@ pub trait LogStore: Send + Sync + 'static {
     /// readers refresh the published checkpoint from the store.
     fn shared(&self) -> bool {
         false
+    }
+    /// Whether a batch could be written now (a local store: above its free-space
+    /// reserve); `/readyz` asks.
+    fn writable(&self) -> StoreResult<()> {
+        Ok(())
     }
     /// Begin a write round: take the log-head lock (a shared backend holds it until
     /// `commit` or `release`) and return the head as stored.

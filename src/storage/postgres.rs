@@ -34,7 +34,13 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
 ];
 
 fn pg(e: postgres::Error) -> StoreError {
-    StoreError::backend("postgres", e)
+    // The server's own message and SQLSTATE, which `Display` of the error leaves out.
+    let what = match (e.as_db_error(), std::error::Error::source(&e)) {
+        (Some(db), _) => format!("postgres: {} (SQLSTATE {})", db.message(), db.code().code()),
+        (None, Some(cause)) => format!("postgres: {cause}"),
+        (None, None) => "postgres".to_owned(),
+    };
+    StoreError::backend(what, e)
 }
 
 type Params<'a> = &'a [&'a (dyn postgres::types::ToSql + Sync)];

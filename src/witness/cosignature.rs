@@ -145,6 +145,22 @@ impl CosignatureVerifier {
         lines.lines().find_map(|line| self.verify_line(text, line))
     }
 
+    /// Whether `line` is a signature line naming this key (its name and key id; whether
+    /// the signature is valid is not asked): witnesses left at one default name are
+    /// still told apart by their keys.
+    pub fn names_key_of(&self, line: &str) -> bool {
+        let Some((name, b64)) = line
+            .strip_prefix(SIG_PREFIX)
+            .and_then(|l| l.split_once(' '))
+        else {
+            return false;
+        };
+        name == self.name
+            && B64
+                .decode(b64.trim_end())
+                .is_ok_and(|b| b.get(..4) == Some(&self.id[..]))
+    }
+
     /// The timestamp of `line`, when it is a valid cosignature by this key on `text`.
     pub fn verify_line(&self, text: &str, line: &str) -> Option<u64> {
         let (name, b64) = line.strip_prefix(SIG_PREFIX)?.split_once(' ')?;

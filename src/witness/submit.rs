@@ -147,11 +147,12 @@ fn keep(
 ) -> Result<(), AppError> {
     let _g = lock.lock().expect("cosignature lock");
     let (w, size, text, line, now) = (c.witness, c.size, c.text.as_str(), c.line.as_str(), c.at);
-    let name = &policy.witnesses[w].key;
-    let prefix = format!("\u{2014} {} ", name.name());
+    // This witness's earlier line for the size is replaced; another's stays, even under
+    // the same key name.
+    let by = &policy.witnesses[w].key;
     let mut lines: Vec<String> = cosignatures(store, size)?
         .lines()
-        .filter(|l| !l.starts_with(&prefix))
+        .filter(|l| !by.names_key_of(l))
         .map(|l| format!("{l}\n"))
         .collect();
     lines.push(line.to_owned());

@@ -208,7 +208,7 @@ where
         .post(
             &format!("/v1/systems/{id}/decisions/{decision_id}/contests"),
             &crew.officer,
-            json!({"grounds": "my income was misread", "received_at": time(now() - DAY)}),
+            json!({"grounds": "my income was misread", "received_at": time(now())}),
         )
         .await;
     assert_eq!(c.status, 201, "{}", c.text());

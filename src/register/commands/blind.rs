@@ -1,16 +1,18 @@
 //! Blind review's commands (FM-03): the writer's draw of a decision for review (from its
 //! fresh subject salt, so no pipeline can predict or steer it) and a reviewer's judgment
-//! (`blind_review.recorded`), refused unless a case is open; the same judgment again is
-//! its receipt, another one a conflict.
+//! (`blind_review.recorded`), refused unless a case is open and of the prediction's JSON
+//! type; the same reviewer's same judgment again is its receipt, anything else a conflict
+//! that tells another reviewer nothing of the first one's work.
 
 use crate::decimal::Decimal;
 use crate::error::{AppError, ErrorCode};
+use crate::log::Staging;
 use crate::log::{Command, Prepared};
-use crate::register::projections::blind::{Judgment, JudgmentBody, RECORDED};
-use crate::register::projections::decisions;
+use crate::register::projections::blind::{JsonType, Judgment, JudgmentBody, OpenCase, RECORDED};
+use crate::register::projections::decisions::{self, DecisionBody};
 use crate::register::projections::keys::{blind_case_key, judgment_key};
 use crate::register::projections::{evidence, keys, systems, vault};
-use crate::register::{append, draft, get, validate_ident};
+use crate::register::{append, draft, entry_at, get, validate_ident};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
@@ -91,23 +93,25 @@ pub fn judge_command(
             )
         };
         let dref = decisions::reference(s, &system, &decision_id)?.ok_or_else(missing)?;
-        let judgment = vault::canonical_text(&serde_json::Value::Object(req.judgment.clone()))?;
+        let judged = &req.judgment[&field];
         if let Some(done) = get::<Judgment>(s, &judgment_key(&system, dref.index))? {
-            let digest = evidence::value_digest(&req.judgment[&field])?;
-            if digest == done.prediction && req.review_ms == done.review_ms {
-                return Ok(Prepared::Existing(done.index));
+            return repeated(s, &done, judged, req.review_ms, &decision_id);
+        }
+        let case: OpenCase = get(s, &blind_case_key(&system, dref.index))?.ok_or_else(missing)?;
+        if let Some(want) = prediction_type(s, &case, dref.index, &field)? {
+            let got = JsonType::of(judged);
+            if got != want {
+                return Err(AppError::invalid(
+                    "judgment",
+                    format!(
+                        "{field:?} must be {}, as the decision's prediction is; got {}",
+                        want.name(),
+                        got.name()
+                    ),
+                ));
             }
-            return Err(AppError::new(
-                ErrorCode::Conflict,
-                format!(
-                    "decision {decision_id:?} was judged already (entry {}) otherwise",
-                    done.index
-                ),
-            ));
         }
-        if s.get(&blind_case_key(&system, dref.index))?.is_none() {
-            return Err(missing());
-        }
+        let judgment = vault::canonical_text(&serde_json::Value::Object(req.judgment.clone()))?;
         let body = JudgmentBody {
             decision_id: decision_id.clone(),
             decision: dref.index,
@@ -116,6 +120,55 @@ pub fn judge_command(
         };
         append(vec![draft(RECORDED, &system, &body)?])
     })
+}
+
+/// A judgment of a case judged already: the same reviewer's same judgment again is its
+/// receipt and a different one a conflict naming the entry; another reviewer learns only
+/// that the case is closed (nothing of whose judgment, or what it was).
+fn repeated(
+    s: &Staging<'_>,
+    done: &Judgment,
+    judged: &serde_json::Value,
+    review_ms: u64,
+    decision_id: &str,
+) -> Result<Prepared, AppError> {
+    let by = match &done.actor {
+        Some(a) => a.clone(),
+        None => entry_at::<serde_cbor::Value>(s.store(), done.index)?.actor,
+    };
+    if by != s.actor() {
+        return Err(AppError::new(
+            ErrorCode::Conflict,
+            format!(
+                "decision {decision_id:?} has no open blind-review case: it was judged already"
+            ),
+        ));
+    }
+    if evidence::value_digest(judged)? == done.prediction && review_ms == done.review_ms {
+        return Ok(Prepared::Existing(done.index));
+    }
+    Err(AppError::new(
+        ErrorCode::Conflict,
+        format!(
+            "decision {decision_id:?} was judged already (entry {}) otherwise",
+            done.index
+        ),
+    ))
+}
+
+/// The JSON type the case's judgment must have: its prediction's, kept with the case or
+/// (for a case opened before it was) read from the decision's entry.
+fn prediction_type(
+    s: &Staging<'_>,
+    case: &OpenCase,
+    decision: u64,
+    field: &str,
+) -> Result<Option<JsonType>, AppError> {
+    if case.prediction_type.is_some() {
+        return Ok(case.prediction_type);
+    }
+    let e = entry_at::<DecisionBody>(s.store(), decision)?;
+    JsonType::of_field(&e.body.output, field)
 }
 
 /// The rows [`judge_command`] reads.

@@ -62,7 +62,13 @@ impl EventRequest {
 /// Record a boundary event of `system` (pipeline): the system must be registered.
 pub fn record_command(system: String, e: ValidEvent) -> Command<AppError> {
     Box::new(move |s| {
-        systems::load_active(s, &system)?;
+        let sys = systems::load_active(s, &system)?;
+        if e.0.occurred_at < sys.registered_time {
+            return Err(AppError::invalid(
+                "occurred_at",
+                "lies before the system was registered",
+            ));
+        }
         append(vec![draft(EVENT, &system, &e.0)?])
     })
 }

@@ -218,6 +218,12 @@ pub fn contest_command(
         }
         let dref = crate::register::projections::decisions::reference(s, &system, &decision_id)?
             .ok_or_else(|| not_found(&system, &decision_id))?;
+        if made_at(s, &dref)?.is_some_and(|t| received_at < t) {
+            return Err(AppError::invalid(
+                "received_at",
+                "lies before the decision was made",
+            ));
+        }
         refuse_erased(
             s.vault_get(&vault::decision_key(dref.index))?.is_none(),
             "grounds",

@@ -23,6 +23,53 @@ pub struct OpenCase {
     pub decision_id: String,
     /// When the decision was recorded (unix µs): the case's age runs from then.
     pub time: u64,
+    /// The JSON type of the decision's prediction, which its judgment must share
+    /// (absent from cases opened before it was kept: read from the decision's entry).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prediction_type: Option<JsonType>,
+}
+
+/// The type of a JSON value, as a judgment is checked against its prediction's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JsonType {
+    Null,
+    Boolean,
+    Number,
+    String,
+    Array,
+    Object,
+}
+
+impl JsonType {
+    pub fn of(v: &serde_json::Value) -> Self {
+        use serde_json::Value as V;
+        match v {
+            V::Null => Self::Null,
+            V::Bool(_) => Self::Boolean,
+            V::Number(_) => Self::Number,
+            V::String(_) => Self::String,
+            V::Array(_) => Self::Array,
+            V::Object(_) => Self::Object,
+        }
+    }
+
+    /// The type of `output`'s field `field` (an output's canonical JSON text), if present.
+    pub fn of_field(output: &str, field: &str) -> Result<Option<Self>, AppError> {
+        let output: serde_json::Value = serde_json::from_str(output).map_err(AppError::internal)?;
+        Ok(output.get(field).map(Self::of))
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Null => "null",
+            Self::Boolean => "a boolean",
+            Self::Number => "a number",
+            Self::String => "a string",
+            Self::Array => "an array",
+            Self::Object => "an object",
+        }
+    }
 }
 pub(crate) fn open_case(
     s: &mut Staging<'_>,
@@ -30,12 +77,14 @@ pub(crate) fn open_case(
     index: u64,
     decision_id: &str,
     time: u64,
+    prediction_type: Option<JsonType>,
 ) {
     s.put(
         blind_case_key(system, index),
         cbor_packed(&OpenCase {
             decision_id: decision_id.to_owned(),
             time,
+            prediction_type,
         }),
     );
 }
@@ -50,6 +99,9 @@ pub struct Judgment {
     #[serde(with = "serde_bytes")]
     pub prediction: Vec<u8>,
     pub review_ms: u64,
+    /// Who judged (absent from rows kept before it was: read from the entry).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
 }
 
 /// The body of `blind_review.recorded`.
@@ -66,7 +118,11 @@ pub struct JudgmentBody {
 /// Apply `blind_review.recorded`: the case closes, the judgment is kept.
 pub(crate) fn project(e: &Applied<'_>, s: &mut Staging<'_>) -> Result<(), AppError> {
     let Applied {
-        body, index, time, ..
+        body,
+        index,
+        time,
+        actor,
+        ..
     } = *e;
     let Some(system) = e.system else {
         return Ok(());
@@ -88,6 +144,7 @@ pub(crate) fn project(e: &Applied<'_>, s: &mut Staging<'_>) -> Result<(), AppErr
             time,
             prediction,
             review_ms: b.review_ms,
+            actor: Some(actor.to_owned()),
         }),
     );
     Ok(())

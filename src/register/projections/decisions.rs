@@ -373,7 +373,11 @@ pub(crate) fn project(e: &Applied<'_>, s: &mut Staging<'_>) -> Result<(), AppErr
     if gate.as_ref().is_some_and(|g| g.evidence.is_some()) {
         let e = evidence_of(&b, field, prediction, time)?;
         if e.blind {
-            blind::open_case(s, system, index, b.decision_id, time);
+            let judged = field
+                .map(|f| blind::JsonType::of_field(b.output, f))
+                .transpose()?
+                .flatten();
+            blind::open_case(s, system, index, b.decision_id, time, judged);
         }
         evidence::put(s, system, b.model_version, index, &e);
     }

@@ -7,6 +7,7 @@ pub mod chunk;
 pub mod grouped;
 pub mod runs;
 pub mod segments;
+pub mod space;
 pub mod vault;
 
 use std::collections::BTreeMap;
@@ -91,6 +92,8 @@ pub struct SledStore {
     /// Per group (`prefix ‖ name ‖ \0`), the greatest row key its chunks hold (`None`:
     /// no chunk), as far as read or written since open (see grouped.rs).
     group_edges: std::sync::Arc<std::sync::Mutex<GroupEdges>>,
+    /// The free-space reserve every batch and operational write keeps.
+    space: std::sync::Arc<space::Space>,
 }
 
 type GroupEdges = std::collections::HashMap<Vec<u8>, Option<Vec<u8>>>;
@@ -116,6 +119,9 @@ impl SledStore {
         )?);
         let last = Self::last_location(&tree)?;
         let segments = std::sync::Arc::new(Segments::open(&path.join("entries"), last)?);
+        // The vault's generations live inside the ledger directory (compaction swaps
+        // them), the segments in `entries`, which an operator may mount apart.
+        let space = std::sync::Arc::new(space::Space::new(&[path, &path.join("entries")]));
         let grouped = match &packing.grouped {
             Some(rows) => Some(std::sync::Arc::new(Grouped::new(rows)?)),
             None => None,
@@ -128,7 +134,14 @@ impl SledStore {
             segments,
             grouped,
             group_edges: Default::default(),
+            space,
         })
+    }
+
+    /// Keep `bytes` free on each filesystem the store writes to (default
+    /// [`space::DEFAULT_RESERVE`]): below it, batches are refused as full.
+    pub fn set_reserve(&self, bytes: u64) {
+        self.space.set_reserve(bytes);
     }
 
     /// How the store keeps the grouped family: (chunks, rows that are keys of their own).
@@ -295,11 +308,20 @@ impl SledStore {
     }
 
     /// The location of the last entry bundle, if it lives in a segment file.
-    fn last_location(tree: &sled::Tree) -> StoreResult<Option<Location>> {
+    /// The last batch the tree points to in a segment file: its first index and location.
+    fn last_location(tree: &sled::Tree) -> StoreResult<Option<(u64, Location)>> {
         let lo = [P_ENTRY];
         let hi = [P_ENTRY + 1];
         Ok(match tree.range(&lo[..]..&hi[..]).next_back() {
-            Some(kv) => Location::parse(&kv?.1),
+            Some(kv) => {
+                let (k, v) = kv?;
+                let first = k
+                    .get(1..9)
+                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                    .map(u64::from_be_bytes)
+                    .ok_or_else(|| StoreError::Corrupt("malformed entry key".into()))?;
+                Location::parse(&v).map(|l| (first, l))
+            }
             None => None,
         })
     }
@@ -341,6 +363,10 @@ impl LogStore for SledStore {
             .get(K_HEAD)?
             .map(|v| Head::from_bytes(&v))
             .transpose()
+    }
+
+    fn writable(&self) -> StoreResult<()> {
+        self.space.ready()
     }
 
     fn meta(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
@@ -567,6 +593,7 @@ impl OpsStore for SledStore {
     }
 
     fn ops_put(&self, key: &[u8], value: &[u8]) -> StoreResult<()> {
+        self.space.check_room(value.len() as u64)?;
         self.ops.insert(key, value)?;
         Ok(())
     }
@@ -611,6 +638,9 @@ impl OpsStore for SledStore {
 
 impl Store for SledStore {
     fn commit(&self, mut batch: CommitBatch) -> StoreResult<()> {
+        // Refused whole, before anything is written, while space is short (a batch is
+        // written about three times over: segment, sled log, vault).
+        self.space.check(3 * batch.bytes())?;
         // Vault puts are durable before the entries that commit to them, vault deletes
         // only after the entries that record them (see vault.rs).
         let vault = std::mem::take(&mut batch.vault);

@@ -12,9 +12,18 @@
 //! opened (they were never acknowledged).
 //!
 //! Files: `<ledger>/entries/<first index, 20 digits>.seg`, each a run of batch records,
-//! a new file after [`SEGMENT_BYTES`]. A record is the batch's entries back to back,
-//! then the end offset of each within the record (u32 BE each), so one entry is read
-//! with two small reads and a batch with one.
+//! a new file after [`SEGMENT_BYTES`]. A record is a header ([`RECORD_MAGIC`], the
+//! batch's first index u64 BE, its entry count u32 BE, the body's length u32 BE), then
+//! the body: the batch's entries back to back, then the end offset of each within the
+//! body (u32 BE each), so one entry is read with two small reads and a batch with one.
+//! A location points at the body. (Records written before headers have none; they are
+//! only ever read through their locations.)
+//!
+//! Recovery removes at most the one batch a crash can leave written but not committed.
+//! The headers let it count what lies past the last location: more than one record
+//! there (a store restored from an older copy beside newer segments, say) are
+//! acknowledged entries the store has lost track of, and opening refuses, naming the
+//! file and index, and removes nothing.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -26,6 +35,11 @@ use crate::storage::{StoreError, StoreResult};
 
 /// A new segment file is started once the current one is this long.
 pub const SEGMENT_BYTES: u64 = 256 << 20;
+
+/// The first bytes of a batch record's header.
+pub const RECORD_MAGIC: [u8; 4] = *b"VTr1";
+/// A record header's length: magic, first index, count, body length.
+const HEADER: u64 = 4 + 8 + 4 + 4;
 
 /// First byte of a location value. A bundle stored inline (as older logs did) starts
 /// with its first entry's u32 BE length, whose first byte would be 0xFF only for an
@@ -74,6 +88,46 @@ impl Location {
     }
 }
 
+/// What lies past the last durable batch: records (a torn one counts), where the first
+/// starts, and its first index when its header was whole.
+#[derive(Default)]
+struct Past {
+    records: usize,
+    first: Option<(PathBuf, u64)>,
+    first_index: Option<u64>,
+}
+
+impl Past {
+    /// Walk the records of `path` from byte `pos` to `len`.
+    fn scan(&mut self, path: &Path, mut pos: u64, len: u64) -> StoreResult<()> {
+        if pos >= len {
+            return Ok(());
+        }
+        let file = File::open(path).map_err(|e| io("opening", e))?;
+        while pos < len {
+            self.records += 1;
+            self.first.get_or_insert_with(|| (path.to_owned(), pos));
+            if len - pos < HEADER {
+                return Ok(()); // a torn header: the record in flight
+            }
+            let mut h = [0u8; HEADER as usize];
+            file.read_exact_at(&mut h, pos)
+                .map_err(|e| io("reading", e))?;
+            if h[..4] != RECORD_MAGIC {
+                return Err(StoreError::Corrupt(format!(
+                    "entry segment {}: the bytes at {pos}, past the last durable batch, are no batch record; refusing to start and removing nothing",
+                    path.display()
+                )));
+            }
+            let first = u64::from_be_bytes(h[4..12].try_into().expect("8 bytes"));
+            let body = u32::from_be_bytes(h[16..20].try_into().expect("4 bytes"));
+            self.first_index.get_or_insert(first);
+            pos += HEADER + u64::from(body);
+        }
+        Ok(())
+    }
+}
+
 fn io(what: &str, e: std::io::Error) -> StoreError {
     StoreError::backend(format!("entry segments: {what}"), e)
 }
@@ -98,9 +152,9 @@ impl Segments {
     }
 
     /// Open the segment directory and cut it back to `last`, the last location the
-    /// sled tree holds (`None`: no bundle lives in a file): anything after it was
-    /// written by a batch whose head never landed.
-    pub fn open(dir: &Path, last: Option<Location>) -> StoreResult<Self> {
+    /// sled tree holds with its batch's first index (`None`: no bundle lives in a
+    /// file): anything after it was written by a batch whose head never landed.
+    pub fn open(dir: &Path, last: Option<(u64, Location)>) -> StoreResult<Self> {
         std::fs::create_dir_all(dir).map_err(|e| io("creating the directory", e))?;
         let s = Self {
             dir: dir.to_owned(),
@@ -124,11 +178,14 @@ impl Segments {
         Ok(out)
     }
 
-    /// Remove every byte after `last` (and every file after its file).
-    pub fn cut_after(&self, last: Option<Location>) -> StoreResult<()> {
+    /// Remove every byte after `last` (and every file after its file), which may be at
+    /// most one batch record, whole or torn: more is refused (see the module's note).
+    pub fn cut_after(&self, last: Option<(u64, Location)>) -> StoreResult<()> {
         let mut tail = self.tail.lock().expect("segment tail");
         *tail = None;
         self.readers.write().expect("segment readers").clear();
+        self.refuse_lost_batches(last)?;
+        let last = last.map(|(_, l)| l);
         for f in self.files()? {
             match last {
                 Some(l) if f < l.file => {}
@@ -147,16 +204,50 @@ impl Segments {
                         );
                         file.set_len(end).map_err(|e| io("truncating", e))?;
                         file.sync_all().map_err(|e| io("syncing", e))?;
-                    } else if len < end {
-                        return Err(StoreError::Corrupt(format!(
-                            "entry segment {f} is {len} bytes but the log points to byte {end}"
-                        )));
                     }
                 }
                 _ => {
                     std::fs::remove_file(self.path(f)).map_err(|e| io("removing", e))?;
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Refuse when the bytes past `last` (the last durable batch, with its first index)
+    /// are not what one crash leaves: the batch record in flight, whole or torn. The
+    /// last acknowledged record must be whole, too.
+    fn refuse_lost_batches(&self, last: Option<(u64, Location)>) -> StoreResult<()> {
+        let mut past = Past::default();
+        for f in self.files()? {
+            let path = self.path(f);
+            let len = std::fs::metadata(&path).map_err(|e| io("stat", e))?.len();
+            let from = match last {
+                Some((_, l)) if f < l.file => continue,
+                Some((first, l)) if f == l.file => {
+                    let end = l.offset + u64::from(l.len);
+                    if len < end {
+                        return Err(StoreError::Corrupt(format!(
+                            "entry segment {} is {len} bytes but the acknowledged batch of entries {first}..{} ends at byte {end}: acknowledged entries are missing; refusing to start",
+                            path.display(),
+                            first + u64::from(l.count),
+                        )));
+                    }
+                    end
+                }
+                _ => 0,
+            };
+            past.scan(&path, from, len)?;
+        }
+        if past.records > 1 {
+            let next = last.map_or(0, |(first, l)| first + u64::from(l.count));
+            let (path, at) = past.first.clone().expect("a record was seen");
+            return Err(StoreError::Corrupt(format!(
+                "entry segment {} holds {} batch records past the last durable batch, from byte {at} (entries from {}; the store's log ends before entry {next}): a crash leaves at most one. Was the store restored from an older copy beside newer entry segments? Refusing to start and removing nothing: restore the store that matches these segments, or decide to drop them (cut the file at byte {at} and remove the later segment files)",
+                path.display(),
+                past.records,
+                past.first_index.map_or_else(|| "an unknown index".to_owned(), |i| i.to_string()),
+            )));
         }
         Ok(())
     }
@@ -225,15 +316,30 @@ impl Segments {
         let t = guard.as_mut().expect("set above");
         let len = u32::try_from(bundle.len())
             .map_err(|_| StoreError::refused("an entry bundle over 4 GiB"))?;
-        t.handle.write_all(bundle).map_err(|e| io("writing", e))?;
-        t.handle.sync_data().map_err(|e| io("syncing", e))?;
+        let mut record = Vec::with_capacity(HEADER as usize + bundle.len());
+        record.extend_from_slice(&RECORD_MAGIC);
+        record.extend_from_slice(&first_index.to_be_bytes());
+        record.extend_from_slice(&count.to_be_bytes());
+        record.extend_from_slice(&len.to_be_bytes());
+        record.extend_from_slice(bundle);
+        let written = t
+            .handle
+            .write_all(&record)
+            .map_err(|e| io("writing", e))
+            .and_then(|()| t.handle.sync_data().map_err(|e| io("syncing", e)));
+        if let Err(e) = written {
+            // What reached the file is unknown: never append after it on this handle.
+            *guard = None;
+            return Err(e);
+        }
+        let t = guard.as_mut().expect("set above");
         let loc = Location {
             file: t.file,
-            offset: t.len,
+            offset: t.len + HEADER,
             len,
             count,
         };
-        t.len += u64::from(len);
+        t.len += record.len() as u64;
         Ok(loc)
     }
 
