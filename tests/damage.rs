@@ -12,32 +12,27 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A log on a real server: `n` decisions written one at a time (a batch each), then a
-/// graceful stop. The acknowledged indices.
-fn write_decisions(backend: &common::Backend, from: usize, n: usize) -> Vec<u64> {
+/// graceful stop. The fixture system is made on the first start (`pipeline` keeps its
+/// token for the next). The acknowledged indices.
+fn write_decisions(
+    backend: &common::Backend,
+    pipeline: &mut Option<String>,
+    from: usize,
+    n: usize,
+) -> Vec<u64> {
     let (mut child, url) = common::start_server(backend, &[]);
     let admin = std::fs::read_to_string(backend.path().join("admin-token"))
         .unwrap()
         .trim()
         .to_owned();
-    let pipeline = pipeline_token(&url, &admin);
+    let token = pipeline
+        .get_or_insert_with(|| common::setup_system_http(&url, &admin).0)
+        .clone();
     let indices = (from..from + n)
-        .map(|i| common::decide_http(&url, &pipeline, &format!("d-{i}")))
+        .map(|i| common::decide_http(&url, &token, &format!("d-{i}")))
         .collect();
     common::stop_server(&mut child);
     indices
-}
-
-/// The fixture system on the first start; its pipeline token is kept in the data dir's
-/// neighbour for the next starts.
-fn pipeline_token(url: &str, admin: &str) -> String {
-    static TOKENS: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
-    let mut known = TOKENS.lock().unwrap();
-    if let Some((_, t)) = known.iter().find(|(a, _)| a == admin) {
-        return t.clone();
-    }
-    let (pipeline, _) = common::setup_system_http(url, admin);
-    known.push((admin.to_owned(), pipeline.clone()));
-    pipeline
 }
 
 fn segments(backend: &common::Backend) -> Vec<PathBuf> {
@@ -100,13 +95,14 @@ fn a_store_restored_beside_newer_segments_refuses_to_start_and_removes_nothing()
         return;
     }
     let backend = common::Backend::new();
-    write_decisions(&backend, 0, 5);
+    let mut pipeline = None;
+    write_decisions(&backend, &mut pipeline, 0, 5);
     // A backup of the store (tree and vault), without the entry segments.
     let ledger = backend.path().join("ledger");
     let backup = tempfile::tempdir().unwrap();
     copy_dir(&ledger, backup.path());
     std::fs::remove_dir_all(backup.path().join("entries")).unwrap();
-    let later = write_decisions(&backend, 5, 20);
+    let later = write_decisions(&backend, &mut pipeline, 5, 20);
 
     // Put the store back to the copy; the segments stay as they are.
     for e in std::fs::read_dir(&ledger).unwrap() {
@@ -143,7 +139,7 @@ fn the_last_acknowledged_batch_cut_short_refuses_to_start_naming_file_and_index(
         return;
     }
     let backend = common::Backend::new();
-    let indices = write_decisions(&backend, 0, 4);
+    let indices = write_decisions(&backend, &mut None, 0, 4);
     let last = *indices.last().unwrap();
     let file = segments(&backend).pop().unwrap();
     let whole = std::fs::read(&file).unwrap();
@@ -189,7 +185,7 @@ fn a_flipped_byte_inside_a_segment_is_found_by_verify() {
         return;
     }
     let backend = common::Backend::new();
-    write_decisions(&backend, 0, 6);
+    write_decisions(&backend, &mut None, 0, 6);
     let file = segments(&backend).remove(0);
     let mut bytes = std::fs::read(&file).unwrap();
     let middle = bytes.len() / 2;

@@ -24,16 +24,15 @@ type Acked = Arc<Mutex<Vec<(String, u64)>>>;
 
 /// `scripts/pg-ha CMD DIR EXTRA…`: its output.
 fn pg_ha(cmd: &str, dir: &Path, extra: &[&str]) -> String {
-    let args = [cmd];
     let out = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/pg-ha"))
-        .args(args)
+        .arg(cmd)
         .arg(dir)
         .args(extra)
         .output()
         .expect("run scripts/pg-ha");
     assert!(
         out.status.success(),
-        "scripts/pg-ha {args:?} (exit {:?}): {}",
+        "scripts/pg-ha {cmd} {extra:?} (exit {:?}): {}",
         out.status.code(),
         String::from_utf8_lossy(&out.stderr)
     );
